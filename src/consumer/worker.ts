@@ -1,0 +1,555 @@
+import { EventEmitter } from "node:events";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  type Consumer,
+  type ConsumerMessages,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import { ConfigError, JetqError, JobTimeoutError, PermanentError, ValidationError } from "../errors.ts";
+import { mapNatsError } from "../natserr.ts";
+import { backoffDelay } from "../queue/backoff.ts";
+import { decodePayload } from "../queue/codec.ts";
+import { describe, type Queue } from "../queue/define.ts";
+import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.ts";
+import { AdvisoryMover } from "../dlq/advisory.ts";
+import { type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
+
+/** What a handler receives for each attempt of a job. */
+export interface Job<T> {
+  /** The job id: the producer's `id` option, or the id generated at publish. Stable across attempts. */
+  readonly id: string;
+  /** The payload, validated and typed by the queue's schema. */
+  readonly data: T;
+  /** 1 on the first delivery, 2 on the first retry, and so on. */
+  readonly attempt: number;
+  /** The queue's `maxAttempts`: when `attempt === maxAttempts` a failure dead-letters the job. */
+  readonly maxAttempts: number;
+  /** Stream sequence of the job; stable across attempts. */
+  readonly seq: number;
+  /** When the job was stored by the server. */
+  readonly publishedAt: Date;
+  /** Header values carried with the job (first value of each name). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Aborts when the attempt times out or the worker is stopped past its deadline. Pass it to fetch, database calls and the like. */
+  readonly signal: AbortSignal;
+  /** Extends the job's lease now (an in-progress ack). The worker already does this on its own every `ackWaitMs / 3`. */
+  extendLease(): void;
+}
+
+/**
+ * The handler contract: resolve = the job is done and acked; throw = retry with
+ * backoff (or dead-letter on the last attempt); throw {@link PermanentError} =
+ * dead-letter now; crash = redelivery after `ackWaitMs`.
+ */
+export type Handler<T> = (job: Job<T>) => Promise<unknown> | unknown;
+
+/** Options of {@link Worker}. */
+export interface WorkerOptions {
+  /** Handlers run at once by this worker; also the most un-acked jobs it ever holds. @default 1 */
+  concurrency?: number;
+  /**
+   * `"fire"` acks without waiting (fastest; a lost ack means a redelivery, which at-least-once allows);
+   * `"confirmed"` waits for the server to confirm each ack (`ackAck`) before the job counts as completed.
+   * @default "fire"
+   */
+  ackMode?: "fire" | "confirmed";
+  /**
+   * Ask for more jobs when at least this many handler slots are free; smaller batches lower
+   * latency, larger ones cost fewer requests. @default max(1, concurrency / 4)
+   */
+  pullBatch?: number;
+  /** How long one pull request waits on the server for jobs before it is renewed. @default 5000 */
+  pullExpiresMs?: number;
+  /**
+   * Move jobs the server gave up on (crash loops: `max_deliver` reached without an ack) to the
+   * dead-letter queue, by consuming the queue's MAX_DELIVERIES advisories. @default true
+   */
+  deadLetterCrashLoops?: boolean;
+  /** Validate payloads against the queue's schema before the handler sees them. @default true */
+  validate?: boolean;
+  /** Logger for diagnostics nobody is listening for (pino-compatible). @default silent */
+  logger?: Logger;
+}
+
+/** The subset of a pino-style logger jetq uses. */
+export interface Logger {
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  info?(obj: object, msg?: string): void;
+  debug?(obj: object, msg?: string): void;
+}
+
+/** Options of {@link Worker.stop}. */
+export interface StopOptions {
+  /** How long in-flight handlers may run on before they are aborted and their jobs handed back. @default 10000 */
+  timeoutMs?: number;
+}
+
+/** Summary of one job, as carried by worker events. */
+export interface JobEvent {
+  id: string;
+  seq: number;
+  attempt: number;
+}
+
+/** Events a {@link Worker} emits. */
+export interface WorkerEvents {
+  /** A handler resolved and its job was acked. */
+  completed: [job: JobEvent, durationMs: number];
+  /** A handler failed; `retryInMs` is the backoff before the next attempt. */
+  retrying: [job: JobEvent, error: Error, retryInMs: number];
+  /** A job was moved to the dead-letter queue. */
+  dead: [job: JobEvent, reason: DeadLetterReason, error: Error];
+  /** A job was handed back (nak) because the worker stopped before its handler finished. */
+  released: [job: JobEvent];
+  /** Something went wrong outside a handler (pulling, acking, dead-lettering). The worker keeps going. */
+  error: [error: Error];
+  /** The worker has stopped. */
+  stopped: [];
+}
+
+type State = "idle" | "starting" | "running" | "stopping" | "stopped";
+
+class Running {
+  controller: AbortController | undefined;
+  settled = false;
+  lastLease: number;
+  timer: NodeJS.Timeout | undefined;
+  readonly msg: JsMsg;
+  readonly event: JobEvent;
+  constructor(msg: JsMsg, event: JobEvent, now: number) {
+    this.msg = msg;
+    this.event = event;
+    this.lastLease = now;
+  }
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
+  abort(reason: Error): void {
+    this.controller ??= new AbortController();
+    if (!this.controller.signal.aborted) this.controller.abort(reason);
+  }
+}
+
+class JobImpl<T> implements Job<T> {
+  readonly #r: Running;
+  readonly data: T;
+  readonly maxAttempts: number;
+  #headers: Record<string, string> | undefined;
+  constructor(r: Running, data: T, maxAttempts: number) {
+    this.#r = r;
+    this.data = data;
+    this.maxAttempts = maxAttempts;
+  }
+  get id(): string {
+    return this.#r.event.id;
+  }
+  get attempt(): number {
+    return this.#r.event.attempt;
+  }
+  get seq(): number {
+    return this.#r.event.seq;
+  }
+  get publishedAt(): Date {
+    return new Date(Math.floor(this.#r.msg.info.timestampNanos / 1e6));
+  }
+  get headers(): Readonly<Record<string, string>> {
+    if (!this.#headers) {
+      const out: Record<string, string> = {};
+      const h = this.#r.msg.headers;
+      if (h) for (const [k, v] of h) if (v[0] !== undefined) out[k] = v[0];
+      this.#headers = out;
+    }
+    return this.#headers;
+  }
+  get signal(): AbortSignal {
+    return this.#r.signal;
+  }
+  extendLease(): void {
+    if (!this.#r.settled) {
+      this.#r.msg.working();
+      this.#r.lastLease = Date.now();
+    }
+  }
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new JetqError(`handler threw a non-Error value: ${describe(e)}`);
+}
+
+/**
+ * Runs a handler for every job of a queue. Any number of workers, in any
+ * number of processes, share the queue's durable consumer; each job goes to
+ * one of them at a time.
+ *
+ * Flow control: the worker asks the server for jobs only when it has free
+ * handler slots, and never for more than it has free, so the jobs it holds
+ * (running plus requested) never exceed `concurrency`; across all workers the
+ * server caps un-acked jobs at the queue's `maxAckPending`.
+ */
+export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
+  readonly #nc: NatsConnection;
+  readonly #queue: Queue<unknown, T>;
+  readonly #handler: Handler<T>;
+  readonly #concurrency: number;
+  readonly #ackMode: "fire" | "confirmed";
+  readonly #pullBatch: number;
+  readonly #pullExpiresMs: number;
+  readonly #crashLoops: boolean;
+  readonly #validate: boolean;
+  readonly #logger: Logger | undefined;
+  #state: State = "idle";
+  #js: JetStreamClient | undefined;
+  #jsm: JetStreamManager | undefined;
+  #consumer: Consumer | undefined;
+  /** Jobs whose handler runs (or whose outcome is being recorded). Bounded by concurrency. */
+  readonly #running = new Set<Running>();
+  /** Jobs requested from the server and not yet received. */
+  #requested = 0;
+  /** Open pull requests. Bounded by concurrency / pullBatch + 1. */
+  readonly #fetches = new Set<ConsumerMessages>();
+  #pullRetryMs = 0;
+  #pullRetryTimer: NodeJS.Timeout | undefined;
+  #leaseTimer: NodeJS.Timeout | undefined;
+  #mover: AdvisoryMover | undefined;
+  #idle: (() => void) | undefined;
+  #stopping: Promise<void> | undefined;
+  #telemetry: WorkerTelemetry = noWorkerTelemetry;
+
+  constructor(nc: NatsConnection, queue: Queue<unknown, T>, handler: Handler<T>, options: WorkerOptions = {}) {
+    super();
+    if (typeof handler !== "function") throw new ConfigError(`Expected \`handler\` to be a function, got ${describe(handler)}`);
+    const int = (name: string, v: unknown, min: number, max: number): number => {
+      if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+        throw new ConfigError(`Expected \`${name}\` to be an integer from ${min} to ${max}, got ${describe(v)}`);
+      }
+      return v;
+    };
+    this.#concurrency = int("concurrency", options.concurrency ?? 1, 1, 100_000);
+    this.#pullBatch = int("pullBatch", options.pullBatch ?? Math.max(1, Math.floor(this.#concurrency / 4)), 1, this.#concurrency);
+    this.#pullExpiresMs = int("pullExpiresMs", options.pullExpiresMs ?? 5_000, 1_000, 300_000);
+    const ackMode = options.ackMode ?? "fire";
+    if (ackMode !== "fire" && ackMode !== "confirmed") {
+      throw new ConfigError(`Expected \`ackMode\` to be "fire" or "confirmed", got ${describe(ackMode)}`);
+    }
+    this.#ackMode = ackMode;
+    this.#crashLoops = options.deadLetterCrashLoops ?? true;
+    this.#validate = options.validate ?? true;
+    this.#logger = options.logger;
+    this.#nc = nc;
+    this.#queue = queue;
+    this.#handler = handler;
+  }
+
+  /** @internal Installs telemetry hooks (see `instrument`). */
+  _setTelemetry(t: WorkerTelemetry): void {
+    this.#telemetry = t;
+  }
+
+  /** The queue this worker serves. */
+  get queue(): Queue<unknown, T> {
+    return this.#queue;
+  }
+  /** The configured concurrency. */
+  get concurrency(): number {
+    return this.#concurrency;
+  }
+  /** Handlers running right now. */
+  get inFlight(): number {
+    return this.#running.size;
+  }
+  /** Whether the worker is pulling jobs. */
+  get isRunning(): boolean {
+    return this.#state === "running";
+  }
+
+  /**
+   * Connects to the queue's consumer and starts pulling jobs.
+   * @throws {QueueNotFoundError} the queue was not provisioned.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== "idle") throw new JetqError(`Worker for queue "${this.#queue.name}" was already started`);
+    this.#state = "starting";
+    const n = this.#queue.names;
+    try {
+      this.#js = jetstream(this.#nc);
+      this.#jsm = await jetstreamManager(this.#nc);
+      this.#consumer = await this.#js.consumers.get(n.stream, n.consumer);
+    } catch (err) {
+      this.#state = "stopped";
+      throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
+    }
+    this.#state = "running";
+    const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
+    this.#leaseTimer = setInterval(() => this.#renewLeases(leaseEvery), Math.max(25, Math.floor(leaseEvery / 2)));
+    if (this.#crashLoops) {
+      this.#mover = new AdvisoryMover(this.#js, this.#jsm, this.#queue, {
+        onDead: (ev, err) => this.#emitDead(ev, "max_deliveries", err),
+        onError: (err) => this.#reportError(err),
+      });
+      this.#mover.start();
+    }
+    this.#pull();
+  }
+
+  /**
+   * Stops pulling, lets running handlers finish and ack for up to `timeoutMs`,
+   * then aborts the rest through their `signal` and hands their jobs back to
+   * the queue at once (nak) so another worker takes them. Idempotent.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    this.#stopping ??= this.#doStop(options.timeoutMs ?? 10_000);
+    return this.#stopping;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  async #doStop(timeoutMs: number): Promise<void> {
+    if (this.#state === "idle" || this.#state === "stopped") {
+      this.#state = "stopped";
+      this.emit("stopped");
+      return;
+    }
+    this.#state = "stopping";
+    clearTimeout(this.#pullRetryTimer);
+    const deadline = Date.now() + timeoutMs;
+    // Jobs the server already sent for our open pull requests must reach us (and be handed back)
+    // before we close those requests: a round trip orders them ahead of the close.
+    try {
+      await this.#nc.flush();
+    } catch {
+      // closed connection: nothing more can arrive
+    }
+    for (const f of this.#fetches) f.stop();
+    const moverStopped = this.#mover?.stop();
+    if (this.#running.size > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+        this.#idle = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.#idle = undefined;
+    }
+    for (const r of [...this.#running]) {
+      // Past the deadline: abort the handler and give the job back now rather than after ackWait.
+      r.abort(new JetqError(`worker for queue "${this.#queue.name}" stopped`));
+      this.#release(r);
+    }
+    await moverStopped;
+    clearInterval(this.#leaseTimer);
+    this.#state = "stopped";
+    this.emit("stopped");
+  }
+
+  #pull(): void {
+    if (this.#state !== "running" || this.#pullRetryTimer) return;
+    const free = this.#concurrency - this.#running.size - this.#requested;
+    if (free <= 0) return;
+    // Ask in batches, but never let the worker sit idle with free slots and nothing requested.
+    if (free < this.#pullBatch && this.#requested > 0) return;
+    this.#requested += free;
+    void this.#fetch(free);
+  }
+
+  async #fetch(batch: number): Promise<void> {
+    let received = 0;
+    let failed: unknown;
+    let iter: ConsumerMessages | undefined;
+    try {
+      iter = await this.#consumer!.fetch({ max_messages: batch, expires: this.#pullExpiresMs });
+      this.#fetches.add(iter);
+      if (this.#state !== "running") iter.stop();
+      for await (const m of iter) {
+        received++;
+        this.#requested--;
+        this.#dispatch(m);
+      }
+      this.#pullRetryMs = 0;
+    } catch (err) {
+      failed = err;
+    } finally {
+      if (iter) this.#fetches.delete(iter);
+      this.#requested -= batch - received;
+    }
+    if (failed !== undefined && this.#state === "running") {
+      this.#reportError(mapNatsError(failed, `pull jobs of queue "${this.#queue.name}"`));
+      // Back off so a missing consumer or a dead server does not turn into a busy loop.
+      this.#pullRetryMs = Math.min(5_000, Math.max(100, this.#pullRetryMs * 2));
+      this.#pullRetryTimer = setTimeout(() => {
+        this.#pullRetryTimer = undefined;
+        this.#pull();
+      }, this.#pullRetryMs);
+      return;
+    }
+    this.#pull();
+  }
+
+  #dispatch(m: JsMsg): void {
+    const info = m.info;
+    const event: JobEvent = { id: jobIdOf(m.headers, info.streamSequence), seq: info.streamSequence, attempt: info.deliveryCount };
+    const r = new Running(m, event, Date.now());
+    this.#running.add(r);
+    if (this.#state !== "running") {
+      // Arrived after stop began: hand it straight back.
+      this.#release(r);
+      return;
+    }
+    let data: unknown;
+    try {
+      data = decodePayload(m.data);
+    } catch (err) {
+      void this.#deadLetter(r, "decode", new ValidationError(`payload is not valid JSON: ${asError(err).message}`, [], { cause: err }));
+      return;
+    }
+    const schema = this.#queue.schema;
+    if (schema && this.#validate) {
+      const parsed = schema.safeParse(data);
+      if (!parsed.success) {
+        const issues = parsed.error.issues.map((i) => ({ path: i.path, message: i.message, code: i.code }));
+        const summary = issues.slice(0, 3).map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
+        void this.#deadLetter(r, "validation", new ValidationError(`payload does not match the schema: ${summary}`, issues));
+        return;
+      }
+      data = parsed.data;
+    }
+    void this.#run(r, data as T);
+  }
+
+  async #run(r: Running, data: T): Promise<void> {
+    const started = performance.now();
+    const span = this.#telemetry.start(this.#queue.name, r.msg, r.event);
+    let error: Error | undefined;
+    try {
+      const timeoutMs = this.#queue.timeoutMs;
+      const job = new JobImpl<T>(r, data, this.#queue.maxAttempts);
+      if (timeoutMs === undefined) {
+        await this.#handler(job);
+      } else {
+        await new Promise<void>((resolve, reject) => {
+          r.timer = setTimeout(() => {
+            const e = new JobTimeoutError(`handler for job ${r.event.id} exceeded timeoutMs (${timeoutMs} ms)`);
+            r.abort(e);
+            reject(e);
+          }, timeoutMs);
+          Promise.resolve()
+            .then(() => this.#handler(job))
+            .then(() => resolve(), reject);
+        });
+      }
+    } catch (err) {
+      error = asError(err);
+    } finally {
+      clearTimeout(r.timer);
+    }
+    if (r.settled) return; // stop() already handed it back
+    const durationMs = performance.now() - started;
+    if (error === undefined) {
+      await this.#complete(r, durationMs);
+      span.end(undefined);
+      return;
+    }
+    span.end(error);
+    if (error instanceof PermanentError || error.name === "PermanentError") {
+      await this.#deadLetter(r, "permanent", error);
+    } else if (r.event.attempt >= this.#queue.maxAttempts) {
+      await this.#deadLetter(r, "max_attempts", error);
+    } else {
+      const delay = backoffDelay(this.#queue.backoff, r.event.attempt);
+      r.msg.nak(delay);
+      this.#finish(r);
+      this.#telemetry.retried(this.#queue.name);
+      this.emit("retrying", r.event, error, delay);
+    }
+  }
+
+  async #complete(r: Running, durationMs: number): Promise<void> {
+    if (this.#ackMode === "confirmed") {
+      try {
+        await r.msg.ackAck();
+      } catch (err) {
+        // The job ran; the server will redeliver it (at-least-once). Report, do not hide.
+        this.#finish(r);
+        this.#reportError(mapNatsError(err, `confirm ack of job ${r.event.id} (it will be redelivered)`));
+        return;
+      }
+    } else {
+      r.msg.ack();
+    }
+    this.#finish(r);
+    this.#telemetry.completed(this.#queue.name, durationMs);
+    this.emit("completed", r.event, durationMs);
+  }
+
+  async #deadLetter(r: Running, reason: DeadLetterReason, error: Error): Promise<void> {
+    const info = r.msg.info;
+    try {
+      await copyToDeadLetters(this.#js!, this.#queue, {
+        data: r.msg.data,
+        headers: r.msg.headers,
+        sourceSeq: info.streamSequence,
+        attempts: info.deliveryCount,
+        publishedAtMs: Math.floor(info.timestampNanos / 1e6),
+        reason,
+        error,
+      });
+    } catch (err) {
+      // Not confirmed: keep the job. nak() makes it retry later; if this was the last delivery the
+      // server stops redelivering and the advisory path moves it instead.
+      r.msg.nak(backoffDelay(this.#queue.backoff, info.deliveryCount));
+      this.#finish(r);
+      this.#reportError(asError(err));
+      return;
+    }
+    // Confirmed in the dead-letter stream: now remove the original (term deletes it from a work queue).
+    r.msg.term();
+    this.#finish(r);
+    this.#emitDead(r.event, reason, error);
+  }
+
+  #emitDead(ev: JobEvent, reason: DeadLetterReason, error: Error): void {
+    this.#telemetry.dead(this.#queue.name, reason);
+    this.emit("dead", ev, reason, error);
+  }
+
+  #release(r: Running): void {
+    if (r.settled) return;
+    r.msg.nak();
+    this.#finish(r);
+    this.emit("released", r.event);
+  }
+
+  /** Frees the job's slot; exactly once per job. */
+  #finish(r: Running): void {
+    if (r.settled) return;
+    r.settled = true;
+    clearTimeout(r.timer);
+    this.#running.delete(r);
+    if (this.#running.size === 0) this.#idle?.();
+    this.#pull();
+  }
+
+  #renewLeases(every: number): void {
+    const now = Date.now();
+    for (const r of this.#running) {
+      if (now - r.lastLease >= every) {
+        r.lastLease = now;
+        r.msg.working();
+      }
+    }
+  }
+
+  #reportError(err: Error): void {
+    if (this.listenerCount("error") > 0) this.emit("error", err);
+    else this.#logger?.error({ err, queue: this.#queue.name }, err.message);
+  }
+}
+

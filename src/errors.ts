@@ -1,0 +1,114 @@
+/**
+ * Every error jetq throws on purpose is one of these classes. Each has a
+ * literal `name`, keeps the underlying error as `cause`, and says in its
+ * message what the caller can do about it.
+ *
+ * @module
+ */
+
+/** Base class of every jetq error; `instanceof JetqError` catches them all. */
+export class JetqError extends Error {
+  override name: string = "JetqError";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** One problem found by schema validation, in a form that does not depend on zod's classes. */
+export interface ValidationIssue {
+  /** Path to the offending value, e.g. `["to"]`. */
+  path: ReadonlyArray<PropertyKey>;
+  /** Human-readable description of the problem. */
+  message: string;
+  /** Machine-readable zod issue code, e.g. `"invalid_type"`. */
+  code: string;
+}
+
+/**
+ * A job payload did not match the queue's schema (or was not JSON-encodable).
+ * Thrown by `publish` before anything is sent; recorded as the reason when a
+ * worker receives such a payload and dead-letters it.
+ */
+export class ValidationError extends JetqError {
+  override name = "ValidationError" as const;
+  /** The problems found, one per offending field. */
+  readonly issues: readonly ValidationIssue[];
+  constructor(message: string, issues: readonly ValidationIssue[], options?: { cause?: unknown }) {
+    super(message, options);
+    this.issues = issues;
+  }
+}
+
+/**
+ * The queue cannot take the job right now: either the stream reached its
+ * `maxMessages`/`maxBytes` bound (the server refused it), or the producer's
+ * window of unconfirmed publishes is full and `overflow` is `"reject"`, or a
+ * blocked publish hit its deadline. Nothing was enqueued; the caller decides
+ * whether to retry, shed or slow down.
+ */
+export class QueueFullError extends JetqError {
+  override name = "QueueFullError" as const;
+  /** Which bound was hit. */
+  readonly reason: "stream_full" | "window_full" | "window_timeout";
+  constructor(message: string, reason: QueueFullError["reason"], options?: { cause?: unknown }) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+/**
+ * Throw this from a handler when retrying cannot help (a malformed address, a
+ * deleted account). The job goes straight to the dead-letter queue with this
+ * error as its reason, whatever attempts are left.
+ */
+export class PermanentError extends JetqError {
+  override name = "PermanentError" as const;
+}
+
+/** An option passed to a jetq function is missing, of the wrong type, or out of range. */
+export class ConfigError extends JetqError {
+  override name = "ConfigError" as const;
+}
+
+/**
+ * `provisionQueue` found a stream or consumer whose configuration differs from
+ * the queue definition. Nothing was changed or deleted.
+ */
+export class ProvisionConflictError extends JetqError {
+  override name = "ProvisionConflictError" as const;
+  /** The differing fields, as `{ field, expected, actual }`. */
+  readonly conflicts: ReadonlyArray<{ field: string; expected: unknown; actual: unknown }>;
+  constructor(message: string, conflicts: ProvisionConflictError["conflicts"]) {
+    super(message);
+    this.conflicts = conflicts;
+  }
+}
+
+/** The queue's stream or consumer does not exist; call `provisionQueue` first. */
+export class QueueNotFoundError extends JetqError {
+  override name = "QueueNotFoundError" as const;
+}
+
+/**
+ * A publish (or another request) got no answer within its deadline: the server
+ * is unreachable, restarting, or overloaded. The job may or may not have been
+ * stored; publish again with the same `id` to be safe.
+ */
+export class TimeoutError extends JetqError {
+  override name = "TimeoutError" as const;
+}
+
+/** The connection is closed, draining, or the server cannot be reached. */
+export class ConnectionError extends JetqError {
+  override name = "ConnectionError" as const;
+}
+
+/** The NATS user lacks a permission jetq needs; the message names the subject. */
+export class PermissionError extends JetqError {
+  override name = "PermissionError" as const;
+}
+
+/** A handler ran longer than the queue's `timeoutMs`; counts as a failed attempt. */
+export class JobTimeoutError extends JetqError {
+  override name = "JobTimeoutError" as const;
+}

@@ -1,0 +1,32 @@
+/**
+ * jetq: durable background jobs on NATS JetStream.
+ *
+ * Everything exported here is the public API; nothing else is.
+ * @module
+ */
+export { defineQueue } from "./queue/define.ts";
+export type { Queue, QueueOptions, QueueNames, JobInput, JobData } from "./queue/define.ts";
+export type { BackoffOptions, ExponentialBackoff } from "./queue/backoff.ts";
+export { provisionQueue } from "./queue/provision.ts";
+export type { ProvisionOptions, ProvisionResult } from "./queue/provision.ts";
+export { Producer, PublishBatchError } from "./producer/producer.ts";
+export type { ProducerOptions, PublishOptions, PublishReceipt, PublishManyOptions, PublishOutcome } from "./producer/producer.ts";
+export { Worker } from "./consumer/worker.ts";
+export type { Job, Handler, WorkerOptions, WorkerEvents, JobEvent, StopOptions, Logger } from "./consumer/worker.ts";
+export { DeadLetterQueue } from "./dlq/dlq.ts";
+export type { DeadLetter, ListOptions, DeadLetterFilter } from "./dlq/dlq.ts";
+export type { DeadLetterReason } from "./dlq/route.ts";
+export {
+  JetqError,
+  ValidationError,
+  QueueFullError,
+  PermanentError,
+  ConfigError,
+  ProvisionConflictError,
+  QueueNotFoundError,
+  TimeoutError,
+  ConnectionError,
+  PermissionError,
+  JobTimeoutError,
+} from "./errors.ts";
+export type { ValidationIssue } from "./errors.ts";

@@ -1,0 +1,83 @@
+import {
+  ClosedConnectionError,
+  DrainingConnectionError,
+  NoRespondersError,
+  PermissionViolationError,
+  RequestError,
+  TimeoutError as NatsTimeoutError,
+} from "@nats-io/transport-node";
+import { JetStreamApiError } from "@nats-io/jetstream";
+import {
+  ConnectionError,
+  JetqError,
+  PermissionError,
+  QueueFullError,
+  QueueNotFoundError,
+  TimeoutError,
+} from "./errors.ts";
+
+/** JetStream API error codes jetq reacts to. */
+export const API = {
+  consumerNotFound: 10014,
+  streamNotFound: 10059,
+  noMessageFound: 10037,
+  jetStreamNotEnabled: 10039,
+  streamStoreFailed: 10077,
+  maximumMessagesExceeded: 10047,
+} as const;
+
+export function apiCode(err: unknown): number | undefined {
+  return err instanceof JetStreamApiError ? err.code : undefined;
+}
+
+/**
+ * Turns an error from the NATS client into the jetq error a user can act on.
+ * `what` names the operation ("publish to emails"), so the message says what failed.
+ */
+export function mapNatsError(err: unknown, what: string): Error {
+  if (err instanceof JetqError) return err;
+  if (err instanceof PermissionViolationError) {
+    return new PermissionError(
+      `${what}: permission denied to ${err.operation} on "${err.subject}". Grant this NATS user that permission.`,
+      { cause: err },
+    );
+  }
+  if (err instanceof RequestError && err.cause instanceof PermissionViolationError) {
+    return mapNatsError(err.cause, what);
+  }
+  if (err instanceof NoRespondersError || (err instanceof RequestError && err.isNoResponders())) {
+    return new ConnectionError(
+      `${what}: no JetStream server answered. Is JetStream enabled (nats-server -js) and does this user have access to $JS.API?`,
+      { cause: err },
+    );
+  }
+  if (err instanceof NatsTimeoutError) {
+    return new TimeoutError(`${what}: the server did not answer in time.`, { cause: err });
+  }
+  if (err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) {
+    return new ConnectionError(`${what}: the NATS connection is closed or draining.`, { cause: err });
+  }
+  if (err instanceof Error && err.constructor.name === "JetStreamNotEnabled") {
+    return new ConnectionError(`${what}: JetStream is not enabled on this server or account.`, { cause: err });
+  }
+  if (err instanceof JetStreamApiError) {
+    const code = err.code;
+    if (code === API.streamNotFound || code === API.consumerNotFound) {
+      return new QueueNotFoundError(`${what}: ${err.message}. Call provisionQueue() (or \`jetq provision\`) first.`, {
+        cause: err,
+      });
+    }
+    if (code === API.streamStoreFailed || code === API.maximumMessagesExceeded || /maximum (messages|bytes)/i.test(err.message)) {
+      return new QueueFullError(`${what}: the queue is full (${err.message}).`, "stream_full", { cause: err });
+    }
+    if (code === API.jetStreamNotEnabled) {
+      return new ConnectionError(`${what}: JetStream is not enabled for this account.`, { cause: err });
+    }
+    return new JetqError(`${what}: ${err.message} (JetStream error ${code}).`, { cause: err });
+  }
+  if (err instanceof Error && /permissions violation/i.test(err.message)) {
+    return new PermissionError(`${what}: ${err.message}. Grant this NATS user that permission.`, { cause: err });
+  }
+  if (err instanceof Error) return new JetqError(`${what}: ${err.message}`, { cause: err });
+  return new JetqError(`${what}: ${String(err)}`);
+}

@@ -1,0 +1,79 @@
+import { ConfigError } from "../errors.ts";
+
+/**
+ * Exponential backoff between attempts: `initialMs * multiplier^(attempt-1)`,
+ * capped at `maxMs`, then spread by ±`jitter` (a fraction) so that jobs that
+ * failed together do not retry together.
+ */
+export interface ExponentialBackoff {
+  /** Delay before the second attempt. @default 1000 */
+  initialMs?: number;
+  /** Upper bound of any delay, jitter included. @default 60000 */
+  maxMs?: number;
+  /** Growth factor per attempt. @default 2 */
+  multiplier?: number;
+  /** Random spread as a fraction of the delay, 0 to 1. @default 0.2 */
+  jitter?: number;
+}
+
+/**
+ * Retry delays: an exponential policy, or an explicit list of delays in
+ * milliseconds (the last one repeats for later attempts).
+ */
+export type BackoffOptions = ExponentialBackoff | readonly number[];
+
+/** A validated backoff policy. */
+export type ResolvedBackoff =
+  | { kind: "exponential"; initialMs: number; maxMs: number; multiplier: number; jitter: number }
+  | { kind: "fixed"; delays: readonly number[] };
+
+const MAX_DELAY_MS = 7 * 24 * 3600 * 1000;
+
+function checkDelay(name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > MAX_DELAY_MS) {
+    throw new ConfigError(
+      `Expected \`${name}\` to be a number of milliseconds between 0 and ${MAX_DELAY_MS}, got ${String(v)}`,
+    );
+  }
+  return v;
+}
+
+/** Validates a backoff option and fills in defaults. */
+export function resolveBackoff(opts: BackoffOptions | undefined): ResolvedBackoff {
+  if (Array.isArray(opts)) {
+    if (opts.length === 0) throw new ConfigError("Expected `backoff` to list at least one delay, got []");
+    return { kind: "fixed", delays: opts.map((d, i) => checkDelay(`backoff[${i}]`, d)) };
+  }
+  if (opts !== undefined && (typeof opts !== "object" || opts === null)) {
+    throw new ConfigError(`Expected \`backoff\` to be an object or an array of delays, got ${String(opts)}`);
+  }
+  const o = (opts ?? {}) as ExponentialBackoff;
+  const initialMs = checkDelay("backoff.initialMs", o.initialMs ?? 1000);
+  const maxMs = checkDelay("backoff.maxMs", o.maxMs ?? 60_000);
+  const multiplier = o.multiplier ?? 2;
+  const jitter = o.jitter ?? 0.2;
+  if (typeof multiplier !== "number" || !Number.isFinite(multiplier) || multiplier < 1 || multiplier > 100) {
+    throw new ConfigError(`Expected \`backoff.multiplier\` to be a number from 1 to 100, got ${String(multiplier)}`);
+  }
+  if (typeof jitter !== "number" || !Number.isFinite(jitter) || jitter < 0 || jitter > 1) {
+    throw new ConfigError(`Expected \`backoff.jitter\` to be a fraction from 0 to 1, got ${String(jitter)}`);
+  }
+  if (maxMs < initialMs) {
+    throw new ConfigError(`Expected \`backoff.maxMs\` (${maxMs}) to be at least \`backoff.initialMs\` (${initialMs})`);
+  }
+  return { kind: "exponential", initialMs, maxMs, multiplier, jitter };
+}
+
+/**
+ * The delay before the attempt after `attempt` (1-based: `attempt` is the one
+ * that just failed). `random` is injectable for tests; it returns [0, 1).
+ */
+export function backoffDelay(policy: ResolvedBackoff, attempt: number, random: () => number = Math.random): number {
+  const n = Math.max(1, Math.floor(attempt));
+  if (policy.kind === "fixed") {
+    return policy.delays[Math.min(n, policy.delays.length) - 1] ?? 0;
+  }
+  const base = Math.min(policy.maxMs, policy.initialMs * policy.multiplier ** (n - 1));
+  const spread = base * policy.jitter * (2 * random() - 1);
+  return Math.round(Math.min(policy.maxMs, Math.max(0, base + spread)));
+}
