@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { z } from "zod";
+import { jetstreamManager } from "@nats-io/jetstream";
+import {
+  DeadLetterQueue,
+  defineQueue,
+  PermanentError,
+  Producer,
+  provisionQueue,
+  ProvisionConflictError,
+  QueueFullError,
+  QueueNotFoundError,
+  ValidationError,
+  Worker,
+  type JobEvent,
+} from "../../src/index.ts";
+import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
+
+const nats = useNats();
+
+describe("publish and process", () => {
+  it("processes every job once and acks it (the stream ends empty)", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), schema: z.object({ n: z.number() }) });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const receipts = await producer.publishMany(Array.from({ length: 200 }, (_, n) => ({ n })));
+    assert.equal(receipts.length, 200);
+    assert.equal(new Set(receipts.map((r) => r.seq)).size, 200);
+    const seen = new Map<number, number>();
+    const worker = new Worker(nc, q, async (job) => {
+      seen.set(job.data.n, (seen.get(job.data.n) ?? 0) + 1);
+      assert.equal(job.attempt, 1);
+    }, { concurrency: 8 });
+    await worker.start();
+    await waitFor(() => seen.size === 200, "200 jobs processed");
+    await worker.stop();
+    assert.ok([...seen.values()].every((c) => c === 1), "each job handled exactly once");
+    const jsm = await jetstreamManager(nc);
+    await waitFor(async () => (await jsm.streams.info(q.names.stream)).state.messages === 0, "stream drained by acks");
+    await producer.close();
+  });
+
+  it("rejects a payload that fails the schema without sending it", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), schema: z.object({ to: z.email() }) });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const err = await producer.publish({ to: "not-an-address" }).catch((e: unknown) => e);
+    assert.ok(err instanceof ValidationError, String(err));
+    assert.deepEqual(err.issues[0]?.path, ["to"]);
+    assert.match(err.message, /to: /);
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0);
+    await producer.close();
+  });
+
+  it("drops a duplicate publish with the same id inside the window", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName() });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const a = await producer.publish({ x: 1 }, { id: "order-42" });
+    const b = await producer.publish({ x: 2 }, { id: "order-42" });
+    assert.equal(a.duplicate, false);
+    assert.equal(b.duplicate, true);
+    assert.equal(b.seq, a.seq);
+    assert.equal(b.id, "order-42");
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 1);
+    await producer.close();
+  });
+
+  it("throws QueueFullError when the bounded stream is full, and keeps what was accepted", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), maxMessages: 5 });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const results = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => producer.publish({ i })));
+    const ok = results.filter((r) => r.status === "fulfilled").length;
+    const full = results.filter((r) => r.status === "rejected" && r.reason instanceof QueueFullError && r.reason.reason === "stream_full").length;
+    assert.equal(ok, 5);
+    assert.equal(full, 3);
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 5);
+    await producer.close();
+  });
+
+  it("rejects at once when the publish window is full and overflow is reject", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName() });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q, { maxInFlight: 2, overflow: "reject" });
+    const results = await Promise.allSettled(Array.from({ length: 5 }, (_, i) => producer.publish({ i })));
+    const rejected = results.filter((r) => r.status === "rejected");
+    assert.equal(results.length - rejected.length, 2);
+    for (const r of rejected) {
+      assert.ok(r.status === "rejected" && r.reason instanceof QueueFullError && r.reason.reason === "window_full");
+    }
+    await producer.close();
+  });
+
+  it("fails with QueueNotFoundError when the queue was never provisioned", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName() });
+    const producer = new Producer(nc, q);
+    await assert.rejects(producer.publish({}), QueueNotFoundError);
+    await producer.close();
+    const worker = new Worker(nc, q, async () => {});
+    await assert.rejects(worker.start(), QueueNotFoundError);
+  });
+});
+
+describe("provisioning", () => {
+  it("is idempotent and reports a conflicting definition without changing anything", async () => {
+    const nc = await nats.connect();
+    const name = uniqueName();
+    const q = defineQueue({ name, maxAttempts: 3 });
+    const first = await provisionQueue(nc, q);
+    assert.deepEqual(first, { stream: "created", consumer: "created", deadLetterStream: "created", advisoryStream: "created" });
+    const second = await provisionQueue(nc, q);
+    assert.deepEqual(second, { stream: "unchanged", consumer: "unchanged", deadLetterStream: "unchanged", advisoryStream: "unchanged" });
+
+    const changed = defineQueue({ name, maxAttempts: 7 });
+    const err = await provisionQueue(nc, changed).catch((e: unknown) => e);
+    assert.ok(err instanceof ProvisionConflictError, String(err));
+    assert.match(err.message, /max_deliver/);
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.consumers.info(q.names.stream, q.names.consumer)).config.max_deliver, 3);
+
+    const updated = await provisionQueue(nc, changed, { update: true });
+    assert.equal(updated.consumer, "updated");
+    assert.equal((await jsm.consumers.info(q.names.stream, q.names.consumer)).config.max_deliver, 7);
+
+    const memory = defineQueue({ name, maxAttempts: 7, storage: "memory" });
+    const immutable = await provisionQueue(nc, memory, { update: true }).catch((e: unknown) => e);
+    assert.ok(immutable instanceof ProvisionConflictError);
+    assert.match(immutable.message, /storage/);
+  });
+});
+
+describe("failures and dead letters", () => {
+  it("retries with backoff and dead-letters after maxAttempts, with its story", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), maxAttempts: 3, backoff: [50, 100] });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const { id } = await producer.publish({ will: "fail" }, { id: "job-1" });
+    const attempts: number[] = [];
+    const dead: Array<[JobEvent, string]> = [];
+    const worker = new Worker(nc, q, async (job) => {
+      attempts.push(job.attempt);
+      throw new Error(`boom ${job.attempt}`);
+    });
+    worker.on("dead", (ev, reason) => dead.push([ev, reason]));
+    await worker.start();
+    await waitFor(() => dead.length === 1, "dead letter");
+    await worker.stop();
+    assert.deepEqual(attempts, [1, 2, 3]);
+    assert.equal(dead[0]![1], "max_attempts");
+    const dlq = new DeadLetterQueue(nc, q);
+    assert.equal(await dlq.count(), 1);
+    const [entry] = await dlq.list();
+    assert.ok(entry);
+    assert.equal(entry.id, id);
+    assert.deepEqual(entry.data, { will: "fail" });
+    assert.equal(entry.reason, "max_attempts");
+    assert.equal(entry.attempts, 3);
+    assert.equal(entry.error.message, "boom 3");
+    assert.ok(entry.sourceSeq > 0);
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0, "original removed after the copy");
+    await producer.close();
+  });
+
+  it("sends PermanentError, bad JSON and schema failures straight to the DLQ", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), schema: z.object({ n: z.number() }), maxAttempts: 5 });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    await producer.publish({ n: 1 });
+    nc.publish(q.names.subject, "{not json");
+    nc.publish(q.names.subject, JSON.stringify({ n: "one" }));
+    const calls: number[] = [];
+    const worker = new Worker(nc, q, async (job) => {
+      calls.push(job.data.n);
+      throw new PermanentError("account deleted");
+    });
+    await worker.start();
+    const dlq = new DeadLetterQueue(nc, q);
+    await waitFor(async () => (await dlq.count()) === 3, "three dead letters");
+    await worker.stop();
+    assert.deepEqual(calls, [1], "the handler saw only the valid job, once");
+    const reasons = (await dlq.list()).map((e) => e.reason).sort();
+    assert.deepEqual(reasons, ["decode", "permanent", "validation"]);
+    const bad = (await dlq.list()).find((e) => e.reason === "decode")!;
+    assert.equal(new TextDecoder().decode(bad.raw), "{not json");
+    await producer.close();
+  });
+
+  it("replays a dead letter back through a worker, once", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), maxAttempts: 1 });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    await producer.publish({ v: 1 }, { id: "replay-me" });
+    let fail = true;
+    const done: string[] = [];
+    const worker = new Worker(nc, q, async (job) => {
+      if (fail) throw new Error("first time fails");
+      done.push(`${job.id}@${job.attempt}`);
+    });
+    await worker.start();
+    const dlq = new DeadLetterQueue(nc, q);
+    await waitFor(async () => (await dlq.count()) === 1, "dead letter");
+    fail = false;
+    const [entry] = await dlq.list();
+    await dlq.replay(entry!.seq);
+    await assert.rejects(dlq.replay(entry!.seq), /does not exist/);
+    await waitFor(() => done.length === 1, "replayed job completes");
+    assert.deepEqual(done, ["replay-me@1"]);
+    assert.equal(await dlq.count(), 0);
+    await worker.stop();
+    await producer.close();
+  });
+});

@@ -1,0 +1,205 @@
+/**
+ * Starts NATS servers for tests, the demo and the benchmarks, in the order DESIGN.md gives:
+ * `NATS_URL` (an external server) → testcontainers (when a Docker engine answers) → a local
+ * `nats-server` binary on a free loopback port with a temporary store.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+
+/** How to reach a server: what `connect()` takes. */
+export interface ServerAddress {
+  servers: string;
+  user?: string;
+  pass?: string;
+}
+
+export interface NatsServer extends ServerAddress {
+  /** Where the server came from. */
+  kind: "external" | "container" | "binary";
+  stop(): Promise<void>;
+}
+
+const INSTALL_HINT = [
+  "No NATS server available. Any one of these works:",
+  "  - set NATS_URL to a server with JetStream (e.g. NATS_URL=nats://127.0.0.1:4222)",
+  "  - start a Docker engine (tests then use testcontainers)",
+  "  - install nats-server: `apt-get install nats-server` (Debian/Ubuntu), `brew install nats-server` (macOS),",
+  "    or download it from https://github.com/nats-io/nats-server/releases and put it on PATH (or set NATS_SERVER_BIN)",
+].join("\n");
+
+/** Path of a `nats-server` binary, or undefined. */
+export function findNatsServerBinary(): string | undefined {
+  const fromEnv = process.env.NATS_SERVER_BIN;
+  if (fromEnv && existsSync(fromEnv)) return fromEnv;
+  const dirs = (process.env.PATH ?? "").split(delimiter).concat(["/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/opt/homebrew/bin"]);
+  for (const d of dirs) {
+    if (!d) continue;
+    const p = join(d, "nats-server");
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? resolve(addr.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+function dockerReachable(): boolean {
+  return Boolean(process.env.DOCKER_HOST) || existsSync("/var/run/docker.sock");
+}
+
+/** A `nats-server` process this code started and owns (by PID). */
+export class LocalNatsServer implements NatsServer {
+  readonly kind = "binary" as const;
+  readonly port: number;
+  readonly storeDir: string;
+  readonly #bin: string;
+  readonly #args: string[];
+  #proc: ChildProcess | undefined;
+  #log = "";
+  readonly #ownsStore: boolean;
+
+  constructor(bin: string, port: number, storeDir: string | undefined, extraArgs: string[] = []) {
+    this.#bin = bin;
+    this.port = port;
+    this.#ownsStore = storeDir === undefined;
+    this.storeDir = storeDir ?? mkdtempSync(join(tmpdir(), "jetq-nats-"));
+    this.#args = extraArgs;
+  }
+
+  get servers(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+  get pid(): number | undefined {
+    return this.#proc?.pid;
+  }
+  get log(): string {
+    return this.#log;
+  }
+
+  /** Starts the process and resolves when it accepts connections (deadline 15 s). */
+  async start(): Promise<void> {
+    const args = ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir, ...this.#args];
+    const proc = spawn(this.#bin, args, { stdio: ["ignore", "ignore", "pipe"] });
+    this.#proc = proc;
+    this.#log = "";
+    proc.stderr!.on("data", (b: Buffer) => {
+      this.#log = (this.#log + b.toString()).slice(-20_000);
+    });
+    const exited = new Promise<never>((_, reject) =>
+      proc.once("exit", (code, sig) => reject(new Error(`nats-server exited (${code ?? sig}) during start:\n${this.#log}`))),
+    );
+    exited.catch(() => {});
+    await Promise.race([this.#waitReady(15_000), exited]);
+  }
+
+  async #waitReady(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (/Server is ready/.test(this.#log)) {
+        const ok = await new Promise<boolean>((resolve) => {
+          const s = tcpConnect(this.port, "127.0.0.1", () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.on("error", () => resolve(false));
+        });
+        if (ok) return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`nats-server did not become ready within ${ms} ms:\n${this.#log}`);
+  }
+
+  /** Sends a signal and waits (bounded) for the process to exit. */
+  async #signal(sig: NodeJS.Signals): Promise<void> {
+    const p = this.#proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => p.once("exit", () => resolve()));
+    p.kill(sig);
+    const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
+    await gone;
+    clearTimeout(t);
+  }
+
+  /** SIGKILL: a crash, nothing flushed by the server. */
+  kill(): Promise<void> {
+    return this.#signal("SIGKILL");
+  }
+
+  /** Restarts on the same port and store. */
+  async restart(): Promise<void> {
+    await this.#signal("SIGTERM");
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.#signal("SIGTERM");
+    if (this.#ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
+  }
+}
+
+/** Starts a local nats-server binary on a free loopback port. */
+export async function startLocalNats(opts: { storeDir?: string; args?: string[]; config?: string } = {}): Promise<LocalNatsServer> {
+  const bin = findNatsServerBinary();
+  if (!bin) throw new Error(INSTALL_HINT);
+  const args = [...(opts.args ?? [])];
+  if (opts.config !== undefined) {
+    const dir = mkdtempSync(join(tmpdir(), "jetq-nats-conf-"));
+    const file = join(dir, "server.conf");
+    writeFileSync(file, opts.config);
+    args.push("-c", file);
+  }
+  let lastErr: unknown;
+  for (let i = 0; i < 3; i++) {
+    const srv = new LocalNatsServer(bin, await freePort(), opts.storeDir, args);
+    try {
+      await srv.start();
+      return srv;
+    } catch (err) {
+      // A port taken between freePort() and the server's bind: try another.
+      lastErr = err;
+      await srv.stop();
+    }
+  }
+  throw lastErr;
+}
+
+/**
+ * A server for tests that only need one (they must not kill or reconfigure it):
+ * NATS_URL, else testcontainers, else a local binary.
+ */
+export async function startNats(): Promise<NatsServer> {
+  const url = process.env.NATS_URL;
+  if (url) return { kind: "external", servers: url, stop: async () => {} };
+  if (dockerReachable()) {
+    try {
+      const { NatsContainer } = await import("@testcontainers/nats");
+      const c = await new NatsContainer("nats:2.10-alpine").withJetStream().start();
+      const o = c.getConnectionOptions();
+      return {
+        kind: "container",
+        servers: Array.isArray(o.servers) ? o.servers[0]! : String(o.servers),
+        ...(o.user ? { user: o.user } : {}),
+        ...(o.pass ? { pass: o.pass } : {}),
+        stop: async () => {
+          await c.stop();
+        },
+      };
+    } catch (err) {
+      if (!findNatsServerBinary()) throw new Error(`${INSTALL_HINT}\n(testcontainers failed: ${(err as Error).message})`);
+    }
+  }
+  return startLocalNats();
+}
