@@ -30,3 +30,5 @@ export {
   JobTimeoutError,
 } from "./errors.ts";
 export type { ValidationIssue } from "./errors.ts";
+export { queueStats } from "./telemetry/stats.ts";
+export type { QueueStats } from "./telemetry/stats.ts";

@@ -1,0 +1,24 @@
+// Runs the test suite: unit tests, then integration tests against real NATS servers.
+// Extra arguments are passed to `node --test` (e.g. a file to run alone).
+import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+function files(dir: string): string[] {
+  let out: string[] = [];
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) out = out.concat(files(p));
+    else if (p.endsWith(".test.ts")) out.push(p);
+  }
+  return out.sort();
+}
+
+const args = process.argv.slice(2);
+const targets = args.length > 0 ? args : [...files("test/unit"), ...files("test/integration")];
+const r = spawnSync(
+  process.execPath,
+  ["--test", "--test-concurrency=2", "--test-timeout=120000", ...targets],
+  { stdio: "inherit", env: { ...process.env } },
+);
+process.exit(r.status ?? 1);
