@@ -1,10 +1,11 @@
-// Runs the test suite: unit tests, then integration tests against real NATS servers.
+// Runs the test suite: unit tests, integration tests against real NATS servers, browser tests.
 // Extra arguments are passed to `node --test` (e.g. a file to run alone).
 import { spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 function files(dir: string): string[] {
+  if (!existsSync(dir)) return [];
   let out: string[] = [];
   for (const e of readdirSync(dir)) {
     const p = join(dir, e);
@@ -15,7 +16,7 @@ function files(dir: string): string[] {
 }
 
 const args = process.argv.slice(2);
-const targets = args.length > 0 ? args : [...files("test/unit"), ...files("test/integration")];
+const targets = args.length > 0 ? args : [...files("test/unit"), ...files("test/integration"), ...files("test/e2e")];
 const r = spawnSync(
   process.execPath,
   ["--test", "--test-concurrency=2", "--test-timeout=120000", ...targets],
