@@ -1,0 +1,221 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { defineQueue, JobTimeoutError, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
+
+const nats = useNats();
+
+/** A latch the test opens to let blocked handlers finish. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
+}
+
+describe("flow control", () => {
+  it("never runs more handlers across workers than the queue's maxAckPending", async () => {
+    const q = defineQueue({ name: uniqueName("credit"), maxAckPending: 5 });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    let running = 0;
+    let peak = 0;
+    let done = 0;
+    const handler = async (): Promise<void> => {
+      running++;
+      peak = Math.max(peak, running);
+      await new Promise((r) => setTimeout(r, 15));
+      running--;
+      done++;
+    };
+    const workers = [new Worker(await nats.connect(), q, handler, { concurrency: 10 }), new Worker(await nats.connect(), q, handler, { concurrency: 10 })];
+    await Promise.all(workers.map((w) => w.start()));
+    const producer = new Producer(nc, q);
+    await producer.publishMany(Array.from({ length: 80 }, (_, i) => ({ i })));
+    await waitFor(() => done === 80, "80 jobs");
+    await Promise.all(workers.map((w) => w.stop()));
+    assert.ok(peak <= 5, `peak concurrency ${peak} exceeded maxAckPending 5`);
+    assert.ok(peak >= 3, `the window was used (peak ${peak})`);
+    await producer.close();
+  });
+
+  it("holds no more un-acked jobs than its concurrency, whatever the backlog", async () => {
+    const q = defineQueue({ name: uniqueName("window"), maxAckPending: 1000 });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    await producer.publishMany(Array.from({ length: 200 }, (_, i) => ({ i })));
+    const g = gate();
+    let started = 0;
+    const worker = new Worker(nc, q, async () => {
+      started++;
+      await g.wait;
+    }, { concurrency: 3 });
+    await worker.start();
+    await waitFor(() => started === 3, "three handlers running");
+    const jsm = await jetstreamManager(nc);
+    // Sample the server's view for a while: the worker must not have pulled ahead.
+    const until = Date.now() + 600;
+    let samples = 0;
+    while (Date.now() < until) {
+      const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
+      assert.equal(ci.num_ack_pending, 3, "un-acked jobs held by the worker");
+      assert.equal(ci.num_pending, 197, "the rest stays on the server");
+      samples++;
+    }
+    assert.ok(samples > 3);
+    assert.equal(started, 3);
+    g.open();
+    await waitFor(() => started === 200, "backlog drained");
+    await worker.stop();
+    await producer.close();
+  });
+});
+
+describe("shutdown", () => {
+  it("drains on stop: running jobs finish and are acked, nothing is redelivered", async () => {
+    const q = defineQueue({ name: uniqueName("drain") });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    await producer.publishMany(Array.from({ length: 12 }, (_, i) => ({ i })));
+    const attempts: number[] = [];
+    let started = 0;
+    let finished = 0;
+    const first = new Worker(nc, q, async (job) => {
+      started++;
+      attempts.push(job.attempt);
+      await new Promise((r) => setTimeout(r, 150));
+      finished++;
+    }, { concurrency: 4 });
+    await first.start();
+    await waitFor(() => started >= 4, "four running");
+    await first.stop({ timeoutMs: 10_000 });
+    assert.equal(finished, started, "every started job finished before stop resolved");
+    const firstCount = started;
+    const second = new Worker(nc, q, async (job) => {
+      attempts.push(job.attempt);
+    }, { concurrency: 4 });
+    await second.start();
+    await waitFor(() => attempts.length === 12, "all 12 handled");
+    await second.stop();
+    assert.ok(firstCount < 12, "some jobs were left for the second worker");
+    assert.deepEqual(attempts, Array(12).fill(1), "no job was delivered twice");
+    const jsm = await jetstreamManager(nc);
+    const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
+    assert.equal(ci.num_redelivered, 0);
+    await producer.close();
+  });
+
+  it("aborts handlers at the deadline and hands their jobs back at once", async () => {
+    const q = defineQueue({ name: uniqueName("abort"), ackWaitMs: 60_000 });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    let aborted = false;
+    const stubborn = new Worker(nc, q, async (job) => {
+      job.signal.addEventListener("abort", () => (aborted = true));
+      await new Promise(() => {}); // ignores its signal: must not block stop()
+    });
+    await stubborn.start();
+    const released: string[] = [];
+    stubborn.on("released", (ev) => released.push(ev.id));
+    const producer = new Producer(nc, q);
+    const { id } = await producer.publish({ x: 1 });
+    await waitFor(() => stubborn.inFlight === 1, "job running");
+    await stubborn.stop({ timeoutMs: 200 });
+    assert.ok(aborted, "the handler's signal aborted");
+    assert.deepEqual(released, [id]);
+    let attempt = 0;
+    const next = new Worker(nc, q, async (job) => {
+      attempt = job.attempt;
+    });
+    await next.start();
+    // ackWaitMs is a minute: only a nak can bring it back this fast.
+    await waitFor(() => attempt === 2, "job redelivered at once", 10_000);
+    await next.stop();
+    await producer.close();
+  });
+
+  it("stop() is idempotent and works with await using", async () => {
+    const q = defineQueue({ name: uniqueName("idem") });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    let stopped = 0;
+    {
+      await using w = new Worker(nc, q, async () => {});
+      w.on("stopped", () => stopped++);
+      await w.start();
+      await Promise.all([w.stop(), w.stop()]);
+    }
+    assert.equal(stopped, 1);
+  });
+});
+
+describe("timeouts and leases", () => {
+  it("aborts an attempt at timeoutMs, counts it as a failure and retries", async () => {
+    const q = defineQueue({ name: uniqueName("timeout"), timeoutMs: 150, maxAttempts: 3, backoff: [20] });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    const reasons: unknown[] = [];
+    const retryErrors: Error[] = [];
+    let completedAttempt = 0;
+    const worker = new Worker(nc, q, async (job) => {
+      if (job.attempt === 1) {
+        await new Promise<void>((resolve) => job.signal.addEventListener("abort", () => resolve()));
+        reasons.push(job.signal.reason);
+        return; // returning after the deadline must not ack the timed-out attempt
+      }
+      completedAttempt = job.attempt;
+    });
+    worker.on("retrying", (_ev, err) => retryErrors.push(err));
+    await worker.start();
+    const producer = new Producer(nc, q);
+    await producer.publish({});
+    await waitFor(() => completedAttempt === 2, "second attempt completes");
+    await worker.stop();
+    assert.ok(reasons[0] instanceof JobTimeoutError);
+    assert.equal(retryErrors.length, 1);
+    assert.ok(retryErrors[0] instanceof JobTimeoutError);
+    await producer.close();
+  });
+
+  it("keeps a job longer than ackWaitMs alive with in-progress acks", async () => {
+    const q = defineQueue({ name: uniqueName("lease"), ackWaitMs: 400 });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    const deliveries: number[] = [];
+    let done = false;
+    const worker = new Worker(nc, q, async (job) => {
+      deliveries.push(job.attempt);
+      await new Promise((r) => setTimeout(r, 1600)); // four times ackWaitMs
+      done = true;
+    }, { concurrency: 2 });
+    await worker.start();
+    const producer = new Producer(nc, q);
+    await producer.publish({});
+    await waitFor(() => done, "long job done");
+    await worker.stop();
+    assert.deepEqual(deliveries, [1], "never redelivered while it ran");
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.consumers.info(q.names.stream, q.names.consumer)).num_redelivered, 0);
+    await producer.close();
+  });
+
+  it("confirms acks with the server in confirmed mode", async () => {
+    const q = defineQueue({ name: uniqueName("ackack") });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    let completed = 0;
+    const worker = new Worker(nc, q, async () => {}, { concurrency: 8, ackMode: "confirmed" });
+    worker.on("completed", () => completed++);
+    await worker.start();
+    const producer = new Producer(nc, q);
+    await producer.publishMany(Array.from({ length: 50 }, (_, i) => ({ i })));
+    await waitFor(() => completed === 50, "50 confirmed");
+    // A confirmed ack means the server already removed the job: no polling needed.
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0);
+    await worker.stop();
+    await producer.close();
+  });
+});
