@@ -1,0 +1,167 @@
+/**
+ * A 3-node JetStream cluster of local `nats-server` processes on loopback, for failover tests.
+ *
+ * Each node runs the repository's own config, `infra/nats/cluster/node<i>.conf`; the ports and
+ * the store directory in those files are overridden with command-line flags (free loopback ports,
+ * a temporary store per node), so the configs CI validates are the ones the tests run.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { findNatsServerBinary, freePort, LocalNatsServer } from "./nats-server.ts";
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Where the configs the cluster runs live. */
+export const CLUSTER_CONFIG_DIR = join(repoRoot, "infra", "nats", "cluster");
+/** The single-node config the crash tests run. */
+export const SINGLE_CONFIG = join(repoRoot, "infra", "nats", "single.conf");
+
+/** One node of a {@link LocalNatsCluster}. */
+export interface ClusterNode {
+  /** `server_name` from its config: n1, n2, n3. */
+  name: string;
+  server: LocalNatsServer;
+  routePort: number;
+  httpPort: number;
+}
+
+/** What the JetStream API says about a replicated stream's placement. */
+export interface StreamPlacement {
+  leader: string | undefined;
+  replicas: Array<{ name: string; current: boolean; offline?: boolean }>;
+}
+
+export class LocalNatsCluster {
+  readonly nodes: readonly ClusterNode[];
+  readonly #root: string;
+
+  private constructor(nodes: ClusterNode[], root: string) {
+    this.nodes = nodes;
+    this.#root = root;
+  }
+
+  /** All client URLs, comma-separated (what `connect({ servers })` takes). */
+  get servers(): string {
+    return this.nodes.map((n) => n.server.servers).join(",");
+  }
+
+  node(name: string): ClusterNode {
+    const n = this.nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no cluster node named ${name} (have ${this.nodes.map((x) => x.name).join(", ")})`);
+    return n;
+  }
+
+  /**
+   * Starts three nodes from infra/nats/cluster/node{1,2,3}.conf on free loopback ports and waits
+   * (deadline `readyMs`) until the cluster has a JetStream meta leader.
+   */
+  static async start(opts: { readyMs?: number } = {}): Promise<LocalNatsCluster> {
+    const bin = findNatsServerBinary();
+    if (!bin) throw new Error("nats-server binary not found (install it or set NATS_SERVER_BIN)");
+    const root = mkdtempSync(join(tmpdir(), "jetq-cluster-"));
+    const ports: Array<{ client: number; route: number; http: number }> = [];
+    const taken = new Set<number>();
+    const pick = async (): Promise<number> => {
+      for (let i = 0; i < 20; i++) {
+        const p = await freePort();
+        if (!taken.has(p)) {
+          taken.add(p);
+          return p;
+        }
+      }
+      throw new Error("could not find free ports");
+    };
+    for (let i = 0; i < 3; i++) ports.push({ client: await pick(), route: await pick(), http: await pick() });
+    const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(",");
+    const nodes: ClusterNode[] = ports.map((p, i) => {
+      const args = [
+        "-c", join(CLUSTER_CONFIG_DIR, `node${i + 1}.conf`),
+        "-m", String(p.http),
+        "--cluster", `nats://127.0.0.1:${p.route}`,
+        "--routes", routes,
+      ];
+      return {
+        name: `n${i + 1}`,
+        server: new LocalNatsServer(bin, p.client, join(root, `n${i + 1}`), args),
+        routePort: p.route,
+        httpPort: p.http,
+      };
+    });
+    const cluster = new LocalNatsCluster(nodes, root);
+    try {
+      await Promise.all(nodes.map((n) => n.server.start()));
+      await cluster.waitForMetaLeader(opts.readyMs ?? 30_000);
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  /** Waits until the JetStream API answers (a meta leader is elected). */
+  async waitForMetaLeader(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    const nc = await connect({ servers: this.servers, noAsyncTraces: true, maxReconnectAttempts: -1 });
+    try {
+      while (Date.now() < deadline) {
+        try {
+          const r = await nc.request("$JS.API.INFO", "", { timeout: 1_000 });
+          const info = r.json<{ error?: { description: string } }>();
+          if (!info.error) return;
+          last = info.error.description;
+        } catch (err) {
+          last = err;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      await nc.close();
+    }
+    throw new Error(`cluster had no JetStream meta leader within ${timeoutMs} ms (last: ${String(last)})`);
+  }
+
+  /** Reads a stream's leader and replicas through `$JS.API.STREAM.INFO` (answered by the leader). */
+  async placement(nc: NatsConnection, stream: string): Promise<StreamPlacement> {
+    const r = await nc.request(`$JS.API.STREAM.INFO.${stream}`, "", { timeout: 2_000 });
+    const info = r.json<{ error?: { description: string }; cluster?: { leader?: string; replicas?: StreamPlacement["replicas"] } }>();
+    if (info.error) throw new Error(`stream info ${stream}: ${info.error.description}`);
+    return { leader: info.cluster?.leader, replicas: info.cluster?.replicas ?? [] };
+  }
+
+  /** Polls until the stream has a leader (optionally: other than `not`), deadline `timeoutMs`. */
+  async waitForLeader(nc: NatsConnection, stream: string, opts: { not?: string; timeoutMs?: number } = {}): Promise<ClusterNode> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const p = await this.placement(nc, stream);
+        if (p.leader && p.leader !== opts.not) return this.node(p.leader);
+        last = `leader ${String(p.leader)}`;
+      } catch (err) {
+        last = err;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`stream ${stream} had no leader${opts.not ? ` other than ${opts.not}` : ""} in time (last: ${String(last)})`);
+  }
+
+  /** kill -9 one node (a crash). */
+  async kill(name: string): Promise<void> {
+    await this.node(name).server.kill();
+  }
+
+  /** Starts a killed or stopped node again, same ports and store. */
+  async restart(name: string): Promise<void> {
+    await this.node(name).server.start();
+  }
+
+  /** Stops every node and removes their stores. */
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.nodes.map((n) => n.server.stop()));
+    rmSync(this.#root, { recursive: true, force: true });
+  }
+}
