@@ -112,3 +112,8 @@ export class PermissionError extends JetqError {
 export class JobTimeoutError extends JetqError {
   override name = "JobTimeoutError" as const;
 }
+
+/** The server refused the credentials (user/password, token, creds file, TLS client certificate). */
+export class AuthenticationError extends JetqError {
+  override name = "AuthenticationError" as const;
+}

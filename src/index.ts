@@ -28,7 +28,10 @@ export {
   ConnectionError,
   PermissionError,
   JobTimeoutError,
+  AuthenticationError,
 } from "./errors.ts";
+export { connect } from "./connect.ts";
+export type { ConnectOptions } from "./connect.ts";
 export type { ValidationIssue } from "./errors.ts";
 export { queueStats } from "./telemetry/stats.ts";
 export type { QueueStats } from "./telemetry/stats.ts";

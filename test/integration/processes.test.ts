@@ -26,7 +26,7 @@ describe("workers in separate processes", () => {
       await Promise.all(procs.map((p) => p.waitFor((e) => e.ev === "ready", "ready")));
       const producer = new Producer(nc, q);
       const ids = Array.from({ length: 3000 }, (_, i) => `job-${i}`);
-      await producer.publishMany(ids, { id: (x) => x });
+      await producer.publishMany(ids, { id: (x) => String(x) });
       await waitFor(() => done.size === ids.length, "3,000 distinct completions", 60_000);
       await producer.close();
       const twice = [...done.values()].filter((v) => v.length > 1);

@@ -1,0 +1,61 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import {
+  AuthenticationError,
+  connect,
+  ConnectionError,
+  defineQueue,
+  Producer,
+  provisionQueue,
+  TimeoutError,
+} from "../../src/index.ts";
+import { freePort, startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
+import { uniqueName } from "../support/ctx.ts";
+
+// These tests kill and reconfigure servers, so each starts its own.
+const servers: LocalNatsServer[] = [];
+after(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+});
+
+describe("connection errors", () => {
+  it("reports an unreachable server as ConnectionError, at once", async () => {
+    const port = await freePort();
+    const err = await connect({ servers: `nats://127.0.0.1:${port}` }).catch((e: unknown) => e);
+    assert.ok(err instanceof ConnectionError, String(err));
+    assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    assert.match(err.message, /Is nats-server running/);
+  });
+
+  it("reports refused credentials as AuthenticationError without echoing them", async () => {
+    const srv = await startLocalNats({ config: 'authorization { user: "app", password: "s3cret-pw" }\n' });
+    servers.push(srv);
+    const err = await connect({ servers: srv.servers, user: "app", pass: "wrong-pw-123" }).catch((e: unknown) => e);
+    assert.ok(err instanceof AuthenticationError, String(err));
+    assert.doesNotMatch(err.message, /wrong-pw-123|s3cret-pw/);
+    const urlErr = await connect({ servers: `nats://app:wrong-pw-456@127.0.0.1:${srv.port}` }).catch((e: unknown) => e);
+    assert.ok(urlErr instanceof AuthenticationError, String(urlErr));
+    assert.doesNotMatch(urlErr.message, /wrong-pw-456/);
+    const nc = await connect({ servers: srv.servers, user: "app", pass: "s3cret-pw" });
+    await nc.close();
+  });
+
+  it("fails a publish with TimeoutError when the server dies before confirming", async () => {
+    const srv = await startLocalNats();
+    servers.push(srv);
+    const nc = await connect({ servers: srv.servers, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const q = defineQueue({ name: uniqueName("dead") });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q, { ackTimeoutMs: 500 });
+    await producer.publish({ before: true });
+    await srv.kill();
+    const started = Date.now();
+    const err = await producer.publish({ after: true }, { id: "maybe-stored" }).catch((e: unknown) => e);
+    assert.ok(err instanceof TimeoutError, String(err));
+    assert.match(err.message, /maybe-stored/);
+    assert.match(err.message, /same id/);
+    assert.ok(Date.now() - started < 5_000, "bounded by ackTimeoutMs, not a hang");
+    await producer.close();
+    await nc.close();
+  });
+});
