@@ -1,0 +1,331 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { ConfigError } from "../errors.ts";
+import { mapNatsError } from "../natserr.ts";
+import { defineQueue, queueNames, type Queue } from "../queue/define.ts";
+import { queueStats, type QueueStats } from "../telemetry/stats.ts";
+
+/** @internal Cumulative counters read alongside {@link QueueStats}; rates are their differences. */
+export interface Totals {
+  /** Jobs ever stored in the queue's stream (its last sequence). */
+  published: number;
+  /** Dead letters ever stored (the dead-letter stream's last sequence). */
+  deadLettered: number;
+  /** Jobs stored now. */
+  stored: number;
+}
+
+/** @internal One point of a queue's history. */
+export interface Sample extends Totals {
+  /** When it was read (ms since the epoch). */
+  t: number;
+}
+
+/** @internal Per-second rates over an interval. */
+export interface Rates {
+  published: number;
+  completed: number;
+  failed: number;
+}
+
+/** @internal One point of the throughput chart. */
+export interface HistoryPoint extends Rates {
+  t: number;
+  depth: number;
+}
+
+/** @internal What the overview shows for one queue. */
+export interface QueueSnapshot {
+  name: string;
+  stats: QueueStats | null;
+  /** Why `stats` is null (the queue vanished, the server is unreachable...). */
+  error: string | null;
+  /** Rates averaged over the last few samples; null until two samples exist. */
+  rates: Rates | null;
+  history: HistoryPoint[];
+}
+
+/** @internal A full overview at one instant. */
+export interface Snapshot {
+  at: number;
+  queues: QueueSnapshot[];
+  /** Set when queue discovery itself failed. */
+  error: string | null;
+}
+
+/**
+ * @internal The rates between two samples. A work-queue stream loses a job either by an ack
+ * (completed) or by its move to the dead-letter stream (failed), so
+ * `completed = published - Δstored - deadLettered`. The figures come from two requests that are
+ * not atomic, so an interval can be off by a job or two; negatives (a recreated stream, a
+ * purge) are clamped to zero rather than shown.
+ */
+export function ratesBetween(a: Sample, b: Sample): Rates {
+  const dt = (b.t - a.t) / 1000;
+  if (!(dt > 0)) return { published: 0, completed: 0, failed: 0 };
+  const published = Math.max(0, b.published - a.published);
+  const failed = Math.max(0, b.deadLettered - a.deadLettered);
+  const removed = published - (b.stored - a.stored);
+  const completed = Math.max(0, removed - failed);
+  return { published: published / dt, completed: completed / dt, failed: failed / dt };
+}
+
+/** @internal Rates over the whole window of `samples` (oldest first), or null with fewer than two. */
+export function averageRates(samples: readonly Sample[], window: number): Rates | null {
+  if (samples.length < 2) return null;
+  const recent = samples.slice(-Math.max(2, window + 1));
+  const sum: Rates = { published: 0, completed: 0, failed: 0 };
+  let seconds = 0;
+  for (let i = 1; i < recent.length; i++) {
+    const a = recent[i - 1]!;
+    const b = recent[i]!;
+    const dt = (b.t - a.t) / 1000;
+    if (!(dt > 0)) continue;
+    const r = ratesBetween(a, b);
+    sum.published += r.published * dt;
+    sum.completed += r.completed * dt;
+    sum.failed += r.failed * dt;
+    seconds += dt;
+  }
+  if (seconds === 0) return null;
+  return { published: sum.published / seconds, completed: sum.completed / seconds, failed: sum.failed / seconds };
+}
+
+/** @internal A bounded ring of samples of one queue. */
+export class History {
+  readonly #max: number;
+  readonly #samples: Sample[] = [];
+  readonly #depth: number[] = [];
+  constructor(max: number) {
+    this.#max = max;
+  }
+  push(s: Sample, depth: number): void {
+    const last = this.#samples.at(-1);
+    // A stream recreated under the same name starts its sequences again: old points would
+    // turn into one huge negative interval, so start the history over.
+    if (last && (s.published < last.published || s.deadLettered < last.deadLettered)) {
+      this.#samples.length = 0;
+      this.#depth.length = 0;
+    }
+    this.#samples.push(s);
+    this.#depth.push(depth);
+    if (this.#samples.length > this.#max) {
+      this.#samples.shift();
+      this.#depth.shift();
+    }
+  }
+  get samples(): readonly Sample[] {
+    return this.#samples;
+  }
+  points(): HistoryPoint[] {
+    const out: HistoryPoint[] = [];
+    for (let i = 1; i < this.#samples.length; i++) {
+      const b = this.#samples[i]!;
+      out.push({ t: b.t, depth: this.#depth[i]!, ...ratesBetween(this.#samples[i - 1]!, b) });
+    }
+    return out;
+  }
+}
+
+const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** @internal Most queues one dashboard watches; beyond it discovery keeps the first ones by name. */
+export const MAX_QUEUES = 200;
+
+/**
+ * @internal Finds jetq queues on the server: a stream `JETQ_<name>` whose subject is
+ * `jetq.q.<name>`, with a sibling dead-letter stream `JETQ_<name>_DLQ`.
+ */
+export async function discoverQueues(jsm: JetStreamManager): Promise<string[]> {
+  const streams = new Map<string, string[]>();
+  // The lister pages through every stream; stop early on absurd servers so memory stays bounded.
+  for await (const si of jsm.streams.list()) {
+    streams.set(si.config.name, si.config.subjects ?? []);
+    if (streams.size > 20 * MAX_QUEUES) break;
+  }
+  const names: string[] = [];
+  for (const [stream, subjects] of streams) {
+    if (!stream.startsWith("JETQ_")) continue;
+    const name = stream.slice("JETQ_".length);
+    if (!NAME_RE.test(name)) continue;
+    const n = queueNames(name);
+    if (!subjects.includes(n.subject) || !streams.has(n.dlqStream)) continue;
+    names.push(name);
+  }
+  return names.sort().slice(0, MAX_QUEUES);
+}
+
+/** @internal Options of {@link Sampler}. */
+export interface SamplerOptions {
+  queues: ReadonlyArray<string | Queue<unknown, unknown>> | undefined;
+  refreshMs: number;
+  historySize: number;
+  /** Re-run discovery every this many milliseconds. */
+  discoverEveryMs: number;
+}
+
+/** @internal Turns a queue option (a name or a definition) into a definition. */
+export function toQueue(q: string | Queue<unknown, unknown>): Queue<unknown, unknown> {
+  if (typeof q === "string") return defineQueue({ name: q }) as Queue<unknown, unknown>;
+  if (typeof q === "object" && q !== null && typeof q.name === "string" && q.names) return q;
+  throw new ConfigError(`Expected each of \`queues\` to be a queue name or a defineQueue() result, got ${typeof q}`);
+}
+
+/**
+ * @internal Reads every queue's figures on a timer, keeps a bounded history of each, and
+ * tells listeners after every round. It runs only while someone is looking: `touch()` (any
+ * request) keeps it alive for `idleMs`, and an open event stream keeps it alive for good.
+ */
+export class Sampler {
+  readonly #nc: NatsConnection;
+  readonly #opts: SamplerOptions;
+  readonly #fixed: Map<string, Queue<unknown, unknown>> | undefined;
+  readonly #histories = new Map<string, History>();
+  readonly #listeners = new Set<(s: Snapshot) => void>();
+  #queues = new Map<string, Queue<unknown, unknown>>();
+  #discoveredAt = 0;
+  #discoveryError: string | null = null;
+  #jsm: JetStreamManager | undefined;
+  #snapshot: Snapshot | undefined;
+  #round: Promise<Snapshot> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #lastTouch = 0;
+  #closed = false;
+  static readonly idleMs = 60_000;
+
+  constructor(nc: NatsConnection, opts: SamplerOptions) {
+    this.#nc = nc;
+    this.#opts = opts;
+    if (opts.queues) {
+      this.#fixed = new Map();
+      for (const q of opts.queues) {
+        const def = toQueue(q);
+        this.#fixed.set(def.name, def);
+      }
+      this.#queues = this.#fixed;
+    }
+  }
+
+  /** The queue called `name`, if the dashboard shows it (the only queues actions may touch). */
+  async queue(name: string): Promise<Queue<unknown, unknown> | undefined> {
+    if (!this.#fixed && !this.#queues.has(name) && Date.now() - this.#discoveredAt > 1_000) {
+      // A queue created since the last discovery: look again before answering 404.
+      await this.#discover().catch(() => {});
+    }
+    return this.#queues.get(name);
+  }
+
+  /** Marks the dashboard as in use and starts sampling if it was asleep. */
+  touch(): void {
+    this.#lastTouch = Date.now();
+    this.#schedule();
+  }
+
+  /** The latest snapshot, reading one now if there is none or it is older than two rounds. */
+  async snapshot(): Promise<Snapshot> {
+    this.touch();
+    const s = this.#snapshot;
+    if (s && Date.now() - s.at < this.#opts.refreshMs * 2) return s;
+    return this.#sample();
+  }
+
+  /** Subscribes to every round; returns the unsubscribe function. */
+  subscribe(fn: (s: Snapshot) => void): () => void {
+    this.#listeners.add(fn);
+    this.touch();
+    return () => {
+      this.#listeners.delete(fn);
+    };
+  }
+
+  get listeners(): number {
+    return this.#listeners.size;
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#listeners.clear();
+  }
+
+  #schedule(): void {
+    if (this.#closed || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#closed) return;
+      const idle = this.#listeners.size === 0 && Date.now() - this.#lastTouch > Sampler.idleMs;
+      if (idle) return; // asleep until the next request
+      void this.#sample().finally(() => this.#schedule());
+    }, this.#opts.refreshMs);
+    // An embedded dashboard must not keep its host process alive.
+    this.#timer.unref();
+  }
+
+  async #manager(): Promise<JetStreamManager> {
+    this.#jsm ??= await jetstreamManager(this.#nc);
+    return this.#jsm;
+  }
+
+  async #discover(): Promise<void> {
+    this.#discoveredAt = Date.now();
+    try {
+      const names = await discoverQueues(await this.#manager());
+      const next = new Map<string, Queue<unknown, unknown>>();
+      for (const name of names) next.set(name, this.#queues.get(name) ?? toQueue(name));
+      this.#queues = next;
+      for (const name of this.#histories.keys()) if (!next.has(name)) this.#histories.delete(name);
+      this.#discoveryError = null;
+    } catch (err) {
+      this.#discoveryError = mapNatsError(err, "list the server's streams").message;
+    }
+  }
+
+  /** One round; concurrent callers share it, so rounds never overlap. */
+  #sample(): Promise<Snapshot> {
+    this.#round ??= this.#readAll().finally(() => {
+      this.#round = undefined;
+    });
+    return this.#round;
+  }
+
+  async #readAll(): Promise<Snapshot> {
+    if (!this.#fixed && Date.now() - this.#discoveredAt >= this.#opts.discoverEveryMs) await this.#discover();
+    const queues = [...this.#queues.values()];
+    const out = await Promise.all(queues.map((q) => this.#readOne(q)));
+    const snap: Snapshot = { at: Date.now(), queues: out, error: this.#discoveryError };
+    this.#snapshot = snap;
+    for (const fn of this.#listeners) {
+      try {
+        fn(snap);
+      } catch {
+        // A listener is a network write; its failure is handled where the stream is closed.
+      }
+    }
+    return snap;
+  }
+
+  async #readOne(q: Queue<unknown, unknown>): Promise<QueueSnapshot> {
+    let h = this.#histories.get(q.name);
+    if (!h) {
+      h = new History(this.#opts.historySize);
+      this.#histories.set(q.name, h);
+    }
+    try {
+      const jsm = await this.#manager();
+      // queueStats does not return the streams' last sequences, which the rates need.
+      const [stats, si, di] = await Promise.all([
+        queueStats(this.#nc, q),
+        jsm.streams.info(q.names.stream),
+        jsm.streams.info(q.names.dlqStream),
+      ]);
+      h.push(
+        { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages },
+        stats.pending,
+      );
+      return { name: q.name, stats, error: null, rates: averageRates(h.samples, 3), history: h.points() };
+    } catch (err) {
+      return { name: q.name, stats: null, error: mapNatsError(err, `read queue "${q.name}"`).message, rates: null, history: h.points() };
+    }
+  }
+}
