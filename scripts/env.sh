@@ -29,7 +29,13 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "jetq: installing npm packages (npm ci)" >&2
-  npm ci --no-audit --no-fund >&2
+  if ! npm ci --no-audit --no-fund >&2; then
+    # Some registry mirrors lack other platforms' optional binaries (e.g. msgpackr-extract for
+    # macOS, pulled in by the BullMQ benchmark dependency), which makes `npm ci` refuse the lock
+    # file; `npm install` still installs the locked versions.
+    echo "jetq: npm ci refused the lock file (see above); falling back to npm install" >&2
+    npm install --no-audit --no-fund >&2
+  fi
 fi
 
 if [ -z "${NATS_URL:-}" ] && [ -z "${DOCKER_HOST:-}" ] && [ ! -S /var/run/docker.sock ] \
