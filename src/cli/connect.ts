@@ -1,0 +1,143 @@
+import { readFileSync } from "node:fs";
+import {
+  AuthorizationError,
+  connect,
+  ConnectionError as NatsConnectionError,
+  type ConnectionOptions,
+  credsAuthenticator,
+  type NatsConnection,
+  TimeoutError as NatsTimeoutError,
+  UserAuthenticationExpiredError,
+} from "@nats-io/transport-node";
+import { jetstreamManager, type JetStreamManager, type StreamInfo, type ConsumerInfo } from "@nats-io/jetstream";
+import { AuthenticationError, ConfigError, ConnectionError, QueueNotFoundError } from "../errors.ts";
+import { API, apiCode, mapNatsError } from "../natserr.ts";
+import { defineQueue, type Queue } from "../queue/define.ts";
+
+/** The connection options every command takes (global options of the program). */
+export interface ConnectOptions {
+  server: string;
+  creds?: string;
+  user?: string;
+  password?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  timeout: number;
+}
+
+export const DEFAULT_SERVER = "nats://127.0.0.1:4222";
+
+/** Opens a connection for one command, turning every failure into a jetq error with advice. */
+export async function openConnection(o: ConnectOptions): Promise<NatsConnection> {
+  const servers = o.server
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const opts: ConnectionOptions = {
+    servers,
+    name: "jetq-cli",
+    timeout: o.timeout,
+    // A command is short-lived: fail fast instead of reconnecting in the background.
+    reconnect: false,
+    noAsyncTraces: true,
+  };
+  if (o.user !== undefined) opts.user = o.user;
+  if (o.password !== undefined) opts.pass = o.password;
+  if (o.creds !== undefined) {
+    let creds: Uint8Array;
+    try {
+      creds = readFileSync(o.creds);
+    } catch (err) {
+      throw new ConfigError(`Cannot read the credentials file given by --creds: ${(err as Error).message}`, { cause: err });
+    }
+    opts.authenticator = credsAuthenticator(creds);
+  }
+  if (o.tlsCa !== undefined || o.tlsCert !== undefined || o.tlsKey !== undefined) {
+    opts.tls = {
+      ...(o.tlsCa !== undefined ? { caFile: o.tlsCa } : {}),
+      ...(o.tlsCert !== undefined ? { certFile: o.tlsCert } : {}),
+      ...(o.tlsKey !== undefined ? { keyFile: o.tlsKey } : {}),
+    };
+  }
+  // Credentials in a URL (nats://user:pass@host) must never reach an error message.
+  const where = servers.map((u) => u.replace(/\/\/[^@/]*@/, "//")).join(", ");
+  try {
+    return await connect(opts);
+  } catch (err) {
+    if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
+      throw new AuthenticationError(
+        `NATS at ${where} rejected the credentials (${err.message}). Check --user/--password, --creds, or NATS_USER/NATS_PASSWORD/NATS_CREDS.`,
+        { cause: err },
+      );
+    }
+    if (err instanceof NatsTimeoutError) {
+      throw new ConnectionError(`No answer from NATS at ${where} within ${o.timeout} ms. Is the address right (--server or NATS_URL)?`, { cause: err });
+    }
+    if (err instanceof NatsConnectionError || (err instanceof Error && /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|connection refused/i.test(err.message))) {
+      const detail = err.cause instanceof Error ? err.cause.message : err.message;
+      throw new ConnectionError(
+        `Cannot reach NATS at ${where} (${detail}). Is nats-server running with JetStream (nats-server -js)? Point jetq at it with --server or NATS_URL.`,
+        { cause: err },
+      );
+    }
+    throw mapNatsError(err, `connect to NATS at ${where}`);
+  }
+}
+
+/** A queue as found on the server: the definition (names) and the live stream and consumer. */
+export interface LoadedQueue {
+  queue: Queue<unknown, unknown>;
+  stream: StreamInfo;
+  consumer: ConsumerInfo;
+}
+
+/** Names of the jetq queues on the server (streams listening on `jetq.q.<name>`). */
+export async function listQueueNames(jsm: JetStreamManager, max = 1000): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const si of jsm.streams.list()) {
+      const subject = si.config.subjects?.[0];
+      if (subject?.startsWith("jetq.q.") && si.config.name === `JETQ_${subject.slice(7)}`) out.push(subject.slice(7));
+      if (out.length >= max) break;
+    }
+  } catch (err) {
+    throw mapNatsError(err, "list queues");
+  }
+  return out.sort();
+}
+
+/**
+ * Builds the queue definition for `name` and reads its stream and consumer.
+ * @throws {QueueNotFoundError} with the names of the queues that do exist.
+ */
+export async function loadQueue(nc: NatsConnection, name: string): Promise<LoadedQueue> {
+  const queue = defineQueue({ name });
+  const n = queue.names;
+  let jsm: JetStreamManager;
+  try {
+    jsm = await jetstreamManager(nc);
+  } catch (err) {
+    throw mapNatsError(err, `open queue "${name}"`);
+  }
+  let stream: StreamInfo;
+  try {
+    stream = await jsm.streams.info(n.stream);
+  } catch (err) {
+    if (apiCode(err) !== API.streamNotFound) throw mapNatsError(err, `open queue "${name}"`);
+    const known = await listQueueNames(jsm, 20).catch(() => []);
+    const hint = known.length > 0 ? `Queues on this server: ${known.join(", ")}.` : "This server has no jetq queues yet.";
+    throw new QueueNotFoundError(`Queue "${name}" not found (no stream ${n.stream}). ${hint} Create it with: jetq provision ${name}`, { cause: err });
+  }
+  let consumer: ConsumerInfo;
+  try {
+    consumer = await jsm.consumers.info(n.stream, n.consumer);
+  } catch (err) {
+    if (apiCode(err) !== API.consumerNotFound) throw mapNatsError(err, `open queue "${name}"`);
+    throw new QueueNotFoundError(
+      `Queue "${name}" is incomplete: stream ${n.stream} exists but its consumer "${n.consumer}" does not. Run: jetq provision ${name}`,
+      { cause: err },
+    );
+  }
+  return { queue, stream, consumer };
+}

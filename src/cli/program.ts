@@ -1,0 +1,57 @@
+import { Command, Option } from "commander";
+import { DEFAULT_SERVER } from "./connect.ts";
+import { dlqCommand } from "./dlq.ts";
+import { EXIT_HELP, UsageError } from "./exit.ts";
+import { parseDuration } from "./format.ts";
+import { provisionCommand } from "./provision.ts";
+import { publishCommand } from "./publish.ts";
+import { statsCommand } from "./stats.ts";
+
+const VERSION = "0.1.0";
+
+/** The `jetq` program with every command registered; `main.ts` parses argv with it. */
+export function buildProgram(): Command {
+  const program = new Command("jetq")
+    .description("Operate jetq queues on NATS JetStream: provision, stats, publish, and dead letters.")
+    .version(VERSION)
+    .addOption(new Option("-s, --server <urls>", "NATS server URL(s), comma-separated").env("NATS_URL").default(DEFAULT_SERVER))
+    .addOption(new Option("--creds <file>", "NATS credentials file (JWT + seed)").env("NATS_CREDS"))
+    .addOption(new Option("--user <name>", "NATS user").env("NATS_USER"))
+    .addOption(new Option("--password <secret>", "NATS password").env("NATS_PASSWORD"))
+    .addOption(new Option("--tls-ca <file>", "CA certificate to verify the server's TLS certificate").env("NATS_CA"))
+    .addOption(new Option("--tls-cert <file>", "client certificate for mutual TLS").env("NATS_CERT"))
+    .addOption(new Option("--tls-key <file>", "client key for mutual TLS").env("NATS_KEY"))
+    .addOption(
+      new Option("--timeout <duration>", "connect timeout")
+        .default(5000, "5s")
+        .argParser((v) => {
+          const ms = parseDuration(v, "--timeout");
+          if (ms < 1) throw new UsageError("--timeout must be positive");
+          return ms;
+        }),
+    )
+    .option("--json", "machine-readable output (errors too, on stderr)")
+    .showHelpAfterError("(run with --help for usage)")
+    .addHelpText(
+      "after",
+      `
+Queues are named on the command line; jetq reads everything else from the server
+(stream JETQ_<queue>, consumer "workers", dead letters in JETQ_<queue>_DLQ).
+
+Examples:
+  jetq provision emails --max-attempts 8 --ack-wait 1m
+  jetq publish emails '{"to":"ada@example.com"}'
+  jetq stats emails --watch
+  jetq dlq list emails
+  jetq dlq replay emails 12
+  jetq dlq purge emails --older-than 7d --yes
+
+${EXIT_HELP}`,
+    );
+  program.addCommand(provisionCommand());
+  program.addCommand(statsCommand());
+  program.addCommand(publishCommand());
+  program.addCommand(dlqCommand());
+  // dashboard: registerDashboardCommand(program) from ./dashboard-command.ts goes here.
+  return program;
+}

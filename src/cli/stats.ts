@@ -1,0 +1,181 @@
+import { Command } from "commander";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { mapNatsError } from "../natserr.ts";
+import { defineQueue } from "../queue/define.ts";
+import { queueStats, type QueueStats } from "../telemetry/stats.ts";
+import { listQueueNames, loadQueue } from "./connect.ts";
+import { UsageError } from "./exit.ts";
+import { globals, print, stdoutIsTTY, withNats } from "./context.ts";
+import { formatBytes, formatDuration, formatLimit, parseDuration, parseInteger, table } from "./format.ts";
+
+/** One sample of one queue: the stats plus what the CLI derives from the stream. */
+export interface StatsSample extends QueueStats {
+  /** When the sample was taken (ISO 8601). */
+  at: string;
+  /** Jobs ever published to the queue (the stream's last sequence). */
+  published: number;
+  /** Consumer settings read from the server. */
+  maxAttempts: number;
+  ackWaitMs: number;
+  /** Jobs published per second since the previous sample (watch mode only). */
+  publishRate?: number;
+  /** Jobs finished (acked or dead-lettered) per second since the previous sample (watch mode only). */
+  doneRate?: number;
+}
+
+async function sample(nc: NatsConnection, name: string): Promise<StatsSample> {
+  const { queue, consumer } = await loadQueue(nc, name);
+  const stats = await queueStats(nc, queue);
+  let published: number;
+  try {
+    published = (await (await jetstreamManager(nc)).streams.info(queue.names.stream)).state.last_seq;
+  } catch (err) {
+    throw mapNatsError(err, `read stats of queue "${name}"`);
+  }
+  return {
+    at: new Date().toISOString(),
+    ...stats,
+    published,
+    maxAttempts: consumer.config.max_deliver ?? -1,
+    ackWaitMs: Math.round((consumer.config.ack_wait ?? 0) / 1e6),
+  };
+}
+
+function withRates(cur: StatsSample, prev: StatsSample | undefined): StatsSample {
+  if (!prev) return cur;
+  const dt = (Date.parse(cur.at) - Date.parse(prev.at)) / 1000;
+  if (dt <= 0) return cur;
+  const publishedDelta = cur.published - prev.published;
+  // Whatever was published and is no longer stored was finished (acked or moved to the DLQ).
+  const done = publishedDelta - (cur.stored - prev.stored);
+  return { ...cur, publishRate: publishedDelta / dt, doneRate: Math.max(0, done) / dt };
+}
+
+function renderOne(s: StatsSample): string {
+  const rate = (r: number | undefined): string => (r === undefined ? "" : `${r.toFixed(1)}/s`);
+  const rows: string[][] = [
+    ["pending", String(s.pending), "jobs waiting for a worker"],
+    ["in flight", String(s.inFlight), `delivered, not yet acked (max ${s.maxAckPending})`],
+    ["redelivered", String(s.redelivered), "in flight on a second or later attempt"],
+    ["dead letters", String(s.deadLetters), s.deadLetters > 0 ? `inspect: jetq dlq list ${s.queue}` : ""],
+    ["stored", String(s.stored), `${formatBytes(s.bytes)}; bound ${formatLimit(s.maxMessages)}`],
+    ["published", String(s.published), s.publishRate === undefined ? "since the queue was created" : `${rate(s.publishRate)} now`],
+    ["waiting pulls", String(s.waitingPulls), "idle worker pull requests"],
+  ];
+  if (s.doneRate !== undefined) rows.splice(6, 0, ["finished", rate(s.doneRate), "acked or dead-lettered"]);
+  const head = `queue ${s.queue}   max attempts ${s.maxAttempts}, ack wait ${formatDuration(s.ackWaitMs)}   ${s.at}`;
+  return `${head}\n${table(["", "", ""], rows, new Set([1])).split("\n").slice(1).join("\n")}`;
+}
+
+function renderLine(s: StatsSample): string {
+  const rates = s.doneRate === undefined ? "" : ` published_per_s=${s.publishRate!.toFixed(1)} finished_per_s=${s.doneRate.toFixed(1)}`;
+  return `${s.at} queue=${s.queue} pending=${s.pending} in_flight=${s.inFlight} redelivered=${s.redelivered} dead_letters=${s.deadLetters} stored=${s.stored}${rates}`;
+}
+
+function renderMany(samples: StatsSample[]): string {
+  if (samples.length === 0) return "No jetq queues on this server yet. Create one with: jetq provision <queue>";
+  return table(
+    ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DEAD", "STORED", "BYTES"],
+    samples.map((s) => [s.queue, String(s.pending), String(s.inFlight), String(s.redelivered), String(s.deadLetters), String(s.stored), formatBytes(s.bytes)]),
+    new Set([1, 2, 3, 4, 5, 6]),
+  );
+}
+
+async function sampleAll(nc: NatsConnection): Promise<StatsSample[]> {
+  let jsm;
+  try {
+    jsm = await jetstreamManager(nc);
+  } catch (err) {
+    throw mapNatsError(err, "list queues");
+  }
+  const names = await listQueueNames(jsm);
+  const out: StatsSample[] = [];
+  // One queue at a time: a server with many queues gets a steady trickle of requests, not a burst.
+  for (const name of names) {
+    defineQueue({ name });
+    out.push(await sample(nc, name));
+  }
+  return out;
+}
+
+interface StatsFlags {
+  watch?: boolean;
+  interval: string;
+  count?: string;
+}
+
+export function statsCommand(): Command {
+  return new Command("stats")
+    .description("show a queue's figures (pending, in flight, redelivered, dead letters), or all queues without a name")
+    .argument("[queue]", "queue name; omit to list every jetq queue on the server")
+    .option("-w, --watch", "refresh until interrupted (Ctrl-C)")
+    .option("--interval <duration>", "refresh interval with --watch", "2s")
+    .option("--count <n>", "with --watch: stop after this many samples")
+    .addHelpText(
+      "after",
+      `
+With --json, prints one JSON object (an array without a queue name); with --watch --json,
+one JSON object per line per sample (NDJSON), with publishRate and doneRate per second.`,
+    )
+    .action(async (name: string | undefined, flags: StatsFlags, cmd: Command) => {
+      const g = globals(cmd);
+      const intervalMs = parseDuration(flags.interval, "--interval");
+      if (intervalMs < 100) throw new UsageError("--interval must be at least 100ms");
+      const count = flags.count === undefined ? Infinity : parseInteger(flags.count, "--count", 1);
+      if (name !== undefined) defineQueue({ name });
+      await withNats(g, async (nc) => {
+        if (!flags.watch) {
+          if (name === undefined) {
+            const all = await sampleAll(nc);
+            if (g.json) print(JSON.stringify(all, null, 2));
+            else print(renderMany(all));
+          } else {
+            const s = await sample(nc, name);
+            if (g.json) print(JSON.stringify(s, null, 2));
+            else print(renderOne(s));
+          }
+          return;
+        }
+        const stop = new AbortController();
+        const onSignal = (): void => stop.abort();
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
+        const tty = stdoutIsTTY() && !g.json;
+        let prev: StatsSample | undefined;
+        try {
+          for (let i = 0; i < count && !stop.signal.aborted; i++) {
+            if (name === undefined) {
+              const all = await sampleAll(nc);
+              if (g.json) print(JSON.stringify({ at: new Date().toISOString(), queues: all }));
+              else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderMany(all)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
+              else print(all.map(renderLine).join("\n"));
+            } else {
+              const s = withRates(await sample(nc, name), prev);
+              prev = s;
+              if (g.json) print(JSON.stringify(s));
+              else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderOne(s)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
+              else print(renderLine(s));
+            }
+            if (i + 1 < count) await sleep(intervalMs, stop.signal);
+          }
+        } finally {
+          process.off("SIGINT", onSignal);
+          process.off("SIGTERM", onSignal);
+        }
+      });
+    });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
