@@ -35,3 +35,6 @@ export type { ConnectOptions } from "./connect.ts";
 export type { ValidationIssue } from "./errors.ts";
 export { queueStats } from "./telemetry/stats.ts";
 export type { QueueStats } from "./telemetry/stats.ts";
+export { observeQueues } from "./telemetry/observe.ts";
+export type { ObserveQueuesOptions, QueueObserver } from "./telemetry/observe.ts";
+export type { TelemetryOptions } from "./telemetry/otel.ts";

@@ -16,7 +16,8 @@ import { decodePayload } from "../queue/codec.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.ts";
 import { AdvisoryMover } from "../dlq/advisory.ts";
-import { type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
+import { type AttemptSpan, type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
+import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
 
 /** What a handler receives for each attempt of a job. */
 export interface Job<T> {
@@ -73,6 +74,13 @@ export interface WorkerOptions {
   validate?: boolean;
   /** Logger for diagnostics nobody is listening for (pino-compatible). @default silent */
   logger?: Logger;
+  /**
+   * OpenTelemetry spans and metrics: a CONSUMER span per attempt (a child of the job's
+   * publish span, with the handler running in its context) and the worker's counters,
+   * histograms and gauges. `false` turns them off for this worker.
+   * @default the global tracer and meter providers (no-ops until an SDK registers them)
+   */
+  telemetry?: TelemetryOptions | false;
 }
 
 /** The subset of a pino-style logger jetq uses. */
@@ -244,6 +252,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#nc = nc;
     this.#queue = queue;
     this.#handler = handler;
+    this.#telemetry = workerTelemetry(queue as Queue<unknown, unknown>, this, options.telemetry);
   }
 
   /** @internal Installs telemetry hooks (see `instrument`). */
@@ -285,6 +294,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     this.#state = "running";
+    this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
     this.#leaseTimer = setInterval(() => this.#renewLeases(leaseEvery), Math.max(25, Math.floor(leaseEvery / 2)));
     if (this.#crashLoops) {
@@ -346,6 +356,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     await moverStopped;
     clearInterval(this.#leaseTimer);
+    this.#telemetry.detach();
     this.#state = "stopped";
     this.emit("stopped");
   }
@@ -403,11 +414,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#release(r);
       return;
     }
+    const span = this.#telemetry.start(this.#queue.name, m, event);
     let data: unknown;
     try {
       data = decodePayload(m.data);
     } catch (err) {
-      void this.#deadLetter(r, "decode", new ValidationError(`payload is not valid JSON: ${asError(err).message}`, [], { cause: err }));
+      void this.#deadLetter(r, "decode", new ValidationError(`payload is not valid JSON: ${asError(err).message}`, [], { cause: err }), span);
       return;
     }
     const schema = this.#queue.schema;
@@ -416,23 +428,22 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (!parsed.success) {
         const issues = parsed.error.issues.map((i) => ({ path: i.path, message: i.message, code: i.code }));
         const summary = issues.slice(0, 3).map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
-        void this.#deadLetter(r, "validation", new ValidationError(`payload does not match the schema: ${summary}`, issues));
+        void this.#deadLetter(r, "validation", new ValidationError(`payload does not match the schema: ${summary}`, issues), span);
         return;
       }
       data = parsed.data;
     }
-    void this.#run(r, data as T);
+    void this.#run(r, data as T, span);
   }
 
-  async #run(r: Running, data: T): Promise<void> {
+  async #run(r: Running, data: T, span: AttemptSpan): Promise<void> {
     const started = performance.now();
-    const span = this.#telemetry.start(this.#queue.name, r.msg, r.event);
     let error: Error | undefined;
     try {
       const timeoutMs = this.#queue.timeoutMs;
       const job = new JobImpl<T>(r, data, this.#queue.maxAttempts);
       if (timeoutMs === undefined) {
-        await this.#handler(job);
+        await span.run(() => this.#handler(job));
       } else {
         await new Promise<void>((resolve, reject) => {
           r.timer = setTimeout(() => {
@@ -441,7 +452,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
             reject(e);
           }, timeoutMs);
           Promise.resolve()
-            .then(() => this.#handler(job))
+            .then(() => span.run(() => this.#handler(job)))
             .then(() => resolve(), reject);
         });
       }
@@ -450,22 +461,26 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     } finally {
       clearTimeout(r.timer);
     }
-    if (r.settled) return; // stop() already handed it back
+    if (r.settled) {
+      // stop() already handed it back
+      span.end(error, { kind: "released" });
+      return;
+    }
     const durationMs = performance.now() - started;
     if (error === undefined) {
       await this.#complete(r, durationMs);
       span.end(undefined);
       return;
     }
-    span.end(error);
     if (error instanceof PermanentError || error.name === "PermanentError") {
-      await this.#deadLetter(r, "permanent", error);
+      await this.#deadLetter(r, "permanent", error, span);
     } else if (r.event.attempt >= this.#queue.maxAttempts) {
-      await this.#deadLetter(r, "max_attempts", error);
+      await this.#deadLetter(r, "max_attempts", error, span);
     } else {
       const delay = backoffDelay(this.#queue.backoff, r.event.attempt);
       r.msg.nak(delay);
       this.#finish(r);
+      span.end(error, { kind: "retry", delayMs: delay });
       this.#telemetry.retried(this.#queue.name);
       this.emit("retrying", r.event, error, delay);
     }
@@ -489,7 +504,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.emit("completed", r.event, durationMs);
   }
 
-  async #deadLetter(r: Running, reason: DeadLetterReason, error: Error): Promise<void> {
+  async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, span: AttemptSpan): Promise<void> {
     const info = r.msg.info;
     try {
       await copyToDeadLetters(this.#js!, this.#queue, {
@@ -506,12 +521,14 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       // server stops redelivering and the advisory path moves it instead.
       r.msg.nak(backoffDelay(this.#queue.backoff, info.deliveryCount));
       this.#finish(r);
+      span.end(error);
       this.#reportError(asError(err));
       return;
     }
     // Confirmed in the dead-letter stream: now remove the original (term deletes it from a work queue).
     r.msg.term();
     this.#finish(r);
+    span.end(error, { kind: "dead", reason });
     this.#emitDead(r.event, reason, error);
   }
 

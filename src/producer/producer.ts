@@ -13,7 +13,8 @@ import type { Queue } from "../queue/define.ts";
 import { describe } from "../queue/define.ts";
 import { encodePayload } from "../queue/codec.ts";
 import { HDR } from "../queue/headers.ts";
-import { type TelemetryHooks, noTelemetry } from "../telemetry/hooks.ts";
+import { noPublishSpan, type TelemetryHooks, noTelemetry } from "../telemetry/hooks.ts";
+import { producerTelemetry, type TelemetryOptions } from "../telemetry/otel.ts";
 
 /** Options of {@link Producer}. */
 export interface ProducerOptions {
@@ -33,6 +34,12 @@ export interface ProducerOptions {
   ackTimeoutMs?: number;
   /** Validate payloads against the queue's schema before sending. @default true */
   validate?: boolean;
+  /**
+   * OpenTelemetry spans and metrics: a PRODUCER span per publish (its context travels in the
+   * job's headers) and the publish counters. `false` turns them off for this producer.
+   * @default the global tracer and meter providers (no-ops until an SDK registers them)
+   */
+  telemetry?: TelemetryOptions | false;
 }
 
 /** Per-call options of {@link Producer.publish}. */
@@ -149,6 +156,7 @@ export class Producer<In = unknown> {
     this.#maxBlocked = maxBlocked;
     this.#validate = options.validate ?? true;
     this.#prefix = createInbox();
+    this.#telemetry = producerTelemetry(queue as Queue<unknown, unknown>, options.telemetry);
   }
 
   /** @internal Installs telemetry hooks (see `instrument`). */
@@ -178,8 +186,20 @@ export class Producer<In = unknown> {
     const payload = this.#encode(data);
     const hdrs = this.#headers(options);
     const id = options.id ?? (hdrs.get(HDR.id) as string);
-    if (!this.#tryReserve()) await this.#waitForSlot(options.signal);
-    return this.#send(payload, hdrs, id);
+    const span = this.#telemetry.publish(this.#queue.name, id, hdrs);
+    if (span === noPublishSpan) {
+      if (!this.#tryReserve()) await this.#waitForSlot(options.signal);
+      return this.#send(payload, hdrs, id);
+    }
+    try {
+      if (!this.#tryReserve()) await this.#waitForSlot(options.signal);
+      const receipt = await this.#send(payload, hdrs, id);
+      span.end(undefined, receipt);
+      return receipt;
+    } catch (err) {
+      span.end(err as Error);
+      throw err;
+    }
   }
 
   /**
@@ -208,7 +228,10 @@ export class Producer<In = unknown> {
           break;
         }
       }
-      promises[k] = this.#send(p.payload, p.hdrs, p.id);
+      const span = this.#telemetry.publish(this.#queue.name, p.id, p.hdrs);
+      const sent = this.#send(p.payload, p.hdrs, p.id);
+      if (span !== noPublishSpan) sent.then((r) => span.end(undefined, r), (e: Error) => span.end(e));
+      promises[k] = sent;
     }
     const settled = await Promise.allSettled(promises);
     let failed = 0;
@@ -299,7 +322,6 @@ export class Producer<In = unknown> {
         h.set(k, String(v));
       }
     }
-    this.#telemetry.inject(h);
     return h;
   }
 
@@ -315,13 +337,13 @@ export class Producer<In = unknown> {
   #waitForSlot(signal: AbortSignal | undefined): Promise<void> {
     const q = this.#queue.name;
     if (this.#overflow === "reject") {
-      this.#telemetry.rejected(q);
+      this.#telemetry.rejected(q, "window_full");
       return Promise.reject(
         new QueueFullError(`Publish window of queue "${q}" is full (${this.#maxInFlight} unconfirmed); overflow is "reject"`, "window_full"),
       );
     }
     if (this.#waiters.length >= this.#maxBlocked) {
-      this.#telemetry.rejected(q);
+      this.#telemetry.rejected(q, "window_full");
       return Promise.reject(
         new QueueFullError(`Too many publishes (${this.#maxBlocked}) already wait for the window of queue "${q}"`, "window_full"),
       );
@@ -354,7 +376,7 @@ export class Producer<In = unknown> {
       };
       timer = setTimeout(() => {
         remove();
-        this.#telemetry.rejected(q);
+        this.#telemetry.rejected(q, "window_timeout");
         done(new QueueFullError(`Publish window of queue "${q}" stayed full for ${this.#blockTimeoutMs} ms`, "window_timeout"));
       }, this.#blockTimeoutMs);
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -424,14 +446,14 @@ export class Producer<In = unknown> {
     if (ack.error) {
       const e = ack.error;
       if (e.err_code === API.streamStoreFailed || e.err_code === API.maximumMessagesExceeded || /maximum (messages|bytes)/i.test(e.description ?? "")) {
-        this.#telemetry.rejected(q);
+        this.#telemetry.rejected(q, "stream_full");
         p.reject(new QueueFullError(`Queue "${q}" is full: ${e.description} (bounded by maxMessages/maxBytes). Nothing was enqueued.`, "stream_full"));
       } else {
         p.reject(new JetqError(`publish to queue "${q}": ${e.description} (JetStream error ${e.err_code ?? e.code})`));
       }
       return;
     }
-    this.#telemetry.published(q);
+    this.#telemetry.published(q, ack.duplicate === true);
     p.resolve({ id: p.id, seq: ack.seq ?? 0, duplicate: ack.duplicate === true });
   }
 

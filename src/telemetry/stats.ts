@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 
@@ -31,9 +31,19 @@ export interface QueueStats {
  * @throws {QueueNotFoundError} the queue was not provisioned.
  */
 export async function queueStats(nc: NatsConnection, queue: Queue<unknown, unknown>): Promise<QueueStats> {
+  let jsm: JetStreamManager;
+  try {
+    jsm = await jetstreamManager(nc);
+  } catch (err) {
+    throw mapNatsError(err, `read stats of queue "${queue.name}"`);
+  }
+  return readQueueStats(jsm, queue);
+}
+
+/** @internal {@link queueStats} on a manager the caller keeps (no API check per read). */
+export async function readQueueStats(jsm: JetStreamManager, queue: Queue<unknown, unknown>): Promise<QueueStats> {
   const n = queue.names;
   try {
-    const jsm = await jetstreamManager(nc);
     const [si, ci, di] = await Promise.all([
       jsm.streams.info(n.stream),
       jsm.consumers.info(n.stream, n.consumer),
