@@ -7,8 +7,10 @@ import {
   defineQueue,
   Producer,
   provisionQueue,
+  QueueFullError,
   TimeoutError,
 } from "../../src/index.ts";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { freePort, startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
 import { uniqueName } from "../support/ctx.ts";
 
@@ -55,6 +57,38 @@ describe("connection errors", () => {
     assert.match(err.message, /maybe-stored/);
     assert.match(err.message, /same id/);
     assert.ok(Date.now() - started < 5_000, "bounded by ackTimeoutMs, not a hang");
+    await producer.close();
+    await nc.close();
+  });
+});
+
+describe("publish window overflow", () => {
+  it("blocks when the window is full, honours AbortSignal and the block deadline, and resumes", async () => {
+    const srv = await startLocalNats();
+    servers.push(srv);
+    const nc = await connect({ servers: srv.servers });
+    const q = defineQueue({ name: uniqueName("block") });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q, { maxInFlight: 1, overflow: "block", blockTimeoutMs: 300, ackTimeoutMs: 20_000 });
+    srv.pause(); // the server stops answering: the first publish holds the only slot
+    try {
+      const first = producer.publish({ n: 1 });
+      assert.equal(producer.inFlight, 1);
+      const ac = new AbortController();
+      const aborted = producer.publish({ n: 2 }, { signal: ac.signal });
+      ac.abort(new Error("caller gave up"));
+      await assert.rejects(aborted, /caller gave up/);
+      const timedOut = await producer.publish({ n: 3 }).catch((e: unknown) => e);
+      assert.ok(timedOut instanceof QueueFullError && timedOut.reason === "window_timeout", String(timedOut));
+      const waiting = producer.publish({ n: 4 });
+      srv.resume();
+      const [a, b] = await Promise.all([first, waiting]);
+      assert.ok(b.seq > a.seq, "the blocked publish went through once the slot freed");
+    } finally {
+      srv.resume();
+    }
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 2, "only the two confirmed jobs were stored");
     await producer.close();
     await nc.close();
   });

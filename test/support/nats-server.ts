@@ -133,6 +133,16 @@ export class LocalNatsServer implements NatsServer {
     clearTimeout(t);
   }
 
+  /** SIGSTOP: the server freezes with its connections open (it stops answering, nothing fails). */
+  pause(): void {
+    this.#proc?.kill("SIGSTOP");
+  }
+
+  /** SIGCONT after {@link pause}. */
+  resume(): void {
+    this.#proc?.kill("SIGCONT");
+  }
+
   /** SIGKILL: a crash, nothing flushed by the server. */
   kill(): Promise<void> {
     return this.#signal("SIGKILL");
