@@ -38,3 +38,5 @@ export type { QueueStats } from "./telemetry/stats.ts";
 export { observeQueues } from "./telemetry/observe.ts";
 export type { ObserveQueuesOptions, QueueObserver } from "./telemetry/observe.ts";
 export type { TelemetryOptions } from "./telemetry/otel.ts";
+export { createDashboard } from "./dashboard/handler.ts";
+export type { DashboardOptions, DashboardHandler } from "./dashboard/handler.ts";

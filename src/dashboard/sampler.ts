@@ -30,7 +30,10 @@ export interface Rates {
 
 /** @internal One point of the throughput chart. */
 export interface HistoryPoint extends Rates {
+  /** End of the interval (ms since the epoch). */
   t: number;
+  /** Length of the interval the rates are over, in ms. */
+  ms: number;
   depth: number;
 }
 
@@ -121,7 +124,8 @@ export class History {
     const out: HistoryPoint[] = [];
     for (let i = 1; i < this.#samples.length; i++) {
       const b = this.#samples[i]!;
-      out.push({ t: b.t, depth: this.#depth[i]!, ...ratesBetween(this.#samples[i - 1]!, b) });
+      const a = this.#samples[i - 1]!;
+      out.push({ t: b.t, ms: b.t - a.t, depth: this.#depth[i]!, ...ratesBetween(a, b) });
     }
     return out;
   }

@@ -31,6 +31,12 @@ function append(el, children) {
   }
 }
 
+/** Replaces the children of `el`, skipping null/false ones (replaceChildren would print "null"). */
+function render(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+}
+
 function s(tag, attrs, ...children) {
   const el = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs ?? {})) el.setAttribute(k, String(v));
@@ -51,7 +57,7 @@ const time = (iso) => (iso ? `${iso.replace("T", " ").slice(0, 19)} UTC` : "–"
 const bytes = (n) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
 
 function setCrumbs(...items) {
-  crumbs.replaceChildren(...items.flatMap((it, i) => [i > 0 ? h("span", { class: "sep" }, "›") : null, it].filter(Boolean)));
+  render(crumbs, items.map((it, i) => [i > 0 ? h("span", { class: "sep" }, "›") : null, it]));
 }
 
 function say(text, kind = "ok") {
@@ -154,7 +160,7 @@ function overview() {
   const tbody = h("tbody");
   const empty = h("p", { class: "muted", hidden: true }, "No jetq queues found on this server yet. Provision one (provisionQueue or `jetq provision`) and it appears here.");
   const error = h("p", { class: "notice err", hidden: true });
-  app.replaceChildren(
+  render(app,
     h("h1", {}, "Queues"),
     error,
     h("table", { class: "grid", id: "queues" },
@@ -210,7 +216,7 @@ function queuePage(name) {
   const rateChart = h("div", { class: "chart-box" });
   const depthChart = h("div", { class: "chart-box" });
   const error = h("p", { class: "notice err", hidden: true });
-  app.replaceChildren(
+  render(app,
     h("h1", {}, name),
     error,
     figures,
@@ -271,7 +277,7 @@ async function dlqPage(name) {
   try {
     data = await getJson(`/api/queues/${encodeURIComponent(name)}/dead-letters${from ? `?from=${encodeURIComponent(from)}` : ""}`);
   } catch (err) {
-    app.replaceChildren(h("h1", {}, "Dead letters"), h("p", { class: "notice err" }, err.message));
+    render(app, h("h1", {}, "Dead letters"), h("p", { class: "notice err" }, err.message));
     return;
   }
   liveBadge.textContent = "";
@@ -300,7 +306,7 @@ async function dlqPage(name) {
       h("td", { "data-field": "reason" }, e.reason),
       h("td", { "data-field": "error" }, h("strong", {}, e.error.name), ": ", e.error.message),
       h("td", { class: "num", "data-field": "attempts" }, int(e.attempts)),
-      h("td", { "data-field": "failedAt" }, time(e.failedAt)),
+      h("td", { class: "nowrap", "data-field": "failedAt" }, time(e.failedAt)),
       h("td", { class: "mono preview", "data-field": "payload" }, e.payload),
       READ_ONLY ? null : h("td", { class: "row-actions" },
         h("button", {
@@ -320,7 +326,7 @@ async function dlqPage(name) {
   const pager = h("p", { class: "pager" },
     from ? h("a", { href: url.dlq(name) }, "← First page") : null,
     data.next ? h("a", { href: url.dlq(name, data.next) }, "Next page →") : null);
-  app.replaceChildren(
+  render(app,
     h("h1", {}, "Dead letters of ", h("span", { class: "mono" }, name), " ", h("span", { class: "count", "data-field": "count" }, int(data.count))),
     bulk,
     data.entries.length === 0
@@ -342,7 +348,7 @@ async function entryPage(name, seqText) {
   try {
     e = (await getJson(`/api/queues/${encodeURIComponent(name)}/dead-letters/${encodeURIComponent(seqText)}`)).entry;
   } catch (err) {
-    app.replaceChildren(h("h1", {}, `Dead letter #${seqText}`), h("p", { class: "notice err" }, err.message), h("p", {}, h("a", { href: url.dlq(name) }, "← All dead letters")));
+    render(app, h("h1", {}, `Dead letter #${seqText}`), h("p", { class: "notice err" }, err.message), h("p", {}, h("a", { href: url.dlq(name) }, "← All dead letters")));
     return;
   }
   const base = `/api/queues/${encodeURIComponent(name)}/dead-letters/${e.seq}`;
@@ -363,7 +369,7 @@ async function entryPage(name, seqText) {
       }),
     }, "Delete"));
   const headerNames = Object.keys(e.headers).sort();
-  app.replaceChildren(
+  render(app,
     h("h1", {}, `Dead letter #${e.seq}`),
     actions,
     h("dl", { class: "figures wide" },
@@ -394,7 +400,7 @@ function route() {
   if (parts[0] === "queues" && parts.length === 2) return queuePage(parts[1]);
   if (parts[0] === "queues" && parts[2] === "dead-letters" && parts.length === 3) return dlqPage(parts[1]);
   if (parts[0] === "queues" && parts[2] === "dead-letters" && parts.length === 4) return entryPage(parts[1], parts[3]);
-  app.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: url.overview() }, "← Queues")));
+  render(app, h("h1", {}, "Not found"), h("p", {}, h("a", { href: url.overview() }, "← Queues")));
 }
 
 Promise.resolve(route()).finally(() => {
