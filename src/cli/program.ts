@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { DEFAULT_SERVER } from "./connect.ts";
+import { registerDashboardCommand } from "./dashboard-command.ts";
 import { dlqCommand } from "./dlq.ts";
 import { EXIT_HELP, UsageError } from "./exit.ts";
 import { parseDuration } from "./format.ts";
@@ -52,6 +53,6 @@ ${EXIT_HELP}`,
   program.addCommand(statsCommand());
   program.addCommand(publishCommand());
   program.addCommand(dlqCommand());
-  // dashboard: registerDashboardCommand(program) from ./dashboard-command.ts goes here.
+  registerDashboardCommand(program);
   return program;
 }

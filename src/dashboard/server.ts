@@ -26,6 +26,8 @@ export interface DashboardServerOptions extends DashboardOptions {
 export interface DashboardServer {
   readonly url: string;
   readonly server: Server;
+  /** Serves from a new connection (after the old one was lost); open pages reconnect by themselves. */
+  useConnection(nc: NatsConnection): void;
   close(): Promise<void>;
 }
 
@@ -95,7 +97,7 @@ export async function startDashboardServer(nc: NatsConnection, options: Dashboar
   const { port = 3000, host = "127.0.0.1", auth = { kind: "none" }, ...dashboardOptions } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`Expected \`port\` to be an integer from 0 to 65535, got ${port}`);
   if (auth.kind === "token" && auth.token.length < 8) throw new ConfigError("Expected the dashboard token to be at least 8 characters long");
-  const dashboard = createDashboard(nc, dashboardOptions);
+  let dashboard = createDashboard(nc, dashboardOptions);
   // Cookies ignore ports: one name per listening port keeps two dashboards on one host apart.
   let cookieName = "jetq_auth";
   const server = createServer((req, res) => {
@@ -119,6 +121,11 @@ export async function startDashboardServer(nc: NatsConnection, options: Dashboar
   return {
     url: `http://${shownHost}:${addr.port}${options.basePath ?? ""}/`,
     server,
+    useConnection: (next) => {
+      const old = dashboard;
+      dashboard = createDashboard(next, dashboardOptions);
+      old.close();
+    },
     close: () => {
       closing ??= new Promise<void>((resolve) => {
         dashboard.close();

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { z } from "zod";
 import {
   createDashboard,
   DeadLetterQueue,
@@ -125,7 +126,7 @@ const pwned = (page: Page): Promise<unknown> => page.evaluate(() => (globalThis 
 describe("dashboard in a browser", { skip: haveChromium ? false : `no Chromium at ${CHROMIUM}: apt-get install -y chromium` }, () => {
   it("shows a queue's depth rising as jobs are published and falling as they are processed", async () => {
     const nc = await nats.connect();
-    const q = defineQueue({ name: uniqueName("orders") });
+    const q = defineQueue({ name: uniqueName("orders"), schema: z.object({ i: z.number() }) });
     await provisionQueue(nc, q);
     const { url } = await dashboard({ historySize: 1000 }); // discovers the queue from the server
     const page = await newPage();
@@ -139,7 +140,7 @@ describe("dashboard in a browser", { skip: haveChromium ? false : `no Chromium a
     await shot(page, "overview");
 
     const done = new Set<number>();
-    const worker = new Worker<{ i: number }>(nc, q, async (job) => {
+    const worker = new Worker(nc, q, async (job) => {
       done.add(job.data.i);
     }, { concurrency: 4 });
     await worker.start();
@@ -173,11 +174,11 @@ describe("dashboard in a browser", { skip: haveChromium ? false : `no Chromium a
 
   it("lists a dead letter, opens it, and replays it from the page; a worker then completes it", async () => {
     const nc = await nats.connect();
-    const q = defineQueue({ name: uniqueName("payments"), maxAttempts: 2, backoff: [50] });
+    const q = defineQueue({ name: uniqueName("payments"), schema: z.object({ order: z.number(), amount: z.string() }), maxAttempts: 2, backoff: [50] });
     await provisionQueue(nc, q);
     let fail = true;
     const completed: string[] = [];
-    const worker = new Worker<{ order: number }>(nc, q, async (job) => {
+    const worker = new Worker(nc, q, async (job) => {
       if (fail) throw new Error(`card declined for order ${job.data.order}`);
       completed.push(`${job.id}@${job.attempt}`);
     });
