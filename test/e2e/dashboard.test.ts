@@ -395,6 +395,34 @@ describe("dashboard in a browser", { skip: haveChromium ? false : `no Chromium a
   });
 });
 
+describe("mounting", () => {
+  it("finds its mount path from req.originalUrl as Express sets it", async () => {
+    const nc = await nats.connect();
+    const handler = createDashboard(nc, { queues: [] });
+    cleanups.push(() => handler.close());
+    // What express's app.use("/admin/jobs", handler) does to the request before calling it.
+    const { url } = await listen((req, res) => {
+      const full = req.url ?? "/";
+      if (!full.startsWith("/admin/jobs")) {
+        res.statusCode = 418;
+        res.end();
+        return;
+      }
+      Object.assign(req, { originalUrl: full, url: full.slice("/admin/jobs".length) || "/" });
+      handler(req, res);
+    });
+    for (const path of ["/admin/jobs", "/admin/jobs/", "/admin/jobs/queues/x/dead-letters"]) {
+      const html = await (await fetch(`${url}${path}`)).text();
+      assert.match(html, /<meta name="jetq-base" content="\/admin\/jobs">/, path);
+      assert.match(html, /src="\/admin\/jobs\/static\/app\.js"/, path);
+    }
+    const cookie = (await fetch(`${url}/admin/jobs/`)).headers.get("set-cookie") ?? "";
+    assert.match(cookie, /Path=\/admin\/jobs;/);
+    assert.equal((await fetch(`${url}/admin/jobs/static/app.js`)).status, 200);
+    assert.equal((await fetch(`${url}/admin/jobs/nothing/here`)).status, 404);
+  });
+});
+
 describe("standalone dashboard server", () => {
   it("binds to loopback and admits a token by header, or by ?token= traded for a cookie", async () => {
     const nc = await nats.connect();
