@@ -66,6 +66,13 @@ export async function openConnection(o: ConnectOptions): Promise<NatsConnection>
     return await connect(opts);
   } catch (err) {
     if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
+      const given = o.user !== undefined || o.creds !== undefined;
+      if (!given) {
+        throw new AuthenticationError(
+          `NATS at ${where} requires credentials (${err.message}). Pass --user/--password or --creds (or set NATS_USER/NATS_PASSWORD or NATS_CREDS).`,
+          { cause: err },
+        );
+      }
       throw new AuthenticationError(
         `NATS at ${where} rejected the credentials (${err.message}). Check --user/--password, --creds, or NATS_USER/NATS_PASSWORD/NATS_CREDS.`,
         { cause: err },

@@ -1,0 +1,277 @@
+/**
+ * The `jetq` command, run as a subprocess against a real server: output, --json shapes,
+ * exit codes and error messages.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, it } from "node:test";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { defineQueue, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
+import { findNatsServerBinary, freePort, startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with stdin closed (not a TTY) or fed `input`; bounded by a deadline. */
+function jetq(args: string[], opts: { server?: string; input?: string; env?: Record<string, string> } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", ...opts.env };
+    delete env.NATS_USER;
+    delete env.NATS_PASSWORD;
+    delete env.NATS_CREDS;
+    if (opts.server !== undefined) env.NATS_URL = opts.server;
+    const p = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const t = setTimeout(() => {
+      p.kill("SIGKILL");
+      reject(new Error(`jetq ${args.join(" ")} did not finish within 30 s\n${stdout}\n${stderr}`));
+    }, 30_000);
+    p.on("exit", (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+    p.stdin.end(opts.input ?? "");
+  });
+}
+
+const nats = useNats();
+const url = (): string => nats.server().servers;
+const auth = (): string[] => {
+  const s = nats.server();
+  return s.user ? ["--user", s.user, "--password", s.pass ?? ""] : [];
+};
+
+describe("jetq provision", () => {
+  it("creates a queue, is idempotent, reports drift with exit 4, and applies it with --update", async () => {
+    const q = uniqueName("cli");
+    const first = await jetq(["provision", q, "--max-attempts", "3", "--ack-wait", "10s", ...auth()], { server: url() });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /stream\s+JETQ_\S+\s+created/);
+    assert.match(first.stdout, /max attempts 3, ack wait 10s/);
+
+    const again = await jetq(["--json", "provision", q, "--max-attempts", "3", "--ack-wait", "10s", ...auth()], { server: url() });
+    assert.equal(again.code, 0, again.stderr);
+    const j = JSON.parse(again.stdout);
+    assert.deepEqual(j.result, { stream: "unchanged", consumer: "unchanged", deadLetterStream: "unchanged", advisoryStream: "unchanged" });
+    assert.equal(j.names.stream, `JETQ_${q}`);
+    assert.equal(j.config.maxAttempts, 3);
+    assert.equal(j.config.ackWaitMs, 10_000);
+
+    const drift = await jetq(["provision", q, "--max-attempts", "5", "--ack-wait", "10s", ...auth()], { server: url() });
+    assert.equal(drift.code, 4);
+    assert.match(drift.stderr, /max_deliver 3 on the server, 5 requested/);
+    assert.match(drift.stderr, /--update/);
+
+    const upd = await jetq(["provision", q, "--max-attempts", "5", "--ack-wait", "10s", "--update", "--json", ...auth()], { server: url() });
+    assert.equal(upd.code, 0, upd.stderr);
+    assert.equal(JSON.parse(upd.stdout).result.consumer, "updated");
+  });
+
+  it("rejects bad options with exit 1 before connecting", async () => {
+    const r = await jetq(["provision", "q1", "--ack-wait", "soon"], { server: "nats://127.0.0.1:1" });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--ack-wait to be a duration/);
+    const bad = await jetq(["provision", "no spaces please"], { server: "nats://127.0.0.1:1" });
+    assert.equal(bad.code, 1);
+    const unknown = await jetq(["frobnicate"]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /unknown command/);
+  });
+});
+
+describe("jetq publish and stats", () => {
+  it("publishes one job, drops a duplicate id, streams NDJSON from stdin, and counts them in stats", async () => {
+    const q = uniqueName("cli");
+    assert.equal((await jetq(["provision", q, ...auth()], { server: url() })).code, 0);
+
+    const one = await jetq(["publish", q, '{"to":"ada@example.com"}', "--id", "welcome-ada", "--json", ...auth()], { server: url() });
+    assert.equal(one.code, 0, one.stderr);
+    assert.deepEqual(JSON.parse(one.stdout), { queue: q, id: "welcome-ada", seq: 1, duplicate: false });
+    const dup = await jetq(["publish", q, '{"to":"ada@example.com"}', "--id", "welcome-ada", ...auth()], { server: url() });
+    assert.equal(dup.code, 0);
+    assert.match(dup.stdout, /duplicate was dropped/);
+
+    const lines = await jetq(["publish", q, "--json", ...auth()], { server: url(), input: '{"n":1}\n{"n":2}\n\n{"n":3}\n' });
+    assert.equal(lines.code, 0, lines.stderr);
+    assert.deepEqual(JSON.parse(lines.stdout), { queue: q, published: 3, duplicates: 0, firstSeq: 2, lastSeq: 4 });
+
+    const badJson = await jetq(["publish", q, "{not json", ...auth()], { server: url() });
+    assert.equal(badJson.code, 1);
+    assert.match(badJson.stderr, /not valid JSON/);
+
+    const stats = await jetq(["stats", q, "--json", ...auth()], { server: url() });
+    assert.equal(stats.code, 0, stats.stderr);
+    const s = JSON.parse(stats.stdout);
+    assert.equal(s.queue, q);
+    assert.equal(s.pending, 4);
+    assert.equal(s.inFlight, 0);
+    assert.equal(s.deadLetters, 0);
+    assert.equal(s.published, 4);
+    assert.equal(s.maxAttempts, 5);
+    assert.equal(typeof s.at, "string");
+
+    const human = await jetq(["stats", q, ...auth()], { server: url() });
+    assert.equal(human.code, 0);
+    assert.match(human.stdout, /pending\s+4/);
+
+    const all = await jetq(["stats", "--json", ...auth()], { server: url() });
+    assert.equal(all.code, 0, all.stderr);
+    const row = (JSON.parse(all.stdout) as Array<{ queue: string; pending: number }>).find((x) => x.queue === q);
+    assert.equal(row?.pending, 4);
+
+    const watch = await jetq(["stats", q, "--watch", "--count", "2", "--interval", "100ms", "--json", ...auth()], { server: url() });
+    assert.equal(watch.code, 0, watch.stderr);
+    const samples = watch.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(samples.length, 2);
+    assert.equal(samples[1].pending, 4);
+    assert.equal(typeof samples[1].doneRate, "number", "the second sample carries rates");
+  });
+});
+
+describe("jetq errors", () => {
+  it("says the queue is unknown with exit 2 and how to create it", async () => {
+    const q = uniqueName("nope");
+    for (const args of [["stats", q], ["dlq", "list", q], ["publish", q, "{}"]]) {
+      const r = await jetq([...args, ...auth()], { server: url() });
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`Queue "${q}" not found`));
+      assert.match(r.stderr, new RegExp(`jetq provision ${q}`));
+    }
+  });
+
+  it("says the server is unreachable with exit 3, as JSON with --json", async () => {
+    const port = await freePort();
+    const r = await jetq(["stats", "x", "--server", `nats://127.0.0.1:${port}`]);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, new RegExp(`Cannot reach NATS at nats://127.0.0.1:${port}`));
+    const j = await jetq(["--json", "stats", "x", "--server", `nats://127.0.0.1:${port}`]);
+    assert.equal(j.code, 3);
+    assert.deepEqual(Object.keys(JSON.parse(j.stderr).error).sort(), ["exitCode", "message", "name"]);
+    assert.equal(JSON.parse(j.stderr).error.name, "ConnectionError");
+    assert.equal(j.stdout, "");
+  });
+});
+
+describe("jetq against a server with users and permissions", { skip: findNatsServerBinary() ? false : "needs a nats-server binary" }, () => {
+  let srv: LocalNatsServer;
+  before(async () => {
+    srv = await startLocalNats({
+      config: `
+authorization {
+  users = [
+    { user: admin, password: s3cret }
+    { user: viewer, password: s3cret, permissions: { publish: { deny: ["$JS.API.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
+  ]
+}`,
+    });
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it("reports refused credentials with exit 3 without echoing the password", async () => {
+    const r = await jetq(["stats", "--user", "admin", "--password", "wrong-pw"], { server: srv.servers });
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /rejected the credentials/);
+    assert.doesNotMatch(r.stderr, /wrong-pw/);
+  });
+
+  it("reports a permission denied with exit 3, naming the subject", async () => {
+    const ok = await jetq(["provision", "perm", "--user", "admin", "--password", "s3cret"], { server: srv.servers });
+    assert.equal(ok.code, 0, ok.stderr);
+    const r = await jetq(["stats", "perm", "--user", "viewer", "--password", "s3cret"], { server: srv.servers });
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /[Pp]ermission/);
+    assert.match(r.stderr, /\$JS\.API/);
+  });
+});
+
+describe("jetq dlq", () => {
+  it("lists, shows, replays and purges dead letters; destructive commands need --yes without a TTY", async () => {
+    const nc = await nats.connect();
+    const queue = defineQueue({ name: uniqueName("cli"), maxAttempts: 1 });
+    await provisionQueue(nc, queue);
+    const producer = new Producer(nc, queue);
+    await producer.publishMany([{ img: "a" }, { img: "b" }, { img: "c" }], { id: (x) => `job-${x.img}` });
+    await producer.close();
+    const worker = new Worker(nc, queue, (job) => {
+      const { img } = job.data as { img: string };
+      throw new PermanentError(`corrupt image ${img === "b" ? "header boom-b" : "boom-x"}`);
+    });
+    let dead = 0;
+    worker.on("dead", () => dead++);
+    await worker.start();
+    await waitFor(() => dead === 3, "3 dead letters");
+    await worker.stop();
+    const q = queue.name;
+    const S = { server: url() };
+
+    const list = await jetq(["dlq", "list", q, "--json", ...auth()], S);
+    assert.equal(list.code, 0, list.stderr);
+    const lj = JSON.parse(list.stdout);
+    assert.equal(lj.total, 3);
+    assert.equal(lj.count, 3);
+    assert.equal(lj.more, false);
+    const e0 = lj.entries[0];
+    assert.deepEqual(Object.keys(e0).sort(), ["attempts", "data", "error", "failedAt", "headers", "id", "publishedAt", "reason", "seq", "sourceSeq"]);
+    assert.equal(e0.reason, "permanent");
+    assert.equal(e0.error.name, "PermanentError");
+    assert.deepEqual(lj.entries.map((e: { id: string }) => e.id).sort(), ["job-a", "job-b", "job-c"]);
+
+    const human = await jetq(["dlq", "list", q, ...auth()], S);
+    assert.match(human.stdout, /^SEQ\s+JOB ID\s+REASON\s+ATTEMPTS\s+FAILED\s+ERROR/);
+    assert.match(human.stdout, /job-b\s+permanent\s+1\s+(\S+ ago|just now)\s+PermanentError: corrupt image header boom-b/);
+
+    const filtered = await jetq(["dlq", "list", q, "--error", "BOOM-B", "--json", ...auth()], S);
+    assert.deepEqual(JSON.parse(filtered.stdout).entries.map((e: { id: string }) => e.id), ["job-b"]);
+    const paged = await jetq(["dlq", "list", q, "--limit", "2", "--json", ...auth()], S);
+    assert.equal(JSON.parse(paged.stdout).count, 2);
+    assert.equal(JSON.parse(paged.stdout).more, true);
+
+    const seqB: number = lj.entries.find((e: { id: string }) => e.id === "job-b").seq;
+    const show = await jetq(["dlq", "show", q, String(seqB), ...auth()], S);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /job id\s+job-b/);
+    assert.match(show.stdout, /"img": "b"/);
+    const missing = await jetq(["dlq", "show", q, "9999", ...auth()], S);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /does not exist/);
+
+    // Not a TTY and no --yes: refused, nothing deleted.
+    const refused = await jetq(["dlq", "purge", q, "--all", ...auth()], S);
+    assert.equal(refused.code, 6);
+    assert.match(refused.stderr, /--yes/);
+    const noSelector = await jetq(["dlq", "purge", q, ...auth()], S);
+    assert.equal(noSelector.code, 1);
+
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(queue.names.dlqStream)).state.messages, 3);
+
+    const replay = await jetq(["dlq", "replay", q, String(seqB), "--json", ...auth()], S);
+    assert.equal(replay.code, 0, replay.stderr);
+    const rj = JSON.parse(replay.stdout);
+    assert.equal(rj.replayed, 1);
+    assert.equal(rj.jobs[0].id, "job-b");
+    assert.equal((await jsm.streams.info(queue.names.stream)).state.messages, 1, "the job is back on the queue");
+    assert.equal((await jsm.streams.info(queue.names.dlqStream)).state.messages, 2);
+
+    const purgeOne = await jetq(["dlq", "purge", q, "--error", "boom-x", "--older-than", "0s", "--yes", "--json", ...auth()], S);
+    assert.equal(purgeOne.code, 0, purgeOne.stderr);
+    assert.equal(JSON.parse(purgeOne.stdout).purged, 2);
+    const empty = await jetq(["dlq", "list", q, ...auth()], S);
+    assert.match(empty.stdout, /No dead letters/);
+    const nothing = await jetq(["dlq", "purge", q, "--all", ...auth()], S);
+    assert.equal(nothing.code, 0, "nothing to purge needs no confirmation");
+  });
+});
