@@ -203,7 +203,8 @@ describe("jetq dlq", () => {
     const queue = defineQueue({ name: uniqueName("cli"), maxAttempts: 1 });
     await provisionQueue(nc, queue);
     const producer = new Producer(nc, queue);
-    await producer.publishMany([{ img: "a" }, { img: "b" }, { img: "c" }], { id: (x) => `job-${x.img}` });
+    const imgs = ["a", "b", "c"];
+    await producer.publishMany(imgs.map((img) => ({ img })), { id: (_x, i) => `job-${imgs[i]}` });
     await producer.close();
     const worker = new Worker(nc, queue, (job) => {
       const { img } = job.data as { img: string };
