@@ -137,6 +137,7 @@ describe("dashboard in a browser", { skip: haveChromium ? false : `no Chromium a
     const producer = new Producer(nc, q);
     await producer.publishMany(Array.from({ length: 7 }, (_, i) => ({ i })));
     await waitText(page, `${row} [data-field="pending"]`, "7");
+    assert.equal(await textOf(page, "#crumbs"), "Queues");
     await shot(page, "overview");
 
     const done = new Set<number>();
@@ -210,7 +211,8 @@ describe("dashboard in a browser", { skip: haveChromium ? false : `no Chromium a
     assert.equal(await textOf(page, '[data-field="attempts"]'), "2");
     assert.match(await textOf(page, "#headers"), /X-Tenant\s*acme/);
     assert.match(await textOf(page, '[data-field="failedAt"]'), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/);
-    assert.doesNotMatch(await textOf(page, "main"), /\bnull\b|\bundefined\b|NaN/, "no placeholder leaked into the page");
+    assert.doesNotMatch(await textOf(page, "body"), /\bnull\b|\bundefined\b|NaN|\[object /, "no placeholder leaked into the page");
+    assert.equal(await textOf(page, "#crumbs"), `Queues›${q.name}›Dead letters›#${page.url().split("/").at(-1)}`);
     await shot(page, "dead-letter");
 
     let question = "";
@@ -316,7 +318,7 @@ describe("dashboard in a browser", { skip: haveChromium ? false : `no Chromium a
     await page.goto(`${url}/ops/jobs/queues/${q.name}/dead-letters/${entry!.seq}`);
     await page.locator("#payload").waitFor();
     assert.equal(await page.locator("button").count(), 0, "no action buttons on the detail page");
-    assert.doesNotMatch(await textOf(page, "main"), /\bnull\b|\bundefined\b|NaN/);
+    assert.doesNotMatch(await textOf(page, "body"), /\bnull\b|\bundefined\b|NaN|\[object /);
 
     // Even a request carrying a valid CSRF token, from the page itself, is refused.
     const outcomes = await page.evaluate(async (paths) => {

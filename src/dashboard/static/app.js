@@ -25,7 +25,7 @@ function h(tag, attrs, ...children) {
 }
 
 function append(el, children) {
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -306,7 +306,7 @@ async function dlqPage(name) {
       h("td", { "data-field": "reason" }, e.reason),
       h("td", { "data-field": "error" }, h("strong", {}, e.error.name), ": ", e.error.message),
       h("td", { class: "num", "data-field": "attempts" }, int(e.attempts)),
-      h("td", { class: "nowrap", "data-field": "failedAt" }, time(e.failedAt)),
+      h("td", { class: "nowrap", "data-field": "failedAt" }, time(e.failedAt).replace(" UTC", "")),
       h("td", { class: "mono preview", "data-field": "payload" }, e.payload),
       READ_ONLY ? null : h("td", { class: "row-actions" },
         h("button", {
@@ -331,11 +331,11 @@ async function dlqPage(name) {
     bulk,
     data.entries.length === 0
       ? h("p", { class: "muted", id: "empty" }, "No dead letters.")
-      : h("table", { class: "grid", id: "dead-letters" },
+      : h("div", { class: "table-wrap" }, h("table", { class: "grid", id: "dead-letters" },
           h("thead", {}, h("tr", {},
-            ["Seq", "Job id", "Reason", "Last error", "Attempts", "Failed at", "Payload"].map((t) => h("th", {}, t)),
+            ["Seq", "Job id", "Reason", "Last error", "Attempts", "Failed at (UTC)", "Payload"].map((t) => h("th", {}, t)),
             READ_ONLY ? null : h("th", {}, ""))),
-          h("tbody", {}, rows)),
+          h("tbody", {}, rows))),
     pager,
   );
 }
