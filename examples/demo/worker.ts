@@ -34,7 +34,7 @@ const log = (msg: string): void => {
 };
 
 const env = process.env;
-const queue = demoQueue(env.JETQ_QUEUE ?? "thumbnails");
+const queue = demoQueue(env.JETQ_QUEUE ?? "thumbnails", Number(env.JETQ_REPLICAS ?? 1));
 const concurrency = Number(env.JETQ_CONCURRENCY ?? 8);
 
 const nc = await connect({

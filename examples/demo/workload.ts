@@ -19,9 +19,11 @@ export type ThumbnailJob = z.infer<typeof thumbnailJob>;
 export const DEMO_ACK_WAIT_MS = 3000;
 export const DEMO_MAX_ATTEMPTS = 4;
 
-export function demoQueue(name: string) {
+/** The demo's queue; `replicas` 3 in a cluster (docker-compose, Kubernetes). */
+export function demoQueue(name: string, replicas = 1) {
   return defineQueue({
     name,
+    replicas,
     schema: thumbnailJob,
     maxAttempts: DEMO_MAX_ATTEMPTS,
     ackWaitMs: DEMO_ACK_WAIT_MS,
