@@ -89,6 +89,10 @@ async function newPage(): Promise<Page> {
   // Any script error on our pages is a bug; collect them and assert none at the end of each test.
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
+  // CSP violations are reported as console errors; refused requests (403s the test provokes) are not bugs.
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/Failed to load resource/.test(m.text())) errors.push(m.text());
+  });
   cleanups.push(() => page.close());
   (page as Page & { jsErrors: string[] }).jsErrors = errors;
   return page;

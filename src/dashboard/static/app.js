@@ -247,7 +247,7 @@ function queuePage(name) {
       fig("Stored bytes", typeof st.bytes === "number" ? bytes(st.bytes) : "–", "bytes"),
       fig("Dead letters", int(st.deadLetters), "deadLetters", url.dlq(name)),
       fig("Waiting pulls", int(st.waitingPulls), "waitingPulls"),
-      fig("Credit window", int(st.maxAckPending), "maxAckPending"),
+      fig("Credit window in use", `${int(st.inFlight)} / ${int(st.maxAckPending)}`, "maxAckPending"),
       fig("Bound", st.maxMessages > 0 ? `${int(st.maxMessages)} jobs` : "unbounded", "maxMessages"),
       fig("Published/s", rate(q.rates?.published), "published"),
       fig("Completed/s", rate(q.rates?.completed), "completed"),
