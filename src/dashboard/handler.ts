@@ -6,6 +6,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { DeadLetterQueue, type DeadLetter } from "../dlq/dlq.ts";
 import { ConfigError, ConnectionError, JetqError, QueueNotFoundError, TimeoutError } from "../errors.ts";
 import { describe, type Queue } from "../queue/define.ts";
+import { prettyJson } from "./pretty.ts";
 import { Sampler, type Snapshot } from "./sampler.ts";
 
 /** Options of {@link createDashboard}. */
@@ -144,7 +145,7 @@ export function entryJson(e: DeadLetter, full: boolean): Record<string, unknown>
   const text = decodeText(e.raw.subarray(0, full ? MAX_PAYLOAD_SHOWN : PREVIEW_CHARS * 4));
   let payload: string;
   if (!full) payload = text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS - 1)}…` : text;
-  else if (e.data !== undefined && e.raw.length <= MAX_PAYLOAD_SHOWN) payload = JSON.stringify(e.data, null, 2);
+  else if (e.data !== undefined && e.raw.length <= MAX_PAYLOAD_SHOWN) payload = prettyJson(text);
   else payload = text;
   return {
     seq: e.seq,

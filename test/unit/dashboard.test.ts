@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigError, createDashboard } from "../../src/index.ts";
 import { parseCookies } from "../../src/dashboard/handler.ts";
+import { prettyJson } from "../../src/dashboard/pretty.ts";
 import { averageRates, History, ratesBetween, type Sample } from "../../src/dashboard/sampler.ts";
 import { isLoopback, parseBasicAuth } from "../../src/dashboard/server.ts";
 
@@ -41,6 +42,37 @@ describe("dashboard rates", () => {
 });
 
 describe("dashboard helpers", () => {
+  it("pretty-prints JSON exactly as sent: big numbers, duplicate keys, escapes", () => {
+    const raw = '{"id":12345678901234567890,"a":1,"a":2,"s":"x,{\\"y\\":[1]}","e":{},"l":[ ],"n":[1,[2,{"k":null}]],"f":-1.5e+300}';
+    const out = prettyJson(raw);
+    assert.equal(out, [
+      "{",
+      '  "id": 12345678901234567890,',
+      '  "a": 1,',
+      '  "a": 2,',
+      '  "s": "x,{\\"y\\":[1]}",',
+      '  "e": {},',
+      '  "l": [],',
+      '  "n": [',
+      "    1,",
+      "    [",
+      "      2,",
+      "      {",
+      '        "k": null',
+      "      }",
+      "    ]",
+      "  ],",
+      '  "f": -1.5e+300',
+      "}",
+    ].join("\n"));
+    // Same document as the standard printer wherever that one is exact.
+    const plain = { a: [1, { b: "c d", e: [] }], f: true, g: "\u00e9\n" };
+    assert.equal(prettyJson(JSON.stringify(plain)), JSON.stringify(plain, null, 2));
+    assert.equal(prettyJson(' "text" '), '"text"');
+    const deep = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
+    assert.equal(prettyJson(deep), deep, "a hostile nesting is shown as sent, not blown up");
+  });
+
   it("parses user:password with colons in the password", () => {
     assert.deepEqual(parseBasicAuth("ops:pa:ss"), { user: "ops", password: "pa:ss" });
     assert.throws(() => parseBasicAuth("nocolon"), ConfigError);
