@@ -255,7 +255,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#telemetry = workerTelemetry(queue as Queue<unknown, unknown>, this, options.telemetry);
   }
 
-  /** @internal Installs telemetry hooks (see `instrument`). */
+  /** @internal Replaces the telemetry hooks (tests and benchmarks); the `telemetry` option is the public way. */
   _setTelemetry(t: WorkerTelemetry): void {
     this.#telemetry = t;
   }

@@ -159,7 +159,7 @@ export class Producer<In = unknown> {
     this.#telemetry = producerTelemetry(queue as Queue<unknown, unknown>, options.telemetry);
   }
 
-  /** @internal Installs telemetry hooks (see `instrument`). */
+  /** @internal Replaces the telemetry hooks (tests and benchmarks); the `telemetry` option is the public way. */
   _setTelemetry(t: TelemetryHooks): void {
     this.#telemetry = t;
   }
