@@ -216,6 +216,25 @@ describe("traces", () => {
     assert.equal(t.spans.getFinishedSpans().length, 1, "only the producer with a provider made a span (the worker has telemetry off)");
   });
 
+  it("validates the telemetry option and keeps traces or metrics alone when asked", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("otel") });
+    await provisionQueue(nc, q);
+    assert.throws(() => new Producer(nc, q, { telemetry: "on" as never }), (e: Error) => e.name === "ConfigError" && /`telemetry`/.test(e.message));
+    assert.throws(() => new Worker(nc, q, () => {}, { telemetry: 1 as never }), (e: Error) => e.name === "ConfigError");
+    const tracesOnly = sdk();
+    const metricsOnly = sdk();
+    const a = new Producer(nc, q, { telemetry: { ...tracesOnly.telemetry, metrics: false } });
+    const b = new Producer(nc, q, { telemetry: { ...metricsOnly.telemetry, traces: false } });
+    await a.publish({});
+    await b.publish({});
+    assert.equal(tracesOnly.spans.getFinishedSpans().length, 1);
+    assert.equal(await tracesOnly.value("jetq.jobs.published", { "jetq.queue": q.name }), undefined);
+    assert.equal(metricsOnly.spans.getFinishedSpans().length, 0);
+    assert.equal(await metricsOnly.value("jetq.jobs.published", { "jetq.queue": q.name }), 1);
+    await Promise.all([a.close(), b.close()]);
+  });
+
   it("reads W3C trace context and ignores a malformed one", () => {
     const carrier = new Map<string, string>();
     const getter = { get: (c: Map<string, string>, k: string) => c.get(k), keys: (c: Map<string, string>) => [...c.keys()] };
