@@ -282,7 +282,8 @@ describe("metrics", () => {
     await waitFor(async () => (await t.value("jetq.jobs.completed", base)) === 2, "2 completed");
     assert.equal(await t.value("jetq.jobs.published", { ...base, "jetq.duplicate": false }), 2);
     assert.equal(await t.value("jetq.jobs.published", { ...base, "jetq.duplicate": true }), 1);
-    assert.equal(await t.value("jetq.job.duration", { ...base, "jetq.outcome": "completed" }), 2);
+    // The attempt's duration is recorded just after the ack that the counter counts.
+    await waitFor(async () => (await t.value("jetq.job.duration", { ...base, "jetq.outcome": "completed" })) === 2, "2 completed durations");
     assert.equal(await t.value("jetq.job.queue_wait", { ...base, "jetq.redelivery": false }), 2);
 
     await producer.publish({ kind: "fail" });
@@ -349,7 +350,7 @@ describe("metrics", () => {
       started++;
       await gate;
     }, { concurrency: 2, telemetry: t.telemetry });
-    const observer = observeQueues(nc, [q], { meterProvider: t.meterProvider, refreshMs: 0 });
+    const observer = observeQueues(nc, [q], { meterProvider: t.meterProvider, refreshMs: 0, timeoutMs: 10_000 });
     const base = { "jetq.queue": q.name };
     assert.equal(await t.value("jetq.worker.utilization", base), undefined, "a worker is reported once started");
     await worker.start();
@@ -385,7 +386,7 @@ describe("metrics", () => {
     const missing = defineQueue({ name: uniqueName("missing") });
     await provisionQueue(nc, q);
     const errors: Error[] = [];
-    const observer = observeQueues(nc, [q, missing], { meterProvider: t.meterProvider, refreshMs: 60_000, onError: (e) => errors.push(e) });
+    const observer = observeQueues(nc, [q, missing], { meterProvider: t.meterProvider, refreshMs: 60_000, timeoutMs: 10_000, onError: (e) => errors.push(e) });
     assert.equal(await t.value("jetq.queue.depth", { "jetq.queue": q.name }), 0);
     assert.equal(await t.value("jetq.queue.depth", { "jetq.queue": missing.name }), undefined);
     assert.equal(errors.length, 1);
