@@ -409,7 +409,7 @@ describe("metrics", () => {
     await provisionQueue(nc, q);
     const producer = new Producer(nc, q, { telemetry: t.telemetry });
     const worker = new Worker(nc, q, () => {}, { telemetry: t.telemetry });
-    const observer = observeQueues(nc, [q], { meterProvider: t.meterProvider });
+    const observer = observeQueues(nc, [q], { meterProvider: t.meterProvider, timeoutMs: 10_000 });
     await worker.start();
     await producer.publish({});
     await waitFor(async () => (await t.value("jetq.jobs.completed", { "jetq.queue": q.name })) === 1, "completed");
