@@ -224,7 +224,7 @@ function maybeReportOrphans(): void {
   const secsAfter = ((Date.now() - killedAt) / 1000).toFixed(1);
   ui.event(
     `${green("✔")} the ${o.finishedElsewhere.size} jobs in flight on ${victim!.label} were redelivered and finished by ${list || "nobody"}, ` +
-      `${secsAfter}s after the kill${o.ackedBeforeKill.length ? ` (${o.ackedBeforeKill.length} more were acked just before it died)` : ""}`,
+      `${secsAfter}s after the kill${o.ackedBeforeKill.length ? ` (${o.ackedBeforeKill.length} more had finished just before the kill)` : ""}`,
   );
 }
 
@@ -403,7 +403,7 @@ try {
       `jobs on killed worker ${victim.label}`,
       String(orphans!.size),
       `${mark(o.open.length === 0)} ${o.finishedElsewhere.size} redelivered after ackWait and finished by other workers` +
-        (o.ackedBeforeKill.length + unseen.length > 0 ? `; ${o.ackedBeforeKill.length + unseen.length} acked just before the kill` : ""),
+        (o.ackedBeforeKill.length + unseen.length > 0 ? `; ${o.ackedBeforeKill.length + unseen.length} had finished just before the kill` : ""),
     ]);
   }
   rows.push(
@@ -464,10 +464,10 @@ try {
         `  npm run jetq -- dlq list ${queueName}\n` +
         `  npm run jetq -- dlq show ${queueName} 1\n` +
         `  npm run jetq -- dlq replay ${queueName} --reason max_attempts --yes\n` +
-        `Press Ctrl-C here to stop${server.ours ? " the server" : ""}.`,
+        `The workers keep running, so replayed jobs are processed again (watch: npm run jetq -- stats ${queueName} --watch).\n` +
+        `Press Ctrl-C here to stop them${server.ours ? " and the server" : ""}.`,
     );
     stopPolling.abort();
-    await stopChildren(producer);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await new Promise<void>((resolve) => {

@@ -7,7 +7,7 @@ import { mapNatsError } from "../natserr.ts";
 import { loadQueue } from "./connect.ts";
 import { globals, print, printJson, stdoutIsTTY, withNats } from "./context.ts";
 import { NotFoundError, UsageError } from "./exit.ts";
-import { ago, parseDuration, parseInteger, table, truncate } from "./format.ts";
+import { ago, formatDuration, parseDuration, parseInteger, table, truncate } from "./format.ts";
 import { confirm } from "./prompt.ts";
 
 const REASONS: readonly DeadLetterReason[] = ["max_attempts", "permanent", "decode", "validation", "max_deliveries"];
@@ -44,7 +44,7 @@ function matches(e: DeadLetter, f: DeadLetterFilter, now: number): boolean {
 function describeFilter(f: DeadLetterFilter): string {
   const parts: string[] = [];
   if (f.errorIncludes !== undefined) parts.push(`error containing "${f.errorIncludes}"`);
-  if (f.olderThanMs !== undefined) parts.push(`failed more than ${f.olderThanMs} ms ago`);
+  if (f.olderThanMs !== undefined) parts.push(`dead-lettered more than ${formatDuration(f.olderThanMs)} ago`);
   if (f.reason !== undefined) parts.push(`reason ${f.reason}`);
   return parts.length ? ` (${parts.join(", ")})` : "";
 }
