@@ -15,6 +15,7 @@ interface DashboardFlags {
   basicAuth?: string;
   basePath?: string;
   refresh: string;
+  allowHost?: string;
 }
 
 function authOf(f: DashboardFlags): { auth: DashboardAuth; generated: string | undefined } {
@@ -70,6 +71,7 @@ async function run(g: GlobalOptions, names: string[], f: DashboardFlags): Promis
       auth,
       readOnly: f.readOnly === true,
       refreshMs,
+      allowedHosts: (f.allowHost ?? "").split(",").map((h) => h.trim()).filter(Boolean),
       ...(names.length > 0 ? { queues: names } : {}),
       ...(f.basePath !== undefined ? { basePath: f.basePath } : {}),
     });
@@ -136,6 +138,7 @@ export function dashboardCommand(): Command {
     .addOption(new Option("--basic-auth <user:password>", "require HTTP basic authentication").env("JETQ_DASHBOARD_BASIC_AUTH"))
     .option("--base-path <path>", "URL path prefix, when a reverse proxy serves the dashboard under one")
     .option("--refresh <duration>", "how often queue figures are read while a page is open", "2s")
+    .option("--allow-host <names>", "on loopback without auth, also answer requests for these host names (a local reverse proxy's), comma-separated")
     .addHelpText(
       "after",
       `

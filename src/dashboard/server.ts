@@ -20,6 +20,8 @@ export interface DashboardServerOptions extends DashboardOptions {
   host?: string;
   /** @default { kind: "none" } */
   auth?: DashboardAuth;
+  /** Host names accepted besides loopback ones when listening on loopback without auth (a local reverse proxy's). @default [] */
+  allowedHosts?: readonly string[];
 }
 
 /** @internal A running standalone dashboard. */
@@ -39,6 +41,14 @@ export function parseBasicAuth(s: string): { user: string; password: string } {
   const i = s.indexOf(":");
   if (i < 1 || i === s.length - 1) throw new ConfigError(`Expected basic auth as "user:password", got a value ${i < 0 ? "without a colon" : "with an empty part"}`);
   return { user: s.slice(0, i), password: s.slice(i + 1) };
+}
+
+/** @internal The host name of a `Host` header, without the port ("" when absent). */
+export function hostnameOf(header: string | undefined): string {
+  if (!header) return "";
+  if (header.startsWith("[")) return header.slice(0, header.indexOf("]") + 1);
+  const i = header.lastIndexOf(":");
+  return (i >= 0 ? header.slice(0, i) : header).toLowerCase();
 }
 
 /** @internal Whether `host` only accepts connections from this machine. */
@@ -94,13 +104,25 @@ export function authenticate(auth: DashboardAuth, cookieName: string, req: Incom
  * loopback unless told otherwise.
  */
 export async function startDashboardServer(nc: NatsConnection, options: DashboardServerOptions = {}): Promise<DashboardServer> {
-  const { port = 3000, host = "127.0.0.1", auth = { kind: "none" }, ...dashboardOptions } = options;
+  const { port = 3000, host = "127.0.0.1", auth = { kind: "none" }, allowedHosts = [], ...dashboardOptions } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`Expected \`port\` to be an integer from 0 to 65535, got ${port}`);
   if (auth.kind === "token" && auth.token.length < 8) throw new ConfigError("Expected the dashboard token to be at least 8 characters long");
   let dashboard = createDashboard(nc, dashboardOptions);
   // Cookies ignore ports: one name per listening port keeps two dashboards on one host apart.
   let cookieName = "jetq_auth";
+  // A site that rebinds its own hostname to 127.0.0.1 would be same-origin with a loopback
+  // dashboard and could read its pages (CSRF token included). With no credentials to stop it,
+  // only answer requests addressed to a loopback name (or one allowed explicitly).
+  const checkHost = isLoopback(host) && auth.kind === "none";
+  const allowed = new Set(allowedHosts.map((h) => h.toLowerCase()));
   const server = createServer((req, res) => {
+    const name = hostnameOf(req.headers.host);
+    if (checkHost && !isLoopback(name) && !allowed.has(name)) {
+      res.statusCode = 421;
+      res.setHeader("Content-Type", "text/plain; charset=utf-8");
+      res.end("This dashboard only answers requests addressed to localhost, 127.0.0.1 or [::1]; allow other names with --allow-host.\n");
+      return;
+    }
     if (authenticate(auth, cookieName, req, res)) dashboard(req, res);
   });
   // Live-update streams hold connections open: bound how long an idle one may linger.

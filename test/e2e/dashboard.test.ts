@@ -3,7 +3,7 @@
 // server's authentication. Screenshots of each page land in test-artifacts/ (gitignored).
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer, type RequestListener, type Server } from "node:http";
+import { createServer, request, type RequestListener, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -446,6 +446,28 @@ describe("standalone dashboard server", () => {
     assert.match(cookie, /HttpOnly; SameSite=Strict/);
     assert.ok(!cookie.includes(token), "the cookie holds a digest, not the token");
     assert.equal((await fetch(`${srv.url}api/overview`, { headers: { cookie: cookie.split(";")[0]! } })).status, 200);
+  });
+
+  it("on loopback, refuses requests addressed to another host name (DNS rebinding)", async () => {
+    const nc = await nats.connect();
+    const srv = await startDashboardServer(nc, { port: 0, allowedHosts: ["jobs.internal"] });
+    cleanups.push(() => srv.close());
+    const port = Number(new URL(srv.url).port);
+    const statusFor = (host: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = request({ host: "127.0.0.1", port, path: "/api/overview", headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    assert.equal(await statusFor(`attacker.example:${port}`), 421);
+    assert.equal(await statusFor(`127.0.0.1.attacker.example:${port}`), 421);
+    assert.equal(await statusFor(`localhost:${port}`), 200);
+    assert.equal(await statusFor(`127.0.0.1:${port}`), 200);
+    assert.equal(await statusFor(`[::1]:${port}`), 200);
+    assert.equal(await statusFor("jobs.internal"), 200, "a name allowed for a local reverse proxy");
   });
 
   it("admits basic auth and asks for it otherwise", async () => {

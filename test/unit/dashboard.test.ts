@@ -5,7 +5,7 @@ import { ConfigError, createDashboard } from "../../src/index.ts";
 import { parseCookies } from "../../src/dashboard/handler.ts";
 import { prettyJson } from "../../src/dashboard/pretty.ts";
 import { averageRates, History, ratesBetween, type Sample } from "../../src/dashboard/sampler.ts";
-import { isLoopback, parseBasicAuth } from "../../src/dashboard/server.ts";
+import { hostnameOf, isLoopback, parseBasicAuth } from "../../src/dashboard/server.ts";
 
 const at = (t: number, published: number, stored: number, deadLettered = 0): Sample => ({ t, published, stored, deadLettered });
 
@@ -83,6 +83,13 @@ describe("dashboard helpers", () => {
   it("knows loopback addresses", () => {
     for (const h of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) assert.ok(isLoopback(h), h);
     for (const h of ["0.0.0.0", "::", "10.0.0.1", "example.com"]) assert.ok(!isLoopback(h), h);
+  });
+
+  it("takes the host name out of a Host header", () => {
+    assert.equal(hostnameOf("LocalHost:3000"), "localhost");
+    assert.equal(hostnameOf("[::1]:3000"), "[::1]");
+    assert.equal(hostnameOf("127.0.0.1"), "127.0.0.1");
+    assert.equal(hostnameOf(undefined), "");
   });
 
   it("reads cookies, keeping the first of a repeated name", () => {
