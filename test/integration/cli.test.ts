@@ -11,6 +11,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { defineQueue, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { findNatsServerBinary, freePort, startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
+import { formatDuration, parseDuration, parseInteger, table } from "../../src/cli/format.ts";
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 
@@ -136,6 +137,18 @@ describe("jetq publish and stats", () => {
     assert.equal(samples.length, 2);
     assert.equal(samples[1].pending, 4);
     assert.equal(typeof samples[1].doneRate, "number", "the second sample carries rates");
+  });
+});
+
+describe("jetq publish to a bounded queue", () => {
+  it("exits 5 when the queue is full and says how many jobs made it", async () => {
+    const q = uniqueName("cli");
+    assert.equal((await jetq(["provision", q, "--max-messages", "2", ...auth()], { server: url() })).code, 0);
+    const r = await jetq(["publish", q, ...auth()], { server: url(), input: '{"n":1}\n{"n":2}\n{"n":3}\n' });
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /full/);
+    assert.match(r.stderr, /line 3/);
+    assert.match(r.stderr, /2 job\(s\) were published before the failure/);
   });
 });
 
@@ -274,5 +287,27 @@ describe("jetq dlq", () => {
     assert.match(empty.stdout, /No dead letters/);
     const nothing = await jetq(["dlq", "purge", q, "--all", ...auth()], S);
     assert.equal(nothing.code, 0, "nothing to purge needs no confirmation");
+  });
+});
+
+describe("CLI parsing and formatting (pure)", () => {
+  it("parses durations and integers, naming the option when it cannot", () => {
+    assert.equal(parseDuration("500ms", "--x"), 500);
+    assert.equal(parseDuration("30s", "--x"), 30_000);
+    assert.equal(parseDuration("1.5m", "--x"), 90_000);
+    assert.equal(parseDuration("7d", "--x"), 7 * 86_400_000);
+    assert.equal(parseDuration("250", "--x"), 250);
+    assert.throws(() => parseDuration("soon", "--ack-wait"), /--ack-wait to be a duration/);
+    assert.throws(() => parseDuration("-5s", "--x"), /duration/);
+    assert.equal(parseInteger("-1", "--max-messages", 1, true), -1);
+    assert.throws(() => parseInteger("-1", "--max-attempts", 1), /--max-attempts to be an integer >= 1/);
+    assert.throws(() => parseInteger("2.5", "--n", 1), /integer/);
+  });
+
+  it("formats durations and aligns tables", () => {
+    assert.equal(formatDuration(1500), "1.5s");
+    assert.equal(formatDuration(90_000), "1m30s");
+    assert.equal(formatDuration(3 * 86_400_000), "3d");
+    assert.equal(table(["A", "NUM", "LAST"], [["x", "1", "end"], ["long", "100", "e"]], new Set([1])), "A     NUM  LAST\nx       1  end\nlong  100  e");
   });
 });
