@@ -70,7 +70,7 @@ describe("publish window overflow", () => {
     const q = defineQueue({ name: uniqueName("block") });
     await provisionQueue(nc, q);
     const producer = new Producer(nc, q, { maxInFlight: 1, overflow: "block", blockTimeoutMs: 300, ackTimeoutMs: 20_000 });
-    srv.pause(); // the server stops answering: the first publish holds the only slot
+    await srv.pause(); // the server stops answering: the first publish holds the only slot
     try {
       const first = producer.publish({ n: 1 });
       assert.equal(producer.inFlight, 1);
@@ -79,7 +79,7 @@ describe("publish window overflow", () => {
       ac.abort(new Error("caller gave up"));
       await assert.rejects(aborted, /caller gave up/);
       const timedOut = await producer.publish({ n: 3 }).catch((e: unknown) => e);
-      assert.ok(timedOut instanceof QueueFullError && timedOut.reason === "window_timeout", String(timedOut));
+      assert.ok(timedOut instanceof QueueFullError && timedOut.reason === "window_timeout", JSON.stringify(timedOut));
       const waiting = producer.publish({ n: 4 });
       srv.resume();
       const [a, b] = await Promise.all([first, waiting]);

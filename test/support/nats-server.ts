@@ -4,7 +4,7 @@
  * `nats-server` binary on a free loopback port with a temporary store.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -133,9 +133,24 @@ export class LocalNatsServer implements NatsServer {
     clearTimeout(t);
   }
 
-  /** SIGSTOP: the server freezes with its connections open (it stops answering, nothing fails). */
-  pause(): void {
-    this.#proc?.kill("SIGSTOP");
+  /**
+   * SIGSTOP: the server freezes with its connections open (it stops answering, nothing fails).
+   * Resolves once the kernel reports every thread stopped, so nothing sent afterwards is served.
+   */
+  async pause(): Promise<void> {
+    const pid = this.#proc?.pid;
+    if (pid === undefined) return;
+    this.#proc!.kill("SIGSTOP");
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline) {
+      const stopped = readdirSync(`/proc/${pid}/task`).every((tid) => {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        return stat.slice(stat.lastIndexOf(")") + 2).startsWith("T");
+      });
+      if (stopped) return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    throw new Error(`nats-server ${pid} did not stop within 5 s of SIGSTOP`);
   }
 
   /** SIGCONT after {@link pause}. */
