@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import {
   AuthorizationError,
   connect,
@@ -53,6 +53,9 @@ export async function openConnection(o: ConnectOptions): Promise<NatsConnection>
     }
     opts.authenticator = credsAuthenticator(creds);
   }
+  for (const [flag, file] of [["--tls-ca", o.tlsCa], ["--tls-cert", o.tlsCert], ["--tls-key", o.tlsKey]] as const) {
+    if (file !== undefined && !existsSync(file)) throw new ConfigError(`The file given by ${flag} does not exist: ${file}`);
+  }
   if (o.tlsCa !== undefined || o.tlsCert !== undefined || o.tlsKey !== undefined) {
     opts.tls = {
       ...(o.tlsCa !== undefined ? { caFile: o.tlsCa } : {}),
@@ -75,6 +78,13 @@ export async function openConnection(o: ConnectOptions): Promise<NatsConnection>
       }
       throw new AuthenticationError(
         `NATS at ${where} rejected the credentials (${err.message}). Check --user/--password, --creds, or NATS_USER/NATS_PASSWORD/NATS_CREDS.`,
+        { cause: err },
+      );
+    }
+    const code = (err as NodeJS.ErrnoException | undefined)?.code ?? (err as { cause?: NodeJS.ErrnoException } | undefined)?.cause?.code;
+    if ((typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) || /certificate/i.test(String((err as Error)?.message))) {
+      throw new ConnectionError(
+        `TLS with NATS at ${where} failed: ${(err as Error).message.replace(/; if the root CA.*$/, "")}. If the server uses a private CA, pass it with --tls-ca (or NATS_CA).`,
         { cause: err },
       );
     }

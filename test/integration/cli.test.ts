@@ -3,7 +3,9 @@
  * exit codes and error messages.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
@@ -207,6 +209,44 @@ authorization {
     assert.equal(r.code, 3, r.stderr);
     assert.match(r.stderr, /[Pp]ermission/);
     assert.match(r.stderr, /\$JS\.API/);
+  });
+});
+
+const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
+
+describe("jetq over TLS with a private CA", { skip: findNatsServerBinary() && hasOpenssl ? false : "needs nats-server and openssl" }, () => {
+  let srv: LocalNatsServer;
+  let dir: string;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "jetq-cli-tls-"));
+    const ssl = (args: string[]): void => {
+      const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+    };
+    const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    ssl(["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=jetq test CA"]);
+    ssl(["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+    ssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext.cnf"]);
+    srv = await startLocalNats({ config: `tls { cert_file: "${join(dir, "server.pem")}"\n key_file: "${join(dir, "server.key")}" }\n` });
+  });
+  after(async () => {
+    await srv?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("connects with --tls-ca, and without it says the certificate could not be verified (exit 3)", async () => {
+    const tlsUrl = srv.servers.replace("nats://", "tls://");
+    const ok = await jetq(["stats", "--tls-ca", join(dir, "ca.pem")], { server: tlsUrl });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /No jetq queues on this server yet/);
+    const bad = await jetq(["stats"], { server: tlsUrl });
+    assert.equal(bad.code, 3);
+    assert.match(bad.stderr, /TLS with NATS at .* failed/);
+    assert.match(bad.stderr, /--tls-ca/);
+    const missing = await jetq(["stats", "--tls-ca", join(dir, "nope.pem")], { server: tlsUrl });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /--tls-ca does not exist/);
   });
 });
 
