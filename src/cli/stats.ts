@@ -25,14 +25,9 @@ export interface StatsSample extends QueueStats {
 }
 
 async function sample(nc: NatsConnection, name: string): Promise<StatsSample> {
-  const { queue, consumer } = await loadQueue(nc, name);
+  const { queue, stream, consumer } = await loadQueue(nc, name);
   const stats = await queueStats(nc, queue);
-  let published: number;
-  try {
-    published = (await (await jetstreamManager(nc)).streams.info(queue.names.stream)).state.last_seq;
-  } catch (err) {
-    throw mapNatsError(err, `read stats of queue "${name}"`);
-  }
+  const published = stream.state.last_seq;
   return {
     at: new Date().toISOString(),
     ...stats,
@@ -92,10 +87,7 @@ async function sampleAll(nc: NatsConnection): Promise<StatsSample[]> {
   const names = await listQueueNames(jsm);
   const out: StatsSample[] = [];
   // One queue at a time: a server with many queues gets a steady trickle of requests, not a burst.
-  for (const name of names) {
-    defineQueue({ name });
-    out.push(await sample(nc, name));
-  }
+  for (const name of names) out.push(await sample(nc, name));
   return out;
 }
 
