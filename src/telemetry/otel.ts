@@ -24,6 +24,7 @@ import {
   metrics,
   propagation,
   ProxyTracerProvider,
+  ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
@@ -516,7 +517,9 @@ class WorkerState implements WorkerTelemetry {
     const waitMs = Date.now() - msg.info.timestampNanos / 1e6;
     this.ins.wait.record(Math.max(0, waitMs) / 1000, job.attempt > 1 ? this.#again : this.#first);
     if (!tracing) return new Attempt(this, undefined, undefined, job.attempt);
-    const parent = r.propagator().extract(context.active(), msg.headers, headerGetter);
+    // Not context.active(): the pull loop carries the context worker.start() was called in, and a
+    // job without trace headers must start its own trace rather than join the worker's start-up.
+    const parent = r.propagator().extract(ROOT_CONTEXT, msg.headers, headerGetter);
     const span = r.tracer!.startSpan(
       this.#spanName,
       {

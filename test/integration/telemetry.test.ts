@@ -216,6 +216,25 @@ describe("traces", () => {
     assert.equal(t.spans.getFinishedSpans().length, 1, "only the producer with a provider made a span (the worker has telemetry off)");
   });
 
+  it("starts a new trace for a job without trace headers, whatever context the worker was started in", async () => {
+    const nc = await nats.connect();
+    const t = sdk();
+    const q = defineQueue({ name: uniqueName("otel") });
+    await provisionQueue(nc, q);
+    const worker = new Worker(nc, q, () => {}, { telemetry: t.telemetry });
+    await t.tracerProvider.getTracer("app").startActiveSpan("startup", async (s) => {
+      await worker.start();
+      s.end();
+    });
+    const producer = new Producer(nc, q, { telemetry: false });
+    await producer.publish({});
+    const process = `process ${q.names.subject}`;
+    const [span] = await waitFor(() => (t.finished(process).length === 1 ? t.finished(process) : undefined), "process span");
+    assert.equal(span?.parentSpanContext, undefined, "a root span, not a child of the worker's start-up span");
+    await worker.stop();
+    await producer.close();
+  });
+
   it("validates the telemetry option and keeps traces or metrics alone when asked", async () => {
     const nc = await nats.connect();
     const q = defineQueue({ name: uniqueName("otel") });
