@@ -5,7 +5,7 @@
  * dead-letter them as invalid, the way a payload from an older producer would be.
  */
 import { connect, Producer } from "../../src/index.ts";
-import { demoQueue, fateOf, imageId, jobFor, type ThumbnailJob } from "./workload.ts";
+import { demoQueue, fateOf, jobFor, type ThumbnailJob } from "./workload.ts";
 
 export type ProducerReport = { t: "published"; count: number } | { t: "finished"; count: number; duplicates: number } | { t: "failed"; error: string };
 
@@ -29,18 +29,17 @@ try {
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
   const started = performance.now();
   for (let i = 0; i < total; i += perTick) {
-    const batch: Promise<unknown>[] = [];
-    for (let k = i; k < Math.min(total, i + perTick); k++) {
-      const id = imageId(k);
-      const p = fateOf(id).kind === "invalid" ? unchecked : producer;
-      batch.push(
-        p.publish(jobFor(k) as ThumbnailJob, { id }).then((r) => {
-          if (r.duplicate) duplicates++;
-          count++;
-        }),
-      );
+    // publishMany pipelines a batch through the producer's bounded window (256 unconfirmed).
+    const jobs = Array.from({ length: Math.min(total, i + perTick) - i }, (_, k) => jobFor(i + k));
+    const byId = { id: (j: ThumbnailJob) => j.imageId };
+    const receipts = await Promise.all([
+      producer.publishMany(jobs.filter((j) => fateOf(j.imageId).kind !== "invalid"), byId),
+      unchecked.publishMany(jobs.filter((j) => fateOf(j.imageId).kind === "invalid"), byId),
+    ]);
+    for (const r of receipts.flat()) {
+      if (r.duplicate) duplicates++;
+      count++;
     }
-    await Promise.all(batch);
     send({ t: "published", count });
     // Pace against the clock, not per batch, so slow acks do not stretch the run.
     const due = started + ((i + perTick) / rate) * 1000;
