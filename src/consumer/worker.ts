@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { createInbox, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
   type Consumer,
   type ConsumerMessages,
@@ -9,7 +9,7 @@ import {
   type JetStreamManager,
   type JsMsg,
 } from "@nats-io/jetstream";
-import { ConfigError, JetqError, JobTimeoutError, PermanentError, ValidationError } from "../errors.ts";
+import { ConfigError, ConnectionError, JetqError, JobTimeoutError, PermanentError, TimeoutError, ValidationError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { backoffDelay } from "../queue/backoff.ts";
 import { decodePayload } from "../queue/codec.ts";
@@ -125,6 +125,8 @@ type State = "idle" | "starting" | "running" | "stopping" | "stopped";
 class Running {
   controller: AbortController | undefined;
   settled = false;
+  /** The final ack was sent (confirmed mode, awaiting the server): no more in-progress acks or naks. */
+  acked = false;
   lastLease: number;
   timer: NodeJS.Timeout | undefined;
   readonly msg: JsMsg;
@@ -179,10 +181,110 @@ class JobImpl<T> implements Job<T> {
     return this.#r.signal;
   }
   extendLease(): void {
-    if (!this.#r.settled) {
+    if (!this.#r.settled && !this.#r.acked) {
       this.#r.msg.working();
       this.#r.lastLease = Date.now();
     }
+  }
+}
+
+/**
+ * Confirmed acks without a client request per job. `JsMsg.ackAck()` goes through the client's
+ * `RequestOne`, which in @nats-io/nats-core 3.4 builds an `Error` on every successful request
+ * (its resolver calls `cancel()`, which creates `new RequestError("cancelled")`), arms a timer,
+ * and with async traces on builds two more `Error`s: most of a confirmed drain's CPU in a
+ * profile. This sends the same protocol message (`+ACK` with a reply subject) with the reply on
+ * one wildcard inbox subscription per worker, matches the server's answer by token, and lets one
+ * timer sweep expired entries: the PublishAsync pattern the producer uses for PubAcks.
+ */
+class AckConfirmer {
+  readonly #nc: NatsConnection;
+  readonly #prefix: string;
+  readonly #timeoutMs: number;
+  readonly #pending = new Map<string, { deadline: number; resolve: () => void; reject: (e: Error) => void }>();
+  #sub: Subscription | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #next = 0;
+  #closing = false;
+
+  constructor(nc: NatsConnection, timeoutMs: number) {
+    this.#nc = nc;
+    this.#timeoutMs = timeoutMs;
+    this.#prefix = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
+  }
+
+  /** Acks `msg` and resolves once the server confirmed it; rejects on timeout or a server error. */
+  confirm(msg: JsMsg): Promise<void> {
+    // JsMsg does not declare its ack subject; JsMsgImpl has it. Anything else: the client's own way.
+    const reply = (msg as unknown as { reply?: unknown }).reply;
+    if (typeof reply !== "string" || reply === "") return msg.ackAck().then(() => {});
+    this.#closing = false;
+    this.#ensureSubscribed();
+    const token = (this.#next++).toString(36);
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.set(token, { deadline: Date.now() + this.#timeoutMs, resolve, reject });
+      try {
+        this.#nc.publish(reply, "+ACK", { reply: `${this.#prefix}.${token}` });
+      } catch (err) {
+        this.#pending.delete(token);
+        reject(err as Error);
+      }
+    });
+  }
+
+  /** Releases the subscription once nothing awaits a confirmation (at once if nothing does). */
+  close(): void {
+    this.#closing = true;
+    if (this.#pending.size === 0) this.#teardown();
+  }
+
+  #ensureSubscribed(): void {
+    if (this.#sub) return;
+    const cut = this.#prefix.length + 1;
+    this.#sub = this.#nc.subscribe(`${this.#prefix}.*`, {
+      callback: (err, m) => {
+        if (err) {
+          for (const [token, p] of this.#pending) {
+            this.#pending.delete(token);
+            p.reject(err);
+          }
+          return;
+        }
+        const token = m.subject.slice(cut);
+        const p = this.#pending.get(token);
+        if (!p) return;
+        this.#pending.delete(token);
+        if (m.headers && m.headers.hasError) {
+          const code = m.headers.code;
+          p.reject(
+            code === 503
+              ? new ConnectionError(`no server answered the ack (the queue's consumer may be gone)`)
+              : new JetqError(`the server answered the ack with ${code} ${m.headers.description}`),
+          );
+        } else p.resolve();
+        if (this.#closing && this.#pending.size === 0) this.#teardown();
+      },
+    });
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(250, Math.max(10, this.#timeoutMs / 4)));
+    this.#sweeper.unref();
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    // One timeout for all, so insertion order is deadline order: stop at the first live entry.
+    for (const [token, p] of this.#pending) {
+      if (p.deadline > now) break;
+      this.#pending.delete(token);
+      p.reject(new TimeoutError(`the server did not confirm the ack within ${this.#timeoutMs} ms`));
+    }
+    if (this.#closing && this.#pending.size === 0) this.#teardown();
+  }
+
+  #teardown(): void {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    this.#sub?.unsubscribe();
+    this.#sub = undefined;
   }
 }
 
@@ -228,6 +330,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #idle: (() => void) | undefined;
   #stopping: Promise<void> | undefined;
   #telemetry: WorkerTelemetry = noWorkerTelemetry;
+  #confirmer: AckConfirmer | undefined;
 
   constructor(nc: NatsConnection, queue: Queue<unknown, T>, handler: Handler<T>, options: WorkerOptions = {}) {
     super();
@@ -246,6 +349,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       throw new ConfigError(`Expected \`ackMode\` to be "fire" or "confirmed", got ${describe(ackMode)}`);
     }
     this.#ackMode = ackMode;
+    // ackAck()'s timeout: the JetStream client's default request timeout.
+    if (ackMode === "confirmed") this.#confirmer = new AckConfirmer(nc, 5_000);
     this.#crashLoops = options.deadLetterCrashLoops ?? true;
     this.#validate = options.validate ?? true;
     this.#logger = options.logger;
@@ -356,6 +461,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     await moverStopped;
     clearInterval(this.#leaseTimer);
+    this.#confirmer?.close();
     this.#telemetry.detach();
     this.#state = "stopped";
     this.emit("stopped");
@@ -487,9 +593,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   async #complete(r: Running, durationMs: number): Promise<void> {
-    if (this.#ackMode === "confirmed") {
+    if (this.#confirmer) {
       try {
-        await r.msg.ackAck();
+        r.acked = true;
+        await this.#confirmer.confirm(r.msg);
       } catch (err) {
         // The job ran; the server will redeliver it (at-least-once). Report, do not hide.
         this.#finish(r);
@@ -539,7 +646,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   #release(r: Running): void {
     if (r.settled) return;
-    r.msg.nak();
+    if (!r.acked) r.msg.nak();
     this.#finish(r);
     this.emit("released", r.event);
   }
@@ -557,7 +664,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #renewLeases(every: number): void {
     const now = Date.now();
     for (const r of this.#running) {
-      if (now - r.lastLease >= every) {
+      if (now - r.lastLease >= every && !r.acked) {
         r.lastLease = now;
         r.msg.working();
       }
