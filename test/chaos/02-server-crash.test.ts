@@ -79,7 +79,7 @@ it(`server crash: SIGKILL nats-server ${CRASHES}x during publish and consume, re
       debug("restarted");
       const ackBack = await waitFor(() => lastAckAt > restartAt && lastAckAt, "a PubAck after the restart", 30_000);
       const doneBack = await waitFor(() => lastCompletionAt > restartAt && lastCompletionAt, "a completion after the restart", 30_000);
-      recoveries.push({ ackMs: ackBack - killedAt, completeMs: doneBack - killedAt });
+      recoveries.push({ ackMs: Number(ackBack) - killedAt, completeMs: Number(doneBack) - killedAt });
     }
     await pause(2_000);
     publishing = false;
