@@ -28,8 +28,11 @@ export interface ConnectOptions {
 
 export const DEFAULT_SERVER = "nats://127.0.0.1:4222";
 
-/** Opens a connection for one command, turning every failure into a jetq error with advice. */
-export async function openConnection(o: ConnectOptions): Promise<NatsConnection> {
+/**
+ * Opens a connection for one command, turning every failure into a jetq error with advice.
+ * `persistent` (for --watch) keeps reconnecting after the first connection was made.
+ */
+export async function openConnection(o: ConnectOptions, persistent = false): Promise<NatsConnection> {
   const servers = o.server
     .split(",")
     .map((s) => s.trim())
@@ -38,8 +41,9 @@ export async function openConnection(o: ConnectOptions): Promise<NatsConnection>
     servers,
     name: "jetq-cli",
     timeout: o.timeout,
-    // A command is short-lived: fail fast instead of reconnecting in the background.
-    reconnect: false,
+    // A one-shot command fails fast; a watch rides out a server restart or a leader election.
+    reconnect: persistent,
+    ...(persistent ? { maxReconnectAttempts: -1, reconnectTimeWait: 1000 } : {}),
     noAsyncTraces: true,
   };
   if (o.user !== undefined) opts.user = o.user;

@@ -24,8 +24,8 @@ export function globals(cmd: Command): GlobalOptions {
 }
 
 /** Runs `fn` with a connection that is closed afterwards, whatever happens. */
-export async function withNats<T>(g: GlobalOptions, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
-  const nc = await openConnection(g);
+export async function withNats<T>(g: GlobalOptions, fn: (nc: NatsConnection) => Promise<T>, persistent = false): Promise<T> {
+  const nc = await openConnection(g, persistent);
   try {
     return await fn(nc);
   } finally {

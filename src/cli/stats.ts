@@ -1,6 +1,7 @@
 import { Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { ConnectionError, TimeoutError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { defineQueue } from "../queue/define.ts";
 import { queueStats, type QueueStats } from "../telemetry/stats.ts";
@@ -134,29 +135,64 @@ one JSON object per line per sample (NDJSON), with publishRate and doneRate per 
         process.once("SIGINT", onSignal);
         process.once("SIGTERM", onSignal);
         const tty = stdoutIsTTY() && !g.json;
+        const link = { up: true };
+        followStatus(nc, link);
         let prev: StatsSample | undefined;
         try {
           for (let i = 0; i < count && !stop.signal.aborted; i++) {
-            if (name === undefined) {
-              const all = await sampleAll(nc);
-              if (g.json) print(JSON.stringify({ at: new Date().toISOString(), queues: all }));
-              else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderMany(all)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
-              else print(all.map(renderLine).join("\n"));
-            } else {
-              const s = withRates(await sample(nc, name), prev);
-              prev = s;
-              if (g.json) print(JSON.stringify(s));
-              else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderOne(s)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
-              else print(renderLine(s));
+            if (i > 0 && !(await nextSample(link, intervalMs, stop.signal))) continue;
+            try {
+              if (name === undefined) {
+                const all = await sampleAll(nc);
+                if (g.json) print(JSON.stringify({ at: new Date().toISOString(), queues: all }));
+                else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderMany(all)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
+                else print(all.map(renderLine).join("\n"));
+              } else {
+                const s = withRates(await sample(nc, name), prev);
+                prev = s;
+                if (g.json) print(JSON.stringify(s));
+                else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderOne(s)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
+                else print(renderLine(s));
+              }
+            } catch (err) {
+              // The connection dropped mid-sample: the next round waits for it to come back.
+              const transient = err instanceof ConnectionError || err instanceof TimeoutError || !link.up;
+              if (!transient || nc.isClosed()) throw err;
+              process.stderr.write(`jetq: ${err.message}\n`);
+              prev = undefined;
             }
-            if (i + 1 < count) await sleep(intervalMs, stop.signal);
           }
         } finally {
           process.off("SIGINT", onSignal);
           process.off("SIGTERM", onSignal);
         }
-      });
+      }, flags.watch === true);
     });
+}
+
+/**
+ * Follows the connection's status for a watch: says on stderr when it is lost and when it is
+ * back, and keeps `state.up` current so samples wait for the reconnection instead of failing.
+ */
+function followStatus(nc: NatsConnection, state: { up: boolean }): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" && state.up) {
+        state.up = false;
+        process.stderr.write("jetq: lost the connection to NATS; reconnecting (Ctrl-C to stop)\n");
+      } else if (s.type === "reconnect" && !state.up) {
+        state.up = true;
+        process.stderr.write("jetq: connection back\n");
+      }
+    }
+  })().catch(() => {});
+}
+
+/** Waits for the next sample time, and while disconnected until the connection is back. @returns false when stopped. */
+async function nextSample(state: { up: boolean }, intervalMs: number, signal: AbortSignal): Promise<boolean> {
+  await sleep(intervalMs, signal);
+  while (!state.up && !signal.aborted) await sleep(200, signal);
+  return !signal.aborted;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

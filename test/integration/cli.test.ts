@@ -212,6 +212,46 @@ authorization {
   });
 });
 
+describe("jetq stats --watch across a server restart", { skip: findNatsServerBinary() ? false : "needs a nats-server binary" }, () => {
+  let srv: LocalNatsServer;
+  before(async () => {
+    srv = await startLocalNats();
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it("says the connection was lost, reconnects, and keeps sampling", async () => {
+    assert.equal((await jetq(["provision", "watched"], { server: srv.servers })).code, 0);
+    const p = spawn(process.execPath, [CLI, "stats", "watched", "--watch", "--json", "--interval", "300ms", "--count", "6"], {
+      env: { ...process.env, NATS_URL: srv.servers },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => p.on("exit", (code) => resolve(code)));
+    const kill = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    // Restart the server once the first sample is out.
+    await new Promise<void>((resolve) => {
+      p.stdout.on("data", (b: Buffer) => {
+        const first = stdout === "";
+        stdout += b.toString();
+        if (first) resolve();
+      });
+    });
+    await srv.restart();
+    const code = await exited;
+    clearTimeout(kill);
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /lost the connection to NATS; reconnecting/);
+    assert.match(stderr, /connection back/);
+    const samples = stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.ok(samples.length >= 2, `samples before and after the restart: ${samples.length}`);
+    assert.ok(samples.every((x: { queue: string }) => x.queue === "watched"));
+  });
+});
+
 const hasOpenssl = spawnSync("openssl", ["version"]).status === 0;
 
 describe("jetq over TLS with a private CA", { skip: findNatsServerBinary() && hasOpenssl ? false : "needs nats-server and openssl" }, () => {
