@@ -158,7 +158,7 @@ one JSON object per line per sample (NDJSON), with publishRate and doneRate per 
               // The connection dropped mid-sample: the next round waits for it to come back.
               const transient = err instanceof ConnectionError || err instanceof TimeoutError || !link.up;
               if (!transient || nc.isClosed()) throw err;
-              process.stderr.write(`jetq: ${err.message}\n`);
+              process.stderr.write(`jetq: ${(err as Error).message}\n`);
               prev = undefined;
             }
           }
