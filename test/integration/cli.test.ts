@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { defineQueue, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { findNatsServerBinary, freePort, startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
@@ -249,6 +249,28 @@ describe("jetq stats --watch across a server restart", { skip: findNatsServerBin
     const samples = stdout.trim().split("\n").map((l) => JSON.parse(l));
     assert.ok(samples.length >= 2, `samples before and after the restart: ${samples.length}`);
     assert.ok(samples.every((x: { queue: string }) => x.queue === "watched"));
+  });
+});
+
+describe("jetq dlq with a payload that is not JSON", () => {
+  it("shows the raw bytes (base64) and the decode reason", async () => {
+    const nc = await nats.connect();
+    const queue = defineQueue({ name: uniqueName("cli") });
+    await provisionQueue(nc, queue);
+    await jetstream(nc).publish(queue.names.subject, new TextEncoder().encode("not json"));
+    const worker = new Worker(nc, queue, () => {});
+    const dead = new Promise<void>((resolve) => worker.once("dead", () => resolve()));
+    await worker.start();
+    await dead;
+    await worker.stop();
+    const j = await jetq(["dlq", "list", queue.name, "--json", ...auth()], { server: url() });
+    assert.equal(j.code, 0, j.stderr);
+    const e = JSON.parse(j.stdout).entries[0];
+    assert.equal(e.reason, "decode");
+    assert.equal(e.data, null);
+    assert.equal(Buffer.from(e.rawBase64, "base64").toString(), "not json");
+    const show = await jetq(["dlq", "show", queue.name, String(e.seq), ...auth()], { server: url() });
+    assert.match(show.stdout, /\(not JSON; 8 bytes, base64\) bm90IGpzb24=/);
   });
 });
 
