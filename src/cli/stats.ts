@@ -1,7 +1,7 @@
 import { Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { ConnectionError, TimeoutError } from "../errors.ts";
+import { ConnectionError, QueueNotFoundError, TimeoutError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { defineQueue } from "../queue/define.ts";
 import { queueStats, type QueueStats } from "../telemetry/stats.ts";
@@ -88,7 +88,14 @@ async function sampleAll(nc: NatsConnection): Promise<StatsSample[]> {
   const names = await listQueueNames(jsm);
   const out: StatsSample[] = [];
   // One queue at a time: a server with many queues gets a steady trickle of requests, not a burst.
-  for (const name of names) out.push(await sample(nc, name));
+  for (const name of names) {
+    try {
+      out.push(await sample(nc, name));
+    } catch (err) {
+      // Deleted since the listing, or half-provisioned right now: not a reason to fail the rest.
+      if (!(err instanceof QueueNotFoundError)) throw err;
+    }
+  }
   return out;
 }
 
