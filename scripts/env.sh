@@ -29,13 +29,19 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "jetq: installing npm packages (npm ci)" >&2
-  if ! npm ci --no-audit --no-fund >&2; then
+  log="${TMPDIR:-/tmp}/jetq-npm-ci.$$.log"
+  if ! npm ci --no-audit --no-fund >"$log" 2>&1; then
     # Some registry mirrors lack other platforms' optional binaries (e.g. msgpackr-extract for
     # macOS, pulled in by the BullMQ benchmark dependency), which makes `npm ci` refuse the lock
     # file; `npm install` still installs the locked versions.
-    echo "jetq: npm ci refused the lock file (see above); falling back to npm install" >&2
-    npm install --no-audit --no-fund >&2
+    echo "jetq: npm ci refused the lock file ($(grep -m1 -E 'Missing|npm error [a-z]' "$log" | sed 's/^npm error //')); using npm install" >&2
+    if ! npm install --no-audit --no-fund >>"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      exit 1
+    fi
   fi
+  rm -f "$log"
 fi
 
 if [ -z "${NATS_URL:-}" ] && [ -z "${DOCKER_HOST:-}" ] && [ ! -S /var/run/docker.sock ] \

@@ -32,8 +32,8 @@ export interface DeadLetter<T = unknown> {
   sourceSeq: number;
 }
 
-/** Options of {@link DeadLetterQueue.list}. */
-export interface ListOptions {
+/** Options of {@link DeadLetterQueue.list}: paging, plus the same filter as `replayAll` and `purge`. */
+export interface ListOptions extends DeadLetterFilter {
   /** Most entries returned. @default 50 */
   limit?: number;
   /** First dead-letter sequence to look at (for paging: the last `seq` seen + 1). @default the oldest */
@@ -94,11 +94,13 @@ export class DeadLetterQueue<T = unknown> {
       throw new ConfigError(`Expected \`limit\` to be an integer from 1 to 10000, got ${describe(limit)}`);
     }
     const out: DeadLetter<T>[] = [];
+    const match = matcher(options);
     let seq = options.fromSeq ?? 1;
     while (out.length < limit) {
       const m = await this.#next(seq);
       if (!m) break;
-      out.push(toEntry<T>(m));
+      const e = toEntry<T>(m);
+      if (match(e)) out.push(e);
       seq = m.seq + 1;
     }
     return out;
@@ -205,18 +207,14 @@ export class DeadLetterQueue<T = unknown> {
     } catch (err) {
       throw mapNatsError(err, `read dead letters of queue "${this.#queue.name}"`);
     }
-    const needle = filter.errorIncludes?.toLowerCase();
-    const cutoff = filter.olderThanMs === undefined ? undefined : Date.now() - filter.olderThanMs;
+    const match = matcher(filter);
     let seq = 1;
     while (seq <= last) {
       const m = await this.#next(seq);
       if (!m || m.seq > last) break;
       seq = m.seq + 1;
       const e = toEntry<T>(m);
-      if (needle && !`${e.error.name} ${e.error.message}`.toLowerCase().includes(needle)) continue;
-      if (cutoff !== undefined && e.failedAt.getTime() > cutoff) continue;
-      if (filter.reason && e.reason !== filter.reason) continue;
-      await fn(e);
+      if (match(e)) await fn(e);
     }
   }
 
@@ -230,6 +228,15 @@ export class DeadLetterQueue<T = unknown> {
       throw mapNatsError(err, `read dead letters of queue "${this.#queue.name}"`);
     }
   }
+}
+
+function matcher(filter: DeadLetterFilter): (e: DeadLetter<unknown>) => boolean {
+  const needle = filter.errorIncludes?.toLowerCase();
+  const cutoff = filter.olderThanMs === undefined ? undefined : Date.now() - filter.olderThanMs;
+  return (e) =>
+    (!needle || `${e.error.name} ${e.error.message}`.toLowerCase().includes(needle)) &&
+    (cutoff === undefined || e.failedAt.getTime() <= cutoff) &&
+    (!filter.reason || e.reason === filter.reason);
 }
 
 function checkSeq(seq: number): void {

@@ -116,8 +116,15 @@ function diff(expected: Expected, actual: Expected): Array<{ field: string; expe
   return out;
 }
 
+const NANOS = new Set(["ack_wait", "duplicate_window", "max_age"]);
+
+/** Durations are nanoseconds on the wire; show them in milliseconds, as the options take them. */
+function show(field: string, v: unknown): string {
+  return NANOS.has(field) && typeof v === "number" ? `${v / 1_000_000} ms` : JSON.stringify(v);
+}
+
 function conflictError(kind: string, name: string, conflicts: ReturnType<typeof diff>, canUpdate: boolean): ProvisionConflictError {
-  const list = conflicts.map((c) => `${c.field} (definition: ${JSON.stringify(c.expected)}, server: ${JSON.stringify(c.actual)})`).join("; ");
+  const list = conflicts.map((c) => `${c.field} (definition: ${show(c.field, c.expected)}, server: ${show(c.field, c.actual)})`).join("; ");
   const hint = canUpdate
     ? "Pass { update: true } to apply the new settings, or change the definition to match."
     : "These cannot be changed in place; use a new queue name, or remove the old one deliberately (nothing was changed).";

@@ -8,7 +8,11 @@ export interface QueueStats {
   queue: string;
   /** Jobs waiting to be delivered (the consumer's `num_pending`). */
   pending: number;
-  /** Jobs delivered and not yet acked: in flight across all workers (`num_ack_pending`). */
+  /**
+   * Jobs delivered and not yet acked (`num_ack_pending`): running in handlers, but also jobs
+   * waiting out a retry delay (`nak(delay)`) and jobs of a dead worker until `ackWaitMs` passes.
+   * Bounded by `maxAckPending`.
+   */
   inFlight: number;
   /** Jobs delivered more than once and still un-acked (`num_redelivered`). */
   redelivered: number;

@@ -225,3 +225,43 @@ describe("failures and dead letters", () => {
     await producer.close();
   });
 });
+
+describe("dead-letter operations", () => {
+  it("lists, filters, pages, purges selectively and replays all", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("ops"), maxAttempts: 1, schema: z.object({ k: z.string() }) });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    await producer.publishMany([{ k: "a" }, { k: "b" }, { k: "c" }, { k: "d" }]);
+    const worker = new Worker(nc, q, async (job) => {
+      if (job.data.k === "a" || job.data.k === "b") throw new PermanentError(`smtp rejected ${job.data.k}`);
+      throw new Error(`timeout talking to ${job.data.k}`);
+    });
+    await worker.start();
+    const dlq = new DeadLetterQueue(nc, q);
+    await waitFor(async () => (await dlq.count()) === 4, "four dead letters");
+    await worker.stop();
+    assert.deepEqual((await dlq.list({ reason: "permanent" })).map((e) => e.error.message).sort(), ["smtp rejected a", "smtp rejected b"]);
+    assert.equal((await dlq.list({ errorIncludes: "TIMEOUT" })).length, 2);
+    assert.equal((await dlq.list({ olderThanMs: 3_600_000 })).length, 0, "none is an hour old");
+    const page1 = await dlq.list({ limit: 3 });
+    const page2 = await dlq.list({ limit: 3, fromSeq: page1.at(-1)!.seq + 1 });
+    assert.equal(page1.length, 3);
+    assert.equal(page2.length, 1);
+    assert.equal(await dlq.get(page2[0]!.seq).then((e) => e?.id), page2[0]!.id);
+    assert.equal(await dlq.get(999_999), undefined);
+    assert.equal(await dlq.purge({ errorIncludes: "timeout" }), 2);
+    assert.equal(await dlq.count(), 2);
+    const done: string[] = [];
+    const healed = new Worker(nc, q, async (job) => {
+      done.push(job.data.k);
+    });
+    await healed.start();
+    assert.equal(await dlq.replayAll(), 2);
+    await waitFor(() => done.length === 2, "replayed jobs done");
+    assert.deepEqual(done.sort(), ["a", "b"]);
+    assert.equal(await dlq.count(), 0);
+    await healed.stop();
+    await producer.close();
+  });
+});
