@@ -19,6 +19,7 @@ it(`server crash: SIGKILL nats-server ${CRASHES}x during publish and consume, re
   const pnc = await connectChaos(srv.servers);
   const wnc = await connectChaos(srv.servers);
   let publishing = true;
+  let worker: Worker | undefined;
   // The last events (bounded), printed when the scenario fails.
   const trail: string[] = [];
   const debug = (...a: unknown[]): void => {
@@ -36,7 +37,7 @@ it(`server crash: SIGKILL nats-server ${CRASHES}x during publish and consume, re
     let records = 0;
     let lastCompletionAt = 0;
     const workerErrors = new Map<string, number>();
-    const worker = new Worker(wnc, q, async (job) => {
+    worker = new Worker(wnc, q, async (job) => {
       records++;
       completed.add(job.id);
       lastCompletionAt = Date.now();
@@ -90,9 +91,9 @@ it(`server crash: SIGKILL nats-server ${CRASHES}x during publish and consume, re
     } catch (err) {
       const lost = missing(acked, completed);
       console.log(`[chaos] crash: ${lost.length} acked ids not completed, e.g. ${lost.slice(0, 5).join(", ")}`);
-      throw err;
+      // Go on: the row is recorded and the assertions below fail with the figures.
+      void err;
     }
-    await worker.stop({ timeoutMs: 5_000 });
     await producer.close();
 
     const lost = missing(acked, completed);
@@ -126,6 +127,7 @@ it(`server crash: SIGKILL nats-server ${CRASHES}x during publish and consume, re
     throw err;
   } finally {
     publishing = false;
+    await worker?.stop({ timeoutMs: 5_000 });
     await pnc.close().catch(() => {});
     await wnc.close().catch(() => {});
     await srv.stop();

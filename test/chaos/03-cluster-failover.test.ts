@@ -31,6 +31,7 @@ it(`cluster failover: kill the stream leader of a replicas-3 queue mid-run, rest
   const pnc = await connectChaos(cluster.servers);
   const wncs = [await connectChaos(cluster.servers), await connectChaos(cluster.servers)];
   let producing = true;
+  const workers: Worker[] = [];
   try {
     const q = defineQueue({ name: uniqueName("failover"), replicas: 3, ackWaitMs: 2_000, maxAttempts: 1_000, backoff: [100] });
     await provisionQueue(admin, q);
@@ -41,11 +42,11 @@ it(`cluster failover: kill the stream leader of a replicas-3 queue mid-run, rest
     const doneGaps = new Gaps();
     const workerErrors = new Map<string, number>();
     const firstError = new Map<string, string>();
-    const workers = wncs.map((nc) => new Worker(nc, q, async (job) => {
+    workers.push(...wncs.map((nc) => new Worker(nc, q, async (job) => {
       records++;
       completed.add(job.id);
       doneGaps.tick();
-    }, { concurrency: 16 }));
+    }, { concurrency: 16 })));
     for (const w of workers) {
       w.on("error", (e) => {
         workerErrors.set(e.name, (workerErrors.get(e.name) ?? 0) + 1);
@@ -115,9 +116,11 @@ it(`cluster failover: kill the stream leader of a replicas-3 queue mid-run, rest
     } catch (err) {
       const lost = missing(acked, completed);
       console.log(`[chaos] failover: ${lost.length} acked ids not completed, e.g. ${lost.slice(0, 5).join(", ")}`);
-      throw err;
+      // Go on: the row is recorded and the assertions below fail with the figures.
+      void err;
     }
     await Promise.all(workers.map((w) => w.stop({ timeoutMs: 5_000 })));
+    workers.length = 0;
     await producer.close();
     const jsm = await jetstreamManager(admin);
     const left = (await jsm.streams.info(q.names.stream)).state.messages;
@@ -143,6 +146,7 @@ it(`cluster failover: kill the stream leader of a replicas-3 queue mid-run, rest
     assert.equal(left, 0, "the work queue drained on the surviving replicas");
   } finally {
     producing = false;
+    await Promise.allSettled(workers.map((w) => w.stop({ timeoutMs: 5_000 })));
     await Promise.allSettled([admin, pnc, ...wncs].map((nc) => nc.close()));
     await cluster.stop();
   }

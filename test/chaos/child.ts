@@ -20,8 +20,8 @@ export class Child {
   stderr = "";
   readonly #listeners = new Set<(e: ChildEvent) => void>();
 
-  constructor(script: string, env: Record<string, string>, onEvent?: (e: ChildEvent) => void) {
-    this.proc = spawn(process.execPath, [join(fixtures, script)], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  constructor(script: string, env: Record<string, string>, onEvent?: (e: ChildEvent) => void, nodeArgs: string[] = []) {
+    this.proc = spawn(process.execPath, [...nodeArgs, join(fixtures, script)], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     this.proc.stderr!.on("data", (b: Buffer) => {
       this.stderr = (this.stderr + b.toString()).slice(-8_000);
     });
