@@ -329,6 +329,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #mover: AdvisoryMover | undefined;
   #idle: (() => void) | undefined;
   #stopping: Promise<void> | undefined;
+  #pullQueued = false;
   #telemetry: WorkerTelemetry = noWorkerTelemetry;
   #confirmer: AckConfirmer | undefined;
 
@@ -658,7 +659,22 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     clearTimeout(r.timer);
     this.#running.delete(r);
     if (this.#running.size === 0) this.#idle?.();
-    this.#pull();
+    this.#queuePull();
+  }
+
+  /**
+   * Pulls once the current turn of the event loop is over, so jobs finishing together (a batch
+   * that arrived in one read and ran through fast handlers) free their slots into one fetch.
+   * Pulling per completion made many one-job fetches, each a new inbox subscription and pull
+   * request: most of the worker's garbage, and the heap (RSS) grew with the backlog.
+   */
+  #queuePull(): void {
+    if (this.#pullQueued) return;
+    this.#pullQueued = true;
+    setImmediate(() => {
+      this.#pullQueued = false;
+      this.#pull();
+    });
   }
 
   #renewLeases(every: number): void {
