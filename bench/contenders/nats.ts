@@ -1,0 +1,349 @@
+// The NATS contenders: jetq through its public API only, and the best hand-written code on the
+// raw @nats-io/jetstream client (see ../shared/PERFORMANCE.md for how those were chosen).
+import { connect, createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection, nuid, type Subscription } from "@nats-io/transport-node";
+import { jetstream, type JsMsg } from "@nats-io/jetstream";
+import { connect as jetqConnect, Producer, Worker } from "../../src/index.ts";
+import { defineQueue, type Queue } from "../../src/queue/define.ts";
+import { benchJobSchema, epochMs, forEachConcurrent, makeJob, Slots } from "../lib/common.ts";
+
+/** Publish loops (one call per job, awaited) run this many callers at once. */
+export const LOOP_CALLERS = 256;
+/** The raw PublishAsync-style window: jetq's default `maxInFlight`, so the two send alike. */
+export const RAW_WINDOW = 1024;
+
+export function connectRaw(servers: string, name: string): Promise<NatsConnection> {
+  // The raw contenders are "the best hand-written code": async traces off, as PERFORMANCE.md measured.
+  return connect({ servers, name, noAsyncTraces: true });
+}
+
+/**
+ * jetq as a user gets it: jetq's `connect()` (which sets `noAsyncTraces: true`), or with `plain`
+ * the NATS client's own `connect()` with its defaults (async traces on).
+ */
+export function connectJetq(servers: string, name: string, plain = false): Promise<NatsConnection> {
+  return plain ? connect({ servers, name }) : jetqConnect({ servers, name });
+}
+
+export function benchQueue(name: string, schema = false): Queue<unknown, unknown> {
+  return (schema ? defineQueue({ name, schema: benchJobSchema }) : defineQueue({ name })) as Queue<unknown, unknown>;
+}
+
+/**
+ * The PublishAsync pattern of the Go and Java clients, hand-written: core publish with a reply
+ * subject on one wildcard inbox subscription, PubAcks matched by token and parsed, a bounded
+ * window, and one timer sweeping expired entries.
+ */
+export class RawAsyncPublisher<M = undefined> {
+  readonly #nc: NatsConnection;
+  readonly #prefix = createInbox();
+  readonly #window: number;
+  readonly #timeoutMs: number;
+  readonly #pending = new Map<string, { deadline: number; meta: M }>();
+  readonly #sub: Subscription;
+  readonly #sweeper: NodeJS.Timeout;
+  readonly #onAck: ((meta: M, ok: boolean) => void) | undefined;
+  #next = 0;
+  #wake: (() => void) | undefined;
+  acked = 0;
+  failed = 0;
+
+  constructor(nc: NatsConnection, window: number, onAck?: (meta: M, ok: boolean) => void, timeoutMs = 5000) {
+    this.#nc = nc;
+    this.#window = window;
+    this.#timeoutMs = timeoutMs;
+    this.#onAck = onAck;
+    const cut = this.#prefix.length + 1;
+    this.#sub = nc.subscribe(`${this.#prefix}.*`, {
+      callback: (err, m) => {
+        if (err) return;
+        const token = m.subject.slice(cut);
+        const p = this.#pending.get(token);
+        if (!p) return;
+        this.#pending.delete(token);
+        let ok = !(m.headers && m.headers.hasError);
+        if (ok) {
+          const ack = JSON.parse(m.string()) as { error?: unknown };
+          ok = ack.error === undefined;
+        }
+        if (ok) this.acked++;
+        else this.failed++;
+        this.#onAck?.(p.meta, ok);
+        this.#wakeUp();
+      },
+    });
+    this.#sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const [token, p] of this.#pending) {
+        if (p.deadline > now) break;
+        this.#pending.delete(token);
+        this.failed++;
+        this.#onAck?.(p.meta, false);
+      }
+      this.#wakeUp();
+    }, 250);
+  }
+
+  get full(): boolean {
+    return this.#pending.size >= this.#window;
+  }
+  get inFlight(): number {
+    return this.#pending.size;
+  }
+
+  /** Resolves when the window has room (one waiter at a time: the single sending loop). */
+  room(): Promise<void> {
+    if (!this.full) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+
+  send(subject: string, payload: string | Uint8Array, headers: MsgHdrs | undefined, meta: M): void {
+    const token = (this.#next++).toString(36);
+    this.#pending.set(token, { deadline: Date.now() + this.#timeoutMs, meta });
+    this.#nc.publish(subject, payload, headers ? { reply: `${this.#prefix}.${token}`, headers } : { reply: `${this.#prefix}.${token}` });
+  }
+
+  /** Waits until every sent publish is confirmed or swept (bounded by the ack timeout). */
+  async settle(): Promise<void> {
+    const deadline = Date.now() + this.#timeoutMs + 1000;
+    while (this.#pending.size > 0 && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#sweeper);
+    this.#sub.unsubscribe();
+  }
+
+  #wakeUp(): void {
+    if (this.#wake && this.#pending.size < this.#window) {
+      const w = this.#wake;
+      this.#wake = undefined;
+      w();
+    }
+  }
+}
+
+/** The headers jetq sends: `Nats-Msg-Id` when the caller gives an id, else a generated `Jetq-Id`. */
+export function jetqLikeHeaders(id: string | undefined): MsgHdrs {
+  const h = natsHeaders();
+  if (id !== undefined) h.set("Nats-Msg-Id", id);
+  else h.set("Jetq-Id", nuid.next());
+  return h;
+}
+
+/** Fills a queue's subject fast (for drain backlogs): the raw async path, jetq's headers. */
+export async function prefill(nc: NatsConnection, subject: string, jobs: number): Promise<void> {
+  const pub = new RawAsyncPublisher(nc, 4096, undefined, 30_000);
+  try {
+    for (let i = 0; i < jobs; i++) {
+      if (pub.full) await pub.room();
+      pub.send(subject, JSON.stringify(makeJob(i)), jetqLikeHeaders(undefined), undefined);
+    }
+    await pub.settle();
+    if (pub.failed > 0) throw new Error(`prefill: ${pub.failed} of ${jobs} publishes failed`);
+  } finally {
+    pub.close();
+  }
+}
+
+export type NatsPublishContender = "jetq.publishMany" | "jetq.publish" | "raw.async" | "raw.js.publish";
+
+/** Publishes `jobs` jobs; resolves when every one is confirmed. Returns how many failed. */
+export async function natsPublish(
+  contender: NatsPublishContender,
+  nc: NatsConnection,
+  queue: Queue<unknown, unknown>,
+  jobs: number,
+  ids: boolean,
+  tag: string,
+): Promise<number> {
+  const subject = queue.names.subject;
+  const idOf = (n: number): string => `${tag}-${n}`;
+  switch (contender) {
+    case "jetq.publishMany": {
+      const producer = new Producer(nc, queue);
+      const items = Array.from({ length: jobs }, (_, i) => makeJob(i));
+      await producer.publishMany(items, ids ? { id: (x) => idOf((x as { n: number }).n) } : {});
+      await producer.close();
+      return 0;
+    }
+    case "jetq.publish": {
+      const producer = new Producer(nc, queue);
+      let failed = 0;
+      await forEachConcurrent(jobs, LOOP_CALLERS, (i) =>
+        producer.publish(makeJob(i), ids ? { id: idOf(i) } : {}).catch(() => {
+          failed++;
+        }),
+      );
+      await producer.close();
+      return failed;
+    }
+    case "raw.async": {
+      const pub = new RawAsyncPublisher(nc, RAW_WINDOW);
+      for (let i = 0; i < jobs; i++) {
+        if (pub.full) await pub.room();
+        pub.send(subject, JSON.stringify(makeJob(i)), jetqLikeHeaders(ids ? idOf(i) : undefined), undefined);
+      }
+      await pub.settle();
+      pub.close();
+      return pub.failed + (jobs - pub.acked - pub.failed);
+    }
+    case "raw.js.publish": {
+      const js = jetstream(nc);
+      let failed = 0;
+      await forEachConcurrent(jobs, LOOP_CALLERS, (i) => {
+        const h = natsHeaders();
+        if (!ids) h.set("Jetq-Id", nuid.next());
+        return js.publish(subject, JSON.stringify(makeJob(i)), ids ? { headers: h, msgID: idOf(i) } : { headers: h }).catch(() => {
+          failed++;
+        });
+      });
+      return failed;
+    }
+  }
+}
+
+export type NatsDrainContender = "jetq" | "jetq.confirmed" | "jetq.confirmed.plain" | "raw.ack" | "raw.ackAck";
+
+export interface DrainHandle {
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * A draining worker with a no-op handler at concurrency 64. `onDone` runs once per job when it
+ * is complete: after `ack()` (fire) or once the server confirmed the ack.
+ */
+export async function natsDrainWorker(
+  contender: NatsDrainContender,
+  nc: NatsConnection,
+  queue: Queue<unknown, unknown>,
+  concurrency: number,
+  onDone: (t?: number) => void,
+  onStart?: (data: { t: number }) => void,
+  workerOptions: Record<string, unknown> = {},
+): Promise<DrainHandle> {
+  if (contender.startsWith("jetq")) {
+    // Latency runs need each job's publish time at completion; the event carries only the id.
+    const times = new Map<string, number>();
+    const worker = new Worker(
+      nc,
+      queue,
+      onStart
+        ? (job) => {
+            const data = job.data as { t: number };
+            times.set(job.id, data.t);
+            onStart(data);
+          }
+        : () => {},
+      { concurrency, ackMode: contender === "jetq" ? "fire" : "confirmed", ...workerOptions },
+    );
+    if (onStart) {
+      worker.on("completed", (ev) => {
+        const t = times.get(ev.id);
+        times.delete(ev.id);
+        onDone(t);
+      });
+    } else worker.on("completed", () => onDone());
+    worker.on("error", () => {});
+    return {
+      start: () => {
+        void worker.start();
+      },
+      stop: () => worker.stop({ timeoutMs: 5000 }),
+    };
+  }
+  const js = jetstream(nc);
+  const confirmed = contender === "raw.ackAck";
+  const slots = new Slots(concurrency);
+  let stopped = false;
+  let iter: Awaited<ReturnType<Awaited<ReturnType<typeof js.consumers.get>>["consume"]>> | undefined;
+  const handle = async (m: JsMsg): Promise<void> => {
+    try {
+      const data = m.json<{ t: number }>();
+      onStart?.(data);
+      await Promise.resolve(); // the no-op async handler
+      if (confirmed) await m.ackAck();
+      else m.ack();
+      onDone(data.t);
+    } catch {
+      // a failed ackAck: the job will be redelivered; not counted
+    } finally {
+      slots.give();
+    }
+  };
+  const loop = async (): Promise<void> => {
+    // Looked up at start, as jetq's Worker.start() does, so both pay it inside the timed window.
+    const consumer = await js.consumers.get(queue.names.stream, queue.names.consumer);
+    iter = await consumer.consume({ max_messages: concurrency });
+    if (stopped) iter.stop();
+    for await (const m of iter) {
+      const wait = slots.take();
+      if (wait) await wait;
+      void handle(m);
+    }
+  };
+  return {
+    start: () => {
+      void loop();
+    },
+    stop: async () => {
+      stopped = true;
+      iter?.stop();
+      await nc.flush().catch(() => {});
+    },
+  };
+}
+
+/** Publishes one job per call for the latency runs; `onAck` gets the publish's start time. */
+export interface LatencyPublisher {
+  publish(n: number, t: number): void;
+  inFlight(): number;
+  close(): Promise<void>;
+}
+
+export function natsLatencyPublisher(
+  kind: "jetq" | "raw",
+  nc: NatsConnection,
+  queue: Queue<unknown, unknown>,
+  onAck: (t: number, ok: boolean) => void,
+): LatencyPublisher {
+  if (kind === "jetq") {
+    const producer = new Producer(nc, queue);
+    let inFlight = 0;
+    return {
+      publish: (n, t) => {
+        inFlight++;
+        producer.publish(makeJob(n, t)).then(
+          () => {
+            inFlight--;
+            onAck(t, true);
+          },
+          () => {
+            inFlight--;
+            onAck(t, false);
+          },
+        );
+      },
+      inFlight: () => inFlight,
+      close: () => producer.close(),
+    };
+  }
+  const pub = new RawAsyncPublisher<number>(nc, RAW_WINDOW, onAck);
+  return {
+    publish: (n, t) => pub.send(queue.names.subject, JSON.stringify(makeJob(n, t)), jetqLikeHeaders(undefined), t),
+    inFlight: () => pub.inFlight,
+    close: async () => {
+      await pub.settle();
+      pub.close();
+    },
+  };
+}
+
+export { epochMs };

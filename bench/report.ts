@@ -1,0 +1,322 @@
+// Turns a BenchResult into the console ratio table, BENCHMARKS.md and an SVG bar chart.
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { BenchResult, LatencyRow, Row } from "./harness.ts";
+import { fmt } from "./harness.ts";
+
+const NOTES = fileURLToPath(new URL("./notes.md", import.meta.url));
+
+const LABELS: Record<string, string> = {
+  "jetq.publishMany": "jetq publishMany",
+  "jetq.publish": "jetq publish() loop (256 callers)",
+  "raw.async": "raw PublishAsync-style (window 1024)",
+  "raw.js.publish": "raw js.publish() (256 in flight)",
+  "bullmq.addBulk": "BullMQ addBulk (1000 × 4 in flight)",
+  "bullmq.add": "BullMQ add() loop (256 callers)",
+  "pgboss.insert": "pg-boss insert (1000 × 4 in flight)",
+  jetq: "jetq Worker (ack)",
+  "jetq.confirmed": "jetq Worker, ackMode confirmed",
+  "jetq.confirmed.plain": "jetq Worker, confirmed, on the NATS client's connect() (async traces on)",
+  "raw.ack": "raw consume() + ack()",
+  "raw.ackAck": "raw consume() + ackAck()",
+  bullmq: "BullMQ Worker",
+  pgboss: "pg-boss fetch/complete",
+  raw: "raw (PublishAsync-style + consume/ack)",
+};
+
+export function label(c: string): string {
+  return LABELS[c] ?? c;
+}
+
+function x(v: number | undefined): string {
+  return v === undefined || !Number.isFinite(v) ? "–" : `${v.toFixed(2)}×`;
+}
+
+function ms(v: number): string {
+  return Number.isFinite(v) ? v.toFixed(2) : "–";
+}
+
+/** The raw row a jetq row is held against (same ack mode / same headers). */
+function rawPeer(rows: Row[], r: Row): Row | undefined {
+  const peer: Record<string, string> = {
+    "jetq.publishMany": "raw.async",
+    "jetq.publish": "raw.js.publish",
+    jetq: "raw.ack",
+    "jetq.confirmed": "raw.ackAck",
+    "jetq.confirmed.plain": "raw.ackAck",
+  };
+  const c = peer[r.contender];
+  return c ? rows.find((o) => o.scenario === r.scenario && o.group === r.group && o.contender === c) : undefined;
+}
+
+function bullPeer(rows: Row[], r: Row): Row | undefined {
+  const c = r.scenario === "publish" ? "bullmq.addBulk" : "bullmq";
+  return rows.find((o) => o.scenario === r.scenario && o.group === r.group && o.contender === c);
+}
+
+export function ratioTable(res: BenchResult): string {
+  const lines = ["target                                                        ratio    goal            met", "-".repeat(96)];
+  for (const r of res.ratios) {
+    lines.push(`${r.target.padEnd(62)}${r.value.toFixed(2).padStart(6)}   ${r.goal.padEnd(16)}${r.met ? "yes" : "NO"}`);
+  }
+  if (res.ratios.length === 0) lines.push("(no ratios: not enough scenarios or contenders ran)");
+  for (const s of res.skipped) lines.push(`note: ${s}`);
+  return lines.join("\n");
+}
+
+function throughputTable(res: BenchResult, scenario: "publish" | "drain"): string {
+  const groups = [...new Set(res.rows.filter((r) => r.scenario === scenario).map((r) => r.group))];
+  const out: string[] = [];
+  for (const g of groups) {
+    const rows = res.rows.filter((r) => r.scenario === scenario && r.group === g).sort((a, b) => b.median - a.median);
+    out.push(`**${g}**`, "");
+    out.push("| contender | median jobs/s | min – max | × raw (same headers / ack mode) | × BullMQ | client CPU µs/job | nats-server CPU µs/job |");
+    out.push("|---|---:|---:|---:|---:|---:|---:|");
+    for (const r of rows) {
+      const raw = rawPeer(res.rows, r);
+      const bull = bullPeer(res.rows, r);
+      // CPU per job is steadier than throughput on a shared machine: medians over rounds.
+      const cpu = (k: string): string => {
+        const v = r.runs
+          .map((run) => (typeof run[k] === "number" ? ((run[k] as number) * 1e6) / ((run.handled as number | undefined) ?? res.config.publishJobs) : undefined))
+          .filter((n): n is number => n !== undefined && Number.isFinite(n));
+        return v.length ? medianOf(v).toFixed(1) : "–";
+      };
+      out.push(
+        `| ${label(r.contender)} | ${fmt(r.median)} | ${fmt(r.min)} – ${fmt(r.max)} | ${raw ? x(r.median / raw.median) : ""} | ${bull && r.system !== "bullmq" ? x(r.median / bull.median) : ""} | ${cpu("clientCpuSec")} | ${cpu("serverCpuSec")} |`,
+      );
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+function medianOf(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function latencyTable(rows: LatencyRow[]): string {
+  const out = [
+    "| offered rate | contender | publish → handler start p50 / p99 / max (ms) | publish → ack p50 / p99 / max (ms) | publish → PubAck p50 / p99 (ms) | kept up (runs) |",
+    "|---:|---|---:|---:|---:|---|",
+  ];
+  for (const r of [...rows].sort((a, b) => a.rate - b.rate || a.contender.localeCompare(b.contender))) {
+    out.push(
+      `| ${fmt(r.rate)}/s | ${r.contender} | ${ms(r.start.p50)} / ${ms(r.start.p99)} / ${ms(r.start.max)} | ${ms(r.ack.p50)} / ${ms(r.ack.p99)} / ${ms(r.ack.max)} | ${ms(r.pubAck.p50)} / ${ms(r.pubAck.p99)} | ${r.keptUp.filter(Boolean).length} of ${r.keptUp.length} |`,
+    );
+  }
+  return out.join("\n");
+}
+
+function memorySection(res: BenchResult): string {
+  const out: string[] = [];
+  type D = { peakRssMiB: number; rate: number; atPeakHeapTotalMiB?: number; atPeakHeapUsedMiB?: number; atPeakExternalMiB?: number; liveHeapAfterGcMiB?: number };
+  const drains = res.memory.workerDrain as Record<string, D> | undefined;
+  const raw = (res.memory.rawWorkerDrain ?? {}) as Record<string, D>;
+  if (drains) {
+    out.push(
+      "One worker process (concurrency 64) draining a backlog; peak RSS from the kernel (`maxRSS`), the rest sampled every 100 ms at the highest RSS, and live heap after a forced full GC at the end (`--expose-gc`, this process only).",
+      "",
+      "| worker | backlog | peak RSS (MiB) | V8 heap total / used at the peak (MiB) | external (MiB) | live heap after a full GC (MiB) | jobs/s |",
+      "|---|---:|---:|---:|---:|---:|---:|",
+    );
+    const line = (who: string, n: string, d: D): string =>
+      `| ${who} | ${fmt(Number(n))} | ${d.peakRssMiB} | ${d.atPeakHeapTotalMiB ?? "–"} / ${d.atPeakHeapUsedMiB ?? "–"} | ${d.atPeakExternalMiB ?? "–"} | ${d.liveHeapAfterGcMiB ?? "–"} | ${fmt(d.rate)} |`;
+    for (const [n, d] of Object.entries(drains)) out.push(line("jetq Worker", n, d));
+    for (const [n, d] of Object.entries(raw)) out.push(line("raw consume() + ack()", n, d));
+    out.push("");
+  }
+  const stall = res.memory.producerStall as
+    | { skipped?: string; rate?: number; phasesMs?: number[]; phases?: Record<string, { maxRssMiB: number; maxHeapUsedMiB?: number; liveHeapAfterGcMiB?: number; ok: number; failed: Record<string, number>; inFlightMax: number }> }
+    | undefined;
+  if (stall?.skipped) out.push(`Producer under a stopped server: ${stall.skipped}.`);
+  else if (stall?.phases) {
+    out.push(
+      `jetq Producer (defaults) offered ${fmt(stall.rate ?? 0)} publishes/s; the bench sent SIGSTOP to its nats-server for ${((stall.phasesMs?.[1] ?? 0) / 1000).toFixed(0)} s, then SIGCONT:`,
+      "",
+      "| phase | peak RSS (MiB) | peak heap used (MiB) | live heap after a full GC at the phase end (MiB) | confirmed | failed (by error) | most outstanding publish() calls |",
+      "|---|---:|---:|---:|---:|---|---:|",
+    );
+    for (const [name, p] of Object.entries(stall.phases)) {
+      const failed = Object.entries(p.failed).map(([k, v]) => `${k} ${fmt(v)}`).join(", ") || "0";
+      out.push(`| ${name} | ${p.maxRssMiB} | ${p.maxHeapUsedMiB ?? "–"} | ${p.liveHeapAfterGcMiB ?? "–"} | ${fmt(p.ok)} | ${failed} | ${fmt(p.inFlightMax)} |`);
+    }
+  }
+  return out.join("\n");
+}
+
+const EXTRA_LABELS: Record<string, string> = {
+  base: "base: no schema, telemetry: false, ack()",
+  schema: "+ zod schema (validated on publish and on receipt)",
+  "telemetry-api": "+ telemetry on (default), no SDK registered (API only)",
+  "telemetry-sdk": "+ telemetry on, an OpenTelemetry SDK registered (tracer + meter providers, async-hooks context)",
+  "sdk-only": "an OpenTelemetry SDK registered, jetq telemetry: false (the SDK's own cost to the process)",
+  confirmed: "+ ackMode confirmed",
+  "lease-off": "ackWaitMs 30 s: no in-progress acks",
+  "lease-on": "ackWaitMs 450 ms: an in-progress ack every 150 ms",
+};
+
+function extrasTable(res: BenchResult): string {
+  const rows = res.rows.filter((r) => r.scenario === "extras");
+  if (rows.length === 0) return "(not run)";
+  const out: string[] = [];
+  for (const g of [...new Set(rows.map((r) => r.group))]) {
+    const grp = rows.filter((r) => r.group === g);
+    const base = grp.find((r) => r.contender.endsWith(" base") || r.contender.endsWith(" lease-off"));
+    out.push(`**${g}**`, "", `| variant | median ${grp[0]!.unit} | min – max | vs base |`, "|---|---:|---:|---:|");
+    for (const r of grp) {
+      out.push(`| ${EXTRA_LABELS[r.contender.replace(/^jetq /, "")] ?? r.contender} | ${fmt(r.median)} | ${fmt(r.min)} – ${fmt(r.max)} | ${base ? x(r.median / base.median) : ""} |`);
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+export function markdownReport(res: BenchResult, chartPath: string): string {
+  const m = res.machine;
+  const notes = existsSync(NOTES) ? readFileSync(NOTES, "utf8").trim() : "";
+  const parts = [
+    "# Benchmarks",
+    "",
+    `<!-- Generated by \`npm run bench\` (bench/report.ts) from ${res.mode === "full" ? "bench/results/latest.json" : `a ${res.mode} run`}; edit bench/notes.md, not this file. -->`,
+    "",
+    `jetq against the best hand-written code on the raw \`@nats-io/jetstream\` client, BullMQ${m.postgres ? " and pg-boss" : ""}, measured side by side in one interleaved run (${res.config.rounds} round${res.config.rounds > 1 ? "s" : ""}; every contender in every round, order rotated; each measurement in a fresh Node process; ${res.mode} mode, ${res.startedAt.slice(0, 16).replace("T", " ")} UTC, ${Math.round(res.durationSec / 60)} min). Payload: a ~200-byte JSON job; concurrency ${res.config.concurrency}. Absolute numbers on a shared 2-core machine drift 25–45 % between runs: **compare ratios within this run**.`,
+    "",
+    `![throughput and latency](${chartPath})`,
+    "",
+    "## Machine",
+    "",
+    `- ${m.cores} cores (${m.cpuModel}), ${fmt(m.memoryMiB)} MiB RAM, ${m.os}; client and servers share the cores`,
+    `- Node ${m.node}; nats-server ${m.natsServer} (${m.natsSource}, file storage, R1)`,
+    `- Redis ${m.redis ? `${m.redis.version} (${m.redis.source}; ${m.redis.persistence})` : "not available"}; BullMQ 6.7 with ioredis`,
+    `- PostgreSQL ${m.postgres ? `${m.postgres.version} (${m.postgres.source}); pg-boss 12` : "not available"}`,
+    ...res.skipped.map((s) => `- ${s}`),
+    "",
+    "## Targets",
+    "",
+    "| target | ratio | goal | met | numerator | denominator |",
+    "|---|---:|---|---|---|---|",
+    ...res.ratios.map((r) => `| ${r.target} | ${r.value.toFixed(2)} | ${r.goal} | ${r.met ? "yes" : "**no**"} | ${r.numerator} | ${r.denominator} |`),
+    "",
+    "## Durability is not the same",
+    "",
+    "A confirmed publish means different things here. nats-server 2.9 writes each message to the OS page cache before it sends the PubAck and fsyncs on a timer (every 2 minutes by default; `sync_interval`, including `always`, arrived in 2.10): a process crash loses nothing acknowledged, a power loss can. Redis with AOF `appendfsync everysec` can lose about a second of writes on power loss, and without AOF (how the Redis above is configured, if it says so) everything since the last RDB snapshot. PostgreSQL fsyncs every commit. None of the runs below changes these settings.",
+    "",
+    "## Publish throughput (confirmed by the server)",
+    "",
+    `${fmt(res.config.publishJobs)} jobs per run into a fresh queue; timing ends when the last publish is confirmed. With ids every job carries an idempotency key (\`Nats-Msg-Id\` / BullMQ \`jobId\` / pg-boss \`singletonKey\`); without, jetq and the raw contenders send a generated \`Jetq-Id\` header.`,
+    "",
+    throughputTable(res, "publish"),
+    "## Drain a backlog",
+    "",
+    `A prefilled backlog, no-op handler, concurrency ${res.config.concurrency} per worker process; timing runs from "go" to the last completion (after \`ack()\`, or after the server confirmed the ack). jetq's "confirmed" mode is held against raw \`ackAck()\`, its default against raw \`ack()\`.`,
+    "",
+    throughputTable(res, "drain"),
+    "## End-to-end latency at a fixed offered rate",
+    "",
+    `Producer and worker in one process on separate connections; an open-loop pacer on a 1 ms timer offers rate × elapsed jobs (at most 1,024 publishes in flight) for ${(res.config.latencyMs / 1000).toFixed(0)} s; the first ${(res.config.latencyWarmupMs / 1000).toFixed(1)} s are not measured. Medians over rounds of each run's percentiles. "Kept up": the pacer reached 97 % of the rate and every job completed within 1 s of the last publish.`,
+    "",
+    latencyTable(res.latency),
+    "",
+    "## Memory",
+    "",
+    memorySection(res),
+    "",
+    "## What each extra costs alone",
+    "",
+    `jetq only, ${fmt(res.config.extraJobs)} jobs: \`publishMany\` then a drain by one worker in the same process, each variant changing one thing from "base" (no schema, \`telemetry: false\`, \`ack()\`). In-progress acks: ${fmt(res.config.leaseJobs)} jobs whose handlers each take 300 ms, with \`ackWaitMs\` 30 s (no lease renewals) vs 450 ms (a renewal every 150 ms, 1–2 per job); the cost is client CPU per 1,000 jobs.`,
+    "",
+    extrasTable(res),
+    notes ? `\n${notes}\n` : "",
+    "## Reproduce",
+    "",
+    "```sh",
+    "npm run bench              # full run (~15 min): rewrites BENCHMARKS.md, bench/results/latest.json and chart.svg",
+    "npm run bench -- --quick   # under 2 minutes, writes .tmp/bench/",
+    "npm run bench -- --only=drain --profile   # one scenario, each child process with --cpu-prof",
+    "```",
+    "",
+    "Servers: a fresh local `nats-server` per scenario unless `NATS_URL` is set; BullMQ uses `REDIS_URL`, else Redis on 127.0.0.1:6379, else a `redis-server` on PATH (started with AOF everysec), else it is skipped with a note; pg-boss uses `DATABASE_URL`, else PostgreSQL on 127.0.0.1:5432 (database `test`), else it is skipped.",
+    "",
+  ];
+  return parts.join("\n");
+}
+
+// ---------------------------------------------------------------- SVG
+
+const COLORS: Record<Row["system"], string> = { jetq: "#2f7d32", raw: "#1f5fa8", bullmq: "#c0392b", pgboss: "#7d5ba6" };
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+interface Bar {
+  label: string;
+  value: number;
+  system: Row["system"];
+  text: string;
+}
+
+/** A self-contained SVG: throughput bars (publish, drain) and latency bars (p99 at each rate). */
+export function svgChart(res: BenchResult): string {
+  const sections: Array<{ title: string; bars: Bar[] }> = [];
+  const pick = (scenario: "publish" | "drain", group: string, contenders: string[]): Bar[] =>
+    contenders
+      .map((c) => res.rows.find((r) => r.scenario === scenario && r.group === group && r.contender === c))
+      .filter((r): r is Row => r !== undefined)
+      .map((r) => ({ label: label(r.contender), value: r.median, system: r.system, text: `${fmt(r.median)} jobs/s` }));
+  const pubGroup = res.rows.find((r) => r.scenario === "publish" && r.group === "publish, no ids")?.group;
+  if (pubGroup) sections.push({ title: "Publish, confirmed (jobs/s, higher is better)", bars: pick("publish", pubGroup, ["jetq.publishMany", "raw.async", "jetq.publish", "raw.js.publish", "bullmq.addBulk", "bullmq.add", "pgboss.insert"]) });
+  const drainGroup = res.rows.find((r) => r.scenario === "drain" && r.group.includes("1 worker process") && !r.group.startsWith("drain 20k") && r.contender === "jetq")?.group;
+  if (drainGroup) {
+    const bars = pick("drain", drainGroup, ["jetq", "raw.ack", "jetq.confirmed", "raw.ackAck", "bullmq"]);
+    const pg = res.rows.find((r) => r.scenario === "drain" && r.contender === "pgboss" && r.group.includes("1 worker process"));
+    if (pg) bars.push({ label: `${label("pgboss")} (${pg.group.split(" ")[1]} backlog)`, value: pg.median, system: "pgboss", text: `${fmt(pg.median)} jobs/s` });
+    sections.push({ title: `Drain a backlog, 1 worker process (jobs/s, higher is better)`, bars });
+  }
+  for (const rate of [...new Set(res.latency.map((l) => l.rate))].sort((a, b) => a - b)) {
+    const bars = res.latency
+      .filter((l) => l.rate === rate)
+      .map((l) => ({
+        label: l.contender === "raw" ? "raw NATS" : l.contender === "bullmq" ? "BullMQ" : "jetq",
+        value: l.start.p99,
+        system: (l.contender === "raw" ? "raw" : l.contender) as Row["system"],
+        text: `p99 ${ms(l.start.p99)} ms (p50 ${ms(l.start.p50)})${l.keptUp.every(Boolean) ? "" : " fell behind"}`,
+      }));
+    sections.push({ title: `Publish → handler start at ${fmt(rate)}/s: p99 ms (lower is better)`, bars });
+  }
+  const W = 900;
+  const labelW = 300;
+  const barMax = 380;
+  const rowH = 22;
+  let y = 40;
+  const body: string[] = [];
+  for (const s of sections) {
+    body.push(`<text x="10" y="${y}" font-size="14" font-weight="bold">${esc(s.title)}</text>`);
+    y += 10;
+    const max = Math.max(...s.bars.map((b) => b.value).filter(Number.isFinite), 1e-9);
+    for (const b of s.bars) {
+      const w = Number.isFinite(b.value) ? Math.max(1, (b.value / max) * barMax) : 0;
+      body.push(`<text x="${labelW - 8}" y="${y + 15}" font-size="12" text-anchor="end">${esc(b.label)}</text>`);
+      body.push(`<rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[b.system]}"/>`);
+      body.push(`<text x="${labelW + w + 6}" y="${y + 15}" font-size="12">${esc(b.text)}</text>`);
+      y += rowH;
+    }
+    y += 26;
+  }
+  const legend = (["jetq", "raw", "bullmq", "pgboss"] as const)
+    .map((k, i) => `<rect x="${10 + i * 150}" y="${y - 8}" width="12" height="12" fill="${COLORS[k]}"/><text x="${28 + i * 150}" y="${y + 2}" font-size="12">${{ jetq: "jetq", raw: "raw @nats-io/jetstream", bullmq: "BullMQ", pgboss: "pg-boss" }[k]}</text>`)
+    .join("");
+  const title = `jetq benchmark (${res.mode}, ${res.startedAt.slice(0, 10)}): ${res.machine.cores} cores, Node ${res.machine.node}, nats-server ${res.machine.natsServer}`;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y + 20}" viewBox="0 0 ${W} ${y + 20}" font-family="Helvetica, Arial, sans-serif">`,
+    `<rect width="100%" height="100%" fill="#ffffff"/>`,
+    `<text x="10" y="20" font-size="13" fill="#555">${esc(title)}</text>`,
+    ...body,
+    legend,
+    "</svg>",
+    "",
+  ].join("\n");
+}

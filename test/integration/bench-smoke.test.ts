@@ -1,0 +1,72 @@
+// The benchmark harness (bench/) runs end to end on a tiny workload: jetq and the raw client only,
+// one round, and its result has the shape BENCHMARKS.md and the chart are built from.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { presetOptions, runBench } from "../../bench/harness.ts";
+import { markdownReport, ratioTable, svgChart } from "../../bench/report.ts";
+
+describe("bench harness (smoke)", () => {
+  it("measures publish, drain, latency and memory on a few hundred jobs and reports them", { timeout: 90_000 }, async () => {
+    const lines: string[] = [];
+    const started = Date.now();
+    const res = await runBench({ ...presetOptions("smoke"), log: (l) => lines.push(l) });
+    const seconds = (Date.now() - started) / 1000;
+    assert.ok(seconds < 30, `the smoke run took ${seconds.toFixed(1)} s; it must stay under 30 s`);
+
+    assert.equal(res.schema, 1);
+    assert.equal(res.mode, "smoke");
+    assert.ok(res.machine.cores >= 1 && /^v\d+/.test(res.machine.node), JSON.stringify(res.machine));
+    assert.match(res.machine.natsServer, /\d+\.\d+|external/);
+
+    const row = (scenario: string, contender: string, group: RegExp) => res.rows.find((r) => r.scenario === scenario && r.contender === contender && group.test(r.group));
+    for (const [scenario, contender, group] of [
+      ["publish", "jetq.publishMany", /no ids/],
+      ["publish", "raw.async", /no ids/],
+      ["publish", "jetq.publishMany", /per-job ids/],
+      ["drain", "jetq", /1 worker process/],
+      ["drain", "raw.ack", /1 worker process/],
+    ] as const) {
+      const r = row(scenario, contender, group);
+      assert.ok(r, `missing ${scenario} row for ${contender} (${group})`);
+      assert.equal(r.values.length, 1, "one round");
+      assert.ok(r.median > 0 && Number.isFinite(r.median), `${contender}: ${r.median}`);
+      assert.ok(r.min <= r.median && r.median <= r.max);
+    }
+    for (const r of res.rows.filter((x) => x.scenario === "publish")) {
+      assert.equal(r.runs[0]!.stored, res.config.publishJobs, `${r.contender}: every publish stored once`);
+    }
+    for (const r of res.rows.filter((x) => x.scenario === "drain")) {
+      assert.equal(r.runs[0]!.verified, true, `${r.contender}: the stream ended empty`);
+    }
+    assert.ok(!res.rows.some((r) => r.system === "bullmq" || r.system === "pgboss"), "smoke runs jetq and raw only");
+
+    for (const c of ["jetq", "raw"] as const) {
+      const l = res.latency.find((x) => x.contender === c && x.rate === 1000);
+      assert.ok(l, `latency row for ${c}`);
+      assert.ok(l.start.p50 > 0 && l.start.p50 <= l.start.p99 && l.start.p99 <= l.start.max, JSON.stringify(l.start));
+      assert.ok(l.ack.p50 >= l.start.p50 * 0.5, "ack comes after handler start");
+      assert.equal(l.keptUp.length, 1);
+    }
+
+    const drains = res.memory.workerDrain as Record<string, { peakRssMiB: number }>;
+    assert.deepEqual(Object.keys(drains).sort(), ["200", "400"]);
+    for (const d of Object.values(drains)) assert.ok(d.peakRssMiB > 10 && d.peakRssMiB < 4096, String(d.peakRssMiB));
+    const stall = res.memory.producerStall as { phases?: Record<string, { maxRssMiB: number }>; skipped?: string };
+    if (!process.env.NATS_URL) assert.ok(stall.phases?.["server stopped"], JSON.stringify(stall));
+
+    const targets = res.ratios.map((r) => r.target);
+    assert.ok(targets.some((t) => t.startsWith("publishMany vs raw PublishAsync-style")), targets.join("; "));
+    assert.ok(targets.some((t) => t.startsWith("drain ack()")), targets.join("; "));
+    assert.ok(targets.some((t) => t.startsWith("e2e p99")), targets.join("; "));
+    for (const r of res.ratios) assert.ok(Number.isFinite(r.value) && typeof r.met === "boolean", JSON.stringify(r));
+
+    assert.doesNotThrow(() => JSON.parse(JSON.stringify(res)));
+    assert.match(ratioTable(res), /publishMany vs raw/);
+    const md = markdownReport(res, "chart.svg");
+    assert.match(md, /## Machine/);
+    assert.match(md, /fsync/);
+    const svg = svgChart(res);
+    assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.ok((svg.match(/<rect /g) ?? []).length >= 5, "bars drawn");
+  });
+});
