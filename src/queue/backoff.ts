@@ -73,7 +73,8 @@ export function backoffDelay(policy: ResolvedBackoff, attempt: number, random: (
   if (policy.kind === "fixed") {
     return policy.delays[Math.min(n, policy.delays.length) - 1] ?? 0;
   }
-  const base = Math.min(policy.maxMs, policy.initialMs * policy.multiplier ** (n - 1));
+  // initialMs 0 would make 0 × Infinity = NaN once multiplier^(n-1) overflows.
+  const base = policy.initialMs === 0 ? 0 : Math.min(policy.maxMs, policy.initialMs * policy.multiplier ** (n - 1));
   const spread = base * policy.jitter * (2 * random() - 1);
   return Math.round(Math.min(policy.maxMs, Math.max(0, base + spread)));
 }

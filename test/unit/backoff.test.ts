@@ -21,6 +21,11 @@ describe("backoff", () => {
     assert.equal(backoffDelay(p, 1, () => 0.5), 1000);
   });
 
+  it("stays a number for huge attempt counts, even with initialMs 0", () => {
+    assert.equal(backoffDelay(resolveBackoff({ initialMs: 0, maxMs: 0, multiplier: 1.5, jitter: 0 }), 40_000), 0);
+    assert.equal(backoffDelay(resolveBackoff({ initialMs: 10, maxMs: 500, multiplier: 2, jitter: 0.5 }), 1e6, () => 0.99), 500);
+  });
+
   it("uses explicit delays in order and repeats the last", () => {
     const p = resolveBackoff([10, 20, 30]);
     assert.deepEqual([1, 2, 3, 4, 10].map((a) => backoffDelay(p, a)), [10, 20, 30, 30, 30]);
