@@ -50,10 +50,26 @@ function makeCerts(dir: string): { ca: string; cert: string; key: string } {
  * The minimal permissions of each role for one queue (README "Security" lists the same).
  * `$JS.API.INFO` is the account check the JetStream client makes when it starts.
  */
-export function rolePermissions(name: string): { producer: object; worker: object } {
+export function rolePermissions(name: string): { producer: object; worker: object; operator: object } {
   const stream = `JETQ_${name}`;
   const adv = `JETQ_${name}_ADV`;
+  const dlq = `JETQ_${name}_DLQ`;
   return {
+    // Dead-letter operator (DeadLetterQueue / `jetq dlq`): inspect, replay (a publish to the queue), purge.
+    operator: {
+      publish: {
+        allow: [
+          "$JS.API.INFO",
+          `$JS.API.STREAM.INFO.${dlq}`,
+          `$JS.API.DIRECT.GET.${dlq}`,
+          `$JS.API.STREAM.MSG.GET.${dlq}`,
+          `$JS.API.STREAM.MSG.DELETE.${dlq}`,
+          `$JS.API.STREAM.PURGE.${dlq}`,
+          `jetq.q.${name}`,
+        ],
+      },
+      subscribe: { allow: ["_INBOX.>"] },
+    },
     producer: {
       publish: { allow: [`jetq.q.${name}`] },
       subscribe: { allow: ["_INBOX.>"] },
@@ -87,6 +103,7 @@ describe("auth and TLS", () => {
     producer: randomBytes(12).toString("hex"),
     worker: randomBytes(12).toString("hex"),
     outsider: randomBytes(12).toString("hex"),
+    operator: randomBytes(12).toString("hex"),
   };
   const secrets = Object.values(pw);
   let dir: string;
@@ -156,6 +173,7 @@ authorization {
     { user: admin, password: "${pw.admin}" }
     { user: producer, password: "${pw.producer}", permissions: ${JSON.stringify(perms.producer)} }
     { user: worker, password: "${pw.worker}", permissions: ${JSON.stringify(perms.worker)} }
+    { user: operator, password: "${pw.operator}", permissions: ${JSON.stringify(perms.operator)} }
     { user: outsider, password: "${pw.outsider}", permissions: { publish: { allow: ["other.>"] }, subscribe: { allow: ["other.>", "_INBOX.>"] } } }
   ]
 }
@@ -215,14 +233,34 @@ authorization {
       violations.push(`worker error: ${e.message}`);
     });
     await worker.start();
+    let replayed = false;
     try {
       await waitFor(() => done.size === JOBS && dead.length === 1, "all jobs completed and the poison dead-lettered", 30_000);
+      assert.equal(await new DeadLetterQueue(admin, q).count(), 1, "the dead letter was stored with the worker's permissions");
+
+      // The operator inspects and replays it with the operator's permissions only; the worker runs it again.
+      const onc = await as("operator");
+      for (const nc of [onc]) {
+        void (async () => {
+          for await (const s of nc.status()) if (s.type === "error") violations.push(`operator: ${String(s.error)}`);
+        })();
+      }
+      const dlq = new DeadLetterQueue(onc, q);
+      assert.equal(await dlq.count(), 1);
+      const [entry] = await dlq.list();
+      assert.equal(entry?.id, "sec-poison");
+      assert.equal((await dlq.get(entry.seq))?.reason, "permanent");
+      await dlq.replay(entry.seq);
+      await waitFor(() => dead.length === 2, "the replayed job ran (and was dead-lettered again)", 10_000);
+      assert.equal(await dlq.purge(), 1, "the operator purges");
+      assert.equal(await dlq.count(), 0);
+      replayed = true;
     } finally {
       await worker.stop({ timeoutMs: 2_000 });
       await producer.close();
     }
-    figures.completed += done.size + dead.length;
-    assert.equal(await new DeadLetterQueue(admin, q).count(), 1, "the dead letter was stored with the worker's permissions");
+    figures.completed += done.size + 1;
+    assert.ok(replayed);
     assert.deepEqual(violations, [], "the documented permissions are enough: no permission violation on the happy path");
     assert.equal(pnc.info?.tls_required ?? true, true);
   });
