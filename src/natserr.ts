@@ -54,7 +54,13 @@ export function mapNatsError(err: unknown, what: string): Error {
   if (err instanceof NatsTimeoutError) {
     return new TimeoutError(`${what}: the server did not answer in time.`, { cause: err });
   }
-  if (err instanceof ClosedConnectionError || err instanceof DrainingConnectionError) {
+  // Requests still waiting when the connection closes are rejected by the client with a bare
+  // RequestError("connection closed") (nats-core muxsubscription), not ClosedConnectionError.
+  if (
+    err instanceof ClosedConnectionError ||
+    err instanceof DrainingConnectionError ||
+    (err instanceof RequestError && /connection closed/i.test(err.message))
+  ) {
     return new ConnectionError(`${what}: the NATS connection is closed or draining.`, { cause: err });
   }
   if (err instanceof Error && err.constructor.name === "JetStreamNotEnabled") {
