@@ -4,8 +4,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import type { NatsConnection } from "@nats-io/transport-node";
-import { ConfigError, defineQueue, Producer, Worker } from "../../src/index.ts";
+import { RequestError, type NatsConnection } from "@nats-io/transport-node";
+import { ConfigError, ConnectionError, defineQueue, JetqError, Producer, Worker } from "../../src/index.ts";
+import { mapNatsError } from "../../src/natserr.ts";
 import { decodePayload, encodePayload } from "../../src/queue/codec.ts";
 import { headerValue } from "../../src/queue/headers.ts";
 import { backoffDelay, resolveBackoff } from "../../src/queue/backoff.ts";
@@ -228,5 +229,28 @@ describe("option validation (property)", () => {
       }),
       RUNS,
     );
+  });
+});
+
+describe("mapNatsError (property)", () => {
+  it("turns any thrown value into a JetqError whose message starts with the operation", () => {
+    const thrown = fc.oneof(
+      fc.string().map((m) => new Error(m)),
+      fc.string().map((m) => new RequestError(m)),
+      fc.string().map((m) => new TypeError(m)),
+      junk,
+    );
+    fc.assert(
+      fc.property(thrown, fc.string({ minLength: 1, maxLength: 40 }), (err, what) => {
+        const e = mapNatsError(err, what);
+        assert.ok(e instanceof JetqError, `got ${String(e)}`);
+        assert.ok(e.message.startsWith(what), e.message);
+      }),
+      RUNS,
+    );
+  });
+
+  it("maps the client's RequestError(\"connection closed\") to ConnectionError", () => {
+    assert.ok(mapNatsError(new RequestError("connection closed"), "read") instanceof ConnectionError);
   });
 });
