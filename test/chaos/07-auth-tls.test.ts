@@ -25,6 +25,7 @@ import {
 } from "../../src/index.ts";
 import { startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
 import { uniqueName, waitFor } from "../support/ctx.ts";
+import { rolePermissions } from "./permissions.ts";
 import { record } from "./report.ts";
 
 const FAST_MS = 2_000; // "fails fast": well under the producer's 5 s PubAck timeout
@@ -44,55 +45,6 @@ function makeCerts(dir: string): { ca: string; cert: string; key: string } {
   writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
   openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "ext.cnf"], dir);
   return { ca: join(dir, "ca.pem"), cert: join(dir, "server.pem"), key: join(dir, "server.key") };
-}
-
-/**
- * The minimal permissions of each role for one queue (README "Security" lists the same).
- * `$JS.API.INFO` is the account check the JetStream client makes when it starts.
- */
-export function rolePermissions(name: string): { producer: object; worker: object; operator: object } {
-  const stream = `JETQ_${name}`;
-  const adv = `JETQ_${name}_ADV`;
-  const dlq = `JETQ_${name}_DLQ`;
-  return {
-    // Dead-letter operator (DeadLetterQueue / `jetq dlq`): inspect, replay (a publish to the queue), purge.
-    operator: {
-      publish: {
-        allow: [
-          "$JS.API.INFO",
-          `$JS.API.STREAM.INFO.${dlq}`,
-          `$JS.API.DIRECT.GET.${dlq}`,
-          `$JS.API.STREAM.MSG.GET.${dlq}`,
-          `$JS.API.STREAM.MSG.DELETE.${dlq}`,
-          `$JS.API.STREAM.PURGE.${dlq}`,
-          `jetq.q.${name}`,
-        ],
-      },
-      subscribe: { allow: ["_INBOX.>"] },
-    },
-    producer: {
-      publish: { allow: [`jetq.q.${name}`] },
-      subscribe: { allow: ["_INBOX.>"] },
-    },
-    worker: {
-      publish: {
-        allow: [
-          "$JS.API.INFO",
-          `$JS.API.CONSUMER.INFO.${stream}.workers`,
-          `$JS.API.CONSUMER.MSG.NEXT.${stream}.workers`,
-          `$JS.ACK.${stream}.workers.>`,
-          `jetq.dlq.${name}`,
-          // crash-loop mover: read the advisory stream, fetch the job by sequence, delete it
-          `$JS.API.CONSUMER.INFO.${adv}.dlq-mover`,
-          `$JS.API.CONSUMER.MSG.NEXT.${adv}.dlq-mover`,
-          `$JS.ACK.${adv}.dlq-mover.>`,
-          `$JS.API.DIRECT.GET.${stream}`,
-          `$JS.API.STREAM.MSG.DELETE.${stream}`,
-        ],
-      },
-      subscribe: { allow: ["_INBOX.>"] },
-    },
-  };
 }
 
 describe("auth and TLS", () => {

@@ -1,0 +1,161 @@
+// Chaos 7b: the role permissions of test/chaos/permissions.ts (README "Security") are minimal.
+// Each role does its whole job with exactly its list; with any one publish permission removed, the
+// job fails (a permission violation). The worker's job includes the crash-loop path: a job
+// delivered maxAttempts times without an ack is moved to the dead-letter queue by the worker.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { jetstream } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { connect, DeadLetterQueue, defineQueue, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { startLocalNats } from "../support/nats-server.ts";
+import { uniqueName } from "../support/ctx.ts";
+import { rolePermissions } from "./permissions.ts";
+import { pause, record } from "./report.ts";
+
+type Role = "producer" | "worker" | "operator";
+interface Perms {
+  publish: { allow: string[] };
+  subscribe: { allow: string[] };
+}
+
+/** Polls `ok` until it holds, `failed` holds, or the deadline passes. */
+async function settle(ok: () => boolean | Promise<boolean>, failed: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end && !failed()) {
+    if (await ok()) return true;
+    await pause(50);
+  }
+  return false;
+}
+
+/** Runs `role`'s whole job with its permissions minus publish permission `drop` (-1: none). */
+async function trial(role: Role, drop: number): Promise<{ ok: boolean; error: string | undefined }> {
+  const name = uniqueName("perm");
+  const mine = structuredClone((rolePermissions(name) as Record<Role, Perms>)[role]);
+  mine.publish.allow = mine.publish.allow.filter((_p, i) => i !== drop);
+  // An empty allow list means "no restriction" to nats-server: keep one harmless entry instead.
+  if (mine.publish.allow.length === 0) mine.publish.allow = ["jetq.chaos.nothing"];
+  const srv = await startLocalNats({
+    config: `authorization {\n users: [\n { user: admin, password: admin }\n { user: role, password: role, permissions: ${JSON.stringify(mine)} }\n ]\n}\n`,
+  });
+  const conns: NatsConnection[] = [];
+  const errors: string[] = [];
+  const workers: Worker[] = [];
+  let ok = false;
+  try {
+    const admin = await connect({ servers: srv.servers, user: "admin", pass: "admin" });
+    const rc = await connect({ servers: srv.servers, user: "role", pass: "role" });
+    conns.push(admin, rc);
+    void (async () => {
+      for await (const s of rc.status()) if (s.type === "error") errors.push(String(s.error));
+    })();
+    const q = defineQueue({ name, maxAttempts: 2, ackWaitMs: 300, backoff: [50] });
+    await provisionQueue(admin, q);
+    const adminProducer = new Producer(admin, q);
+    try {
+      if (role === "producer") {
+        const p = new Producer(rc, q, { ackTimeoutMs: 2_000 });
+        try {
+          await p.publish({ n: 1 });
+          ok = true;
+        } catch (err) {
+          errors.push(String(err));
+        } finally {
+          await p.close();
+        }
+      } else if (role === "worker") {
+        // A crash-looped job: delivered maxAttempts (2) times without an ack by a raw consumer.
+        await adminProducer.publish({ crash: true }, { id: "crash" });
+        const raw = await jetstream(admin).consumers.get(q.names.stream, q.names.consumer);
+        for (let d = 0; d < 2; d++) {
+          const m = await raw.next({ expires: 2_000 });
+          assert.ok(m, "raw delivery");
+          await pause(q.ackWaitMs + 200); // let its ack wait expire: a crash, as the server sees it
+        }
+        // On 2.9 the MAX_DELIVERIES advisory fires while a pull request waits.
+        void raw.next({ expires: 2_000 }).catch(() => {});
+        await adminProducer.publish({ ok: true });
+        await adminProducer.publish({ poison: true });
+        let done = 0;
+        let dead = 0;
+        const w = new Worker(rc, q, async (job) => {
+          if ((job.data as { poison?: boolean }).poison) throw new PermanentError("poison");
+          done++;
+        });
+        workers.push(w);
+        w.on("dead", () => dead++);
+        w.on("error", (e) => errors.push(e.message));
+        try {
+          await w.start();
+          ok = await settle(() => done === 1 && dead === 2, () => errors.length > 0, 10_000);
+        } catch (err) {
+          errors.push(String(err));
+        }
+      } else {
+        // Operator: two dead letters; list, get, replay one (it dies again), purge.
+        const w = new Worker(admin, q, async () => {
+          throw new PermanentError("poison");
+        });
+        workers.push(w);
+        await w.start();
+        await adminProducer.publish({ v: 1 });
+        await adminProducer.publish({ v: 2 });
+        const asAdmin = new DeadLetterQueue(admin, q);
+        assert.ok(await settle(async () => (await asAdmin.count()) === 2, () => false, 10_000), "two dead letters");
+        const dlq = new DeadLetterQueue(rc, q);
+        try {
+          const entries = await dlq.list();
+          assert.equal(entries.length, 2);
+          assert.equal((await dlq.get(entries[0]!.seq))?.reason, "permanent");
+          await dlq.replay(entries[0]!.seq);
+          const back = await settle(async () => (await asAdmin.count()) === 2 && (await asAdmin.list())[1]?.seq !== entries[1]!.seq, () => errors.length > 0, 10_000);
+          ok = back && (await dlq.count()) === 2 && (await dlq.purge()) === 2 && errors.length === 0;
+        } catch (err) {
+          errors.push(String(err));
+        }
+      }
+    } finally {
+      await Promise.allSettled(workers.map((w) => w.stop({ timeoutMs: 500 })));
+      await adminProducer.close();
+    }
+  } finally {
+    await Promise.allSettled(conns.map((c) => c.close()));
+    await srv.stop();
+  }
+  return { ok: ok && errors.length === 0, error: errors[0] };
+}
+
+describe("minimal permissions", () => {
+  it("each role works with exactly its permissions, and fails without any one of them", { timeout: 300_000 }, async () => {
+    const lines: string[] = [];
+    const problems: string[] = [];
+    let trials = 0;
+    for (const role of ["producer", "worker", "operator"] as const) {
+      const list = (rolePermissions("<q>") as Record<Role, Perms>)[role].publish.allow;
+      const all = await trial(role, -1);
+      trials++;
+      if (!all.ok) problems.push(`${role} fails with its full list: ${all.error}`);
+      const unneeded: string[] = [];
+      for (let i = 0; i < list.length; i++) {
+        const r = await trial(role, i);
+        trials++;
+        if (r.ok) unneeded.push(list[i]!);
+      }
+      if (unneeded.length) problems.push(`${role} works without ${unneeded.join(", ")}`);
+      lines.push(`${role}: ${list.length} publish permissions, all needed${unneeded.length ? ` except ${unneeded.join(", ")}` : ""}`);
+    }
+    record({
+      scenario: "7b minimal permissions",
+      published: 0,
+      acked: 0,
+      completed: 0,
+      lost: 0,
+      duplicates: 0,
+      faults: trials,
+      recoveryMs: undefined,
+      note: `${trials} servers, one permission removed at a time: ${lines.join("; ")}${problems.length ? `; PROBLEMS: ${problems.join(" | ")}` : ""}`,
+      ok: problems.length === 0,
+    });
+    assert.deepEqual(problems, []);
+  });
+});

@@ -1,0 +1,50 @@
+// The NATS permissions each jetq role needs; chaos 7 runs with exactly these (README "Security").
+
+/**
+ * The minimal permissions of each role for one queue (README "Security" lists the same).
+ * `$JS.API.INFO` is the account check the JetStream client makes when it starts.
+ */
+export function rolePermissions(name: string): { producer: object; worker: object; operator: object } {
+  const stream = `JETQ_${name}`;
+  const adv = `JETQ_${name}_ADV`;
+  const dlq = `JETQ_${name}_DLQ`;
+  return {
+    // Dead-letter operator (DeadLetterQueue / `jetq dlq`): inspect, replay (a publish to the queue), purge.
+    operator: {
+      publish: {
+        allow: [
+          "$JS.API.INFO",
+          `$JS.API.STREAM.INFO.${dlq}`,
+          `$JS.API.DIRECT.GET.${dlq}`,
+          `$JS.API.STREAM.MSG.GET.${dlq}`,
+          `$JS.API.STREAM.MSG.DELETE.${dlq}`,
+          `$JS.API.STREAM.PURGE.${dlq}`,
+          `jetq.q.${name}`,
+        ],
+      },
+      subscribe: { allow: ["_INBOX.>"] },
+    },
+    producer: {
+      publish: { allow: [`jetq.q.${name}`] },
+      subscribe: { allow: ["_INBOX.>"] },
+    },
+    worker: {
+      publish: {
+        allow: [
+          "$JS.API.INFO",
+          `$JS.API.CONSUMER.INFO.${stream}.workers`,
+          `$JS.API.CONSUMER.MSG.NEXT.${stream}.workers`,
+          `$JS.ACK.${stream}.workers.>`,
+          `jetq.dlq.${name}`,
+          // crash-loop mover: read the advisory stream, fetch the job by sequence, delete it
+          `$JS.API.CONSUMER.INFO.${adv}.dlq-mover`,
+          `$JS.API.CONSUMER.MSG.NEXT.${adv}.dlq-mover`,
+          `$JS.ACK.${adv}.dlq-mover.>`,
+          `$JS.API.DIRECT.GET.${stream}`,
+          `$JS.API.STREAM.MSG.DELETE.${stream}`,
+        ],
+      },
+      subscribe: { allow: ["_INBOX.>"] },
+    },
+  };
+}
