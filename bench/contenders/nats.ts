@@ -152,7 +152,7 @@ export async function prefill(nc: NatsConnection, subject: string, jobs: number)
   }
 }
 
-export type NatsPublishContender = "jetq.publishMany" | "jetq.publish" | "raw.async" | "raw.js.publish";
+export type NatsPublishContender = "jetq.publishMany" | "jetq.publishMany.chunked" | "jetq.publish" | "raw.async" | "raw.js.publish";
 
 /** Publishes `jobs` jobs; resolves when every one is confirmed. Returns how many failed. */
 export async function natsPublish(
@@ -170,6 +170,18 @@ export async function natsPublish(
       const producer = new Producer(nc, queue);
       const items = Array.from({ length: jobs }, (_, i) => makeJob(i));
       await producer.publishMany(items, ids ? { id: (x) => idOf((x as { n: number }).n) } : {});
+      await producer.close();
+      return 0;
+    }
+    case "jetq.publishMany.chunked": {
+      // How BullMQ's addBulk and pg-boss's insert are driven here: chunks of 1,000, 4 calls in flight.
+      const producer = new Producer(nc, queue);
+      const chunks = Math.ceil(jobs / 1000);
+      await forEachConcurrent(chunks, 4, (c) => {
+        const items = [];
+        for (let i = c * 1000; i < Math.min(jobs, (c + 1) * 1000); i++) items.push(makeJob(i));
+        return producer.publishMany(items, ids ? { id: (x) => idOf((x as { n: number }).n) } : {});
+      });
       await producer.close();
       return 0;
     }

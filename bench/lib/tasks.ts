@@ -8,6 +8,7 @@ export interface Endpoints {
 
 export type PublishContender =
   | "jetq.publishMany"
+  | "jetq.publishMany.chunked"
   | "jetq.publish"
   | "raw.async"
   | "raw.js.publish"
