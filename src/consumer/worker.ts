@@ -206,6 +206,8 @@ class AckConfirmer {
   #sweeper: NodeJS.Timeout | undefined;
   #next = 0;
   #closing = false;
+  /** Ack subjects and tokens to send at the end of this turn, in pairs. Bounded by concurrency. */
+  readonly #outbox: string[] = [];
 
   constructor(nc: NatsConnection, timeoutMs: number) {
     this.#nc = nc;
@@ -223,13 +225,24 @@ class AckConfirmer {
     const token = (this.#next++).toString(36);
     return new Promise<void>((resolve, reject) => {
       this.#pending.set(token, { deadline: Date.now() + this.#timeoutMs, resolve, reject });
-      try {
-        this.#nc.publish(reply, "+ACK", { reply: `${this.#prefix}.${token}` });
-      } catch (err) {
-        this.#pending.delete(token);
-        reject(err as Error);
-      }
+      // Acks of one turn go out together (one socket write rather than one per job).
+      this.#outbox.push(reply, token);
+      if (this.#outbox.length === 2) setImmediate(() => this.#send());
     });
+  }
+
+  #send(): void {
+    const out = this.#outbox.splice(0);
+    for (let i = 0; i < out.length; i += 2) {
+      const token = out[i + 1]!;
+      try {
+        this.#nc.publish(out[i]!, "+ACK", { reply: `${this.#prefix}.${token}` });
+      } catch (err) {
+        const p = this.#pending.get(token);
+        this.#pending.delete(token);
+        p?.reject(err as Error);
+      }
+    }
   }
 
   /** Releases the subscription once nothing awaits a confirmation (at once if nothing does). */
