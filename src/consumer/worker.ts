@@ -415,6 +415,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     this.#state = "running";
+    void this.#nc.closed().then(() => this.#onClosed());
     this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
     this.#leaseTimer = setInterval(() => this.#renewLeases(leaseEvery), Math.max(25, Math.floor(leaseEvery / 2)));
@@ -601,7 +602,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       await this.#deadLetter(r, "max_attempts", error, span);
     } else {
       const delay = backoffDelay(this.#queue.backoff, r.event.attempt);
-      r.msg.nak(delay);
+      this.#tell(r, "nak", () => r.msg.nak(delay));
       this.#finish(r);
       span.end(error, { kind: "retry", delayMs: delay });
       this.#telemetry.retried(this.#queue.name);
@@ -670,14 +671,16 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     } catch (err) {
       // Not confirmed: keep the job. nak() makes it retry later; if this was the last delivery the
       // server stops redelivering and the advisory path moves it instead.
-      r.msg.nak(backoffDelay(this.#queue.backoff, info.deliveryCount));
+      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, info.deliveryCount)));
       this.#finish(r);
       span.end(error);
       this.#reportError(asError(err));
       return;
     }
     // Confirmed in the dead-letter stream: now remove the original (term deletes it from a work queue).
-    r.msg.term();
+    // If the connection is gone now, the job comes back once more and is removed then: its dead
+    // letter has the same msg id, so the server drops the second copy.
+    this.#tell(r, "remove", () => r.msg.term());
     this.#finish(r);
     span.end(error, { kind: "dead", reason });
     this.#emitDead(r.event, reason, error);
@@ -690,7 +693,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   #release(r: Running): void {
     if (r.settled) return;
-    if (!r.acked) r.msg.nak();
+    if (!r.acked) this.#tell(r, "hand back", () => r.msg.nak());
     this.#finish(r);
     this.emit("released", r.event);
   }
@@ -725,9 +728,33 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     for (const r of this.#running) {
       if (now - r.lastLease >= every && !r.acked) {
         r.lastLease = now;
-        r.msg.working();
+        this.#tell(r, "extend the lease of", () => r.msg.working());
       }
     }
+  }
+
+  /**
+   * Sends an ack-protocol message for a job. These are publishes: on a closed connection they
+   * throw, and a throw here would escape as an unhandled rejection. The server redelivers what it
+   * did not hear about, so reporting is enough.
+   */
+  #tell(r: Running, what: string, send: () => void): void {
+    try {
+      send();
+    } catch (err) {
+      this.#reportError(mapNatsError(err, `${what} job ${r.event.id} (the server will redeliver it after ackWaitMs)`));
+    }
+  }
+
+  /** The connection closed under a running worker: nothing more can be pulled or acked. */
+  #onClosed(): void {
+    if (this.#state !== "running") return;
+    this.#reportError(
+      new ConnectionError(
+        `the NATS connection of the worker for queue "${this.#queue.name}" closed; the worker stopped. Its un-acked jobs go to other workers after ackWaitMs.`,
+      ),
+    );
+    void this.stop({ timeoutMs: 0 });
   }
 
   #reportError(err: Error): void {

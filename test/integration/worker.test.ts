@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { defineQueue, JobTimeoutError, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { ConnectionError, defineQueue, JobTimeoutError, Producer, provisionQueue, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 
 const nats = useNats();
@@ -216,6 +216,50 @@ describe("timeouts and leases", () => {
     const jsm = await jetstreamManager(nc);
     assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0);
     await worker.stop();
+    await producer.close();
+  });
+});
+
+describe("connection loss", () => {
+  it("stops a worker whose connection closes, reporting it once, without unhandled rejections", async () => {
+    const q = defineQueue({ name: uniqueName("closed") });
+    const admin = await nats.connect();
+    await provisionQueue(admin, q);
+    const nc = await nats.connect();
+    const producer = new Producer(admin, q);
+    const g = gate();
+    let started = 0;
+    const worker = new Worker(nc, q, async () => {
+      started++;
+      await g.wait;
+    }, { concurrency: 2 });
+    const errors: Error[] = [];
+    worker.on("error", (e) => errors.push(e));
+    let stopped = false;
+    worker.on("stopped", () => (stopped = true));
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown): void => {
+      unhandled.push(e);
+    };
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      await worker.start();
+      await producer.publishMany([{ a: 1 }, { a: 2 }]);
+      await waitFor(() => started === 2, "two jobs running");
+      await nc.close();
+      await waitFor(() => stopped, "worker stopped after its connection closed");
+      g.open(); // the handlers finish after the close: their acks cannot be sent and must not throw
+      await new Promise((r) => setImmediate(r));
+      assert.equal(worker.isRunning, false);
+      assert.ok(errors.some((e) => e instanceof ConnectionError && /closed; the worker stopped/.test(e.message)), errors.map((e) => e.message).join("\n"));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+    // Nothing was acked: both jobs go to the next worker once their ack wait passes (30 s default),
+    // so check the server still holds them instead of waiting.
+    const jsm = await jetstreamManager(admin);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 2);
     await producer.close();
   });
 });
