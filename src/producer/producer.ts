@@ -1,4 +1,14 @@
-import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, nuid, type Subscription } from "@nats-io/transport-node";
+import {
+  createInbox,
+  headers as natsHeaders,
+  type Msg,
+  type MsgHdrs,
+  type NatsConnection,
+  nuid,
+  PermissionViolationError,
+  type Status,
+  type Subscription,
+} from "@nats-io/transport-node";
 import {
   ConfigError,
   ConnectionError,
@@ -34,6 +44,11 @@ export interface ProducerOptions {
   ackTimeoutMs?: number;
   /** Validate payloads against the queue's schema before sending. @default true */
   validate?: boolean;
+  /**
+   * Subject prefix of the inbox PubAcks come back on; set it (and the connection's `inboxPrefix`)
+   * to narrow the producer's subscribe permission from `_INBOX.>` to `<prefix>.>`. @default "_INBOX"
+   */
+  inboxPrefix?: string;
   /**
    * OpenTelemetry spans and metrics: a PRODUCER span per publish (its context travels in the
    * job's headers) and the publish counters. `false` turns them off for this producer.
@@ -158,6 +173,7 @@ export class Producer<In = unknown> {
   readonly #prefix: string;
   readonly #pending = new Map<string, Pending>();
   #sub: Subscription | undefined;
+  #status: { stop?: () => void } | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #next = 0;
   #reserved = 0;
@@ -194,7 +210,11 @@ export class Producer<In = unknown> {
     }
     this.#maxBlocked = maxBlocked;
     this.#validate = options.validate ?? true;
-    this.#prefix = createInbox();
+    const inboxPrefix = options.inboxPrefix ?? "_INBOX";
+    if (typeof inboxPrefix !== "string" || !/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(inboxPrefix)) {
+      throw new ConfigError(`Expected \`inboxPrefix\` to be a subject without wildcards, got ${describe(inboxPrefix)}`);
+    }
+    this.#prefix = createInbox(inboxPrefix);
     this.#telemetry = producerTelemetry(queue as Queue<unknown, unknown>, options.telemetry);
   }
 
@@ -310,6 +330,8 @@ export class Producer<In = unknown> {
     this.#stopSweeper();
     this.#sub?.unsubscribe();
     this.#sub = undefined;
+    this.#status?.stop?.();
+    this.#status = undefined;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -468,8 +490,34 @@ export class Producer<In = unknown> {
         this.#onAck(msg);
       },
     });
+    this.#watchPermissions();
     this.#sweeper = setInterval(() => this.#sweep(), Math.min(250, Math.max(10, this.#ackTimeoutMs / 4)));
     this.#sweeper.unref();
+  }
+
+  /**
+   * A publish is fire-and-forget at the protocol level: when the server refuses it for lack of
+   * permission, the client reports that only on the connection's status stream, and the PubAck
+   * never comes. Watch that stream so the caller gets a PermissionError now, not a TimeoutError
+   * after ackTimeoutMs.
+   */
+  #watchPermissions(): void {
+    const status = this.#nc.status() as AsyncIterable<Status> & { stop?: () => void };
+    this.#status = status;
+    void (async () => {
+      try {
+        for await (const s of status) {
+          if (s.type !== "error" || !(s.error instanceof PermissionViolationError)) continue;
+          const e = s.error;
+          const ours =
+            (e.operation === "publish" && e.subject === this.#subject) ||
+            (e.operation === "subscription" && e.subject === `${this.#prefix}.*`);
+          if (ours) this.#failAll(mapNatsError(e, `publish to queue "${this.#queue.name}"`));
+        }
+      } catch {
+        // the status stream ends with the connection
+      }
+    })();
   }
 
   #onAck(msg: Msg): void {

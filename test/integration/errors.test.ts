@@ -6,6 +6,7 @@ import {
   ConnectionError,
   defineQueue,
   Producer,
+  PermissionError,
   provisionQueue,
   QueueFullError,
   TimeoutError,
@@ -40,6 +41,33 @@ describe("connection errors", () => {
     assert.doesNotMatch(urlErr.message, /wrong-pw-456/);
     const nc = await connect({ servers: srv.servers, user: "app", pass: "s3cret-pw" });
     await nc.close();
+  });
+
+  it("fails a forbidden publish fast with PermissionError naming the subject", async () => {
+    const srv = await startLocalNats({
+      config: [
+        "authorization { users: [",
+        '  { user: "admin", password: "admin-pw" }',
+        '  { user: "reader", password: "reader-pw", permissions: { publish: { deny: ["jetq.q.>"] } } }',
+        "] }",
+        "",
+      ].join("\n"),
+    });
+    servers.push(srv);
+    const admin = await connect({ servers: srv.servers, user: "admin", pass: "admin-pw" });
+    const q = defineQueue({ name: uniqueName("perm") });
+    await provisionQueue(admin, q);
+    const nc = await connect({ servers: srv.servers, user: "reader", pass: "reader-pw" });
+    const producer = new Producer(nc, q, { ackTimeoutMs: 20_000 });
+    const started = Date.now();
+    const err = await producer.publish({ x: 1 }).catch((e: unknown) => e);
+    assert.ok(err instanceof PermissionError, String(err));
+    assert.match(err.message, new RegExp(`jetq\\.q\\.${q.name}`));
+    assert.doesNotMatch(err.message, /reader-pw/);
+    assert.ok(Date.now() - started < 10_000, "failed on the server's refusal, not the 20 s ack timeout");
+    await producer.close();
+    await nc.close();
+    await admin.close();
   });
 
   it("fails a publish with TimeoutError when the server dies before confirming", async () => {
