@@ -423,6 +423,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#mover = new AdvisoryMover(this.#js, this.#jsm, this.#queue, {
         onDead: (ev, err) => this.#emitDead(ev, "max_deliveries", err),
         onError: (err) => this.#reportError(err),
+        maxPayload: () => this.#nc.info?.max_payload,
       });
       this.#mover.start();
     }
@@ -667,7 +668,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         publishedAtMs: Math.floor(info.timestampNanos / 1e6),
         reason,
         error,
-      });
+      }, this.#nc.info?.max_payload);
     } catch (err) {
       // Not confirmed: keep the job. nak() makes it retry later; if this was the last delivery the
       // server stops redelivering and the advisory path moves it instead.

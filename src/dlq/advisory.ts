@@ -16,6 +16,8 @@ interface MaxDeliveriesAdvisory {
 export interface MoverHooks {
   onDead: (ev: { id: string; seq: number; attempt: number }, err: Error) => void;
   onError: (err: Error) => void;
+  /** The server's max_payload, to size dead letters. */
+  maxPayload: () => number | undefined;
 }
 
 /**
@@ -120,7 +122,7 @@ export class AdvisoryMover {
         publishedAtMs: job.time.getTime(),
         reason: "max_deliveries",
         error,
-      });
+      }, this.#hooks.maxPayload());
       await this.#jsm.streams.deleteMessage(n.stream, seq, false).catch((err: unknown) => {
         // Deleted in the meantime is fine; anything else is retried through the advisory's redelivery.
         if (!/not found|no message/i.test(String(err))) throw err;

@@ -30,6 +30,11 @@ export interface DeadLetter<T = unknown> {
   publishedAt: Date | undefined;
   /** Sequence of the job in the queue's stream. */
   sourceSeq: number;
+  /**
+   * Set when the payload had to be cut to fit the server's `max_payload` next to the dead
+   * letter's headers (a job within a few dozen bytes of the limit): its original size in bytes.
+   */
+  truncatedFrom?: number;
 }
 
 /** Options of {@link DeadLetterQueue.list}: paging, plus the same filter as `replayAll` and `purge`. */
@@ -270,5 +275,6 @@ function toEntry<T>(m: StoredMsg): DeadLetter<T> {
     failedAt: Number.isNaN(failed) ? m.time : new Date(failed),
     publishedAt: Number.isNaN(published) ? undefined : new Date(published),
     sourceSeq: Number(get(HDR.sourceSeq)) || 0,
+    ...(get("Jetq-Truncated") ? { truncatedFrom: Number(get("Jetq-Truncated")) } : {}),
   };
 }

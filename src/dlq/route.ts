@@ -38,37 +38,78 @@ export function jobIdOf(h: MsgHdrs | undefined, seq: number): string {
   return h?.get(HDR.id) || h?.get(HDR.msgId) || `seq-${seq}`;
 }
 
+/** Bytes a header block takes on the wire: `NATS/1.0\r\n`, `Key: value\r\n` each, a blank line. */
+function headerBytes(entries: ReadonlyArray<readonly [string, string]>): number {
+  let n = 12;
+  for (const [k, v] of entries) n += Buffer.byteLength(k) + Buffer.byteLength(v) + 4;
+  return n;
+}
+
 /**
  * @internal Copies a job to the dead-letter stream and waits for the server's
  * confirmation. The caller removes the original only after this resolves.
+ *
+ * The copy carries more headers than the job did, so a job near the server's `max_payload`
+ * would not fit: headers are added in order of importance while they fit (the error message
+ * shrinks to the room left), and only if even the essential ones cannot fit is the payload cut,
+ * recorded in `Jetq-Truncated` with its original size. A job must never be stuck because its
+ * dead letter is too large.
  */
-export async function copyToDeadLetters(js: JetStreamClient, queue: Queue<unknown, unknown>, input: DeadLetterInput): Promise<void> {
+export async function copyToDeadLetters(
+  js: JetStreamClient,
+  queue: Queue<unknown, unknown>,
+  input: DeadLetterInput,
+  maxPayload: number | undefined,
+): Promise<void> {
   const n = queue.names;
-  const h = natsHeaders();
+  const msgID = deadLetterMsgId(n.stream, input.sourceSeq);
+  const essential: Array<[string, string]> = [
+    [HDR.msgId, msgID],
+    [HDR.reason, input.reason],
+    [HDR.sourceSeq, String(input.sourceSeq)],
+    [HDR.attempts, String(input.attempts)],
+  ];
+  const optional: Array<[string, string]> = [
+    [HDR.id, headerValue(jobIdOf(input.headers, input.sourceSeq), 256)],
+    [HDR.errorName, headerValue(input.error.name || "Error", 128)],
+    [HDR.error, headerValue(input.error.message || "(no message)")],
+    [HDR.failedAt, new Date().toISOString()],
+    [HDR.sourceStream, n.stream],
+  ];
+  if (input.publishedAtMs !== undefined) optional.push([HDR.publishedAt, new Date(input.publishedAtMs).toISOString()]);
+  const original = input.headers?.get(HDR.msgId);
+  if (original) optional.push(["Jetq-Original-Msg-Id", headerValue(original, 256)]);
   if (input.headers) {
     for (const [k, values] of input.headers) {
-      // Our own bookkeeping headers are rewritten below; a forged one on the job must not survive.
+      // Our own bookkeeping headers are rewritten above; a forged one on the job must not survive.
       if (/^jetq-/i.test(k) || /^nats-/i.test(k)) continue;
-      for (const v of values) h.append(k, v);
+      for (const v of values) optional.push([k, v]);
     }
   }
-  h.set(HDR.id, headerValue(jobIdOf(input.headers, input.sourceSeq), 256));
-  const original = input.headers?.get(HDR.msgId);
-  if (original) h.set("Jetq-Original-Msg-Id", headerValue(original, 256));
-  h.set(HDR.reason, input.reason);
-  h.set(HDR.errorName, headerValue(input.error.name || "Error", 128));
-  h.set(HDR.error, headerValue(input.error.message || "(no message)"));
-  h.set(HDR.attempts, String(input.attempts));
-  h.set(HDR.failedAt, new Date().toISOString());
-  if (input.publishedAtMs !== undefined) h.set(HDR.publishedAt, new Date(input.publishedAtMs).toISOString());
-  h.set(HDR.sourceStream, n.stream);
-  h.set(HDR.sourceSeq, String(input.sourceSeq));
+
+  let data = input.data;
+  const kept: Array<[string, string]> = [...essential];
+  // A little slack under the server's limit for the protocol's own framing.
+  const limit = maxPayload === undefined ? Number.POSITIVE_INFINITY : maxPayload - 16;
+  if (data.length + headerBytes(kept) > limit) {
+    kept.push(["Jetq-Truncated", String(data.length)]);
+    data = data.subarray(0, Math.max(0, limit - headerBytes(kept)));
+  } else {
+    for (const entry of optional) {
+      const room = limit - data.length - headerBytes(kept);
+      const cost = headerBytes([entry]) - 12;
+      if (cost <= room) kept.push(entry);
+      else if (entry[0] === HDR.error) {
+        // A shorter message still says what failed; a UTF-8 character takes at most 4 bytes.
+        const chars = Math.floor((room - (cost - Buffer.byteLength(entry[1]))) / 4);
+        if (chars >= 16) kept.push([HDR.error, headerValue(entry[1], chars)]);
+      }
+    }
+  }
+  const h = natsHeaders();
+  for (const [k, v] of kept) if (k !== HDR.msgId) h.append(k, v);
   try {
-    await js.publish(n.dlqSubject, input.data, {
-      headers: h,
-      msgID: deadLetterMsgId(n.stream, input.sourceSeq),
-      timeout: 10_000,
-    });
+    await js.publish(n.dlqSubject, data, { headers: h, msgID, timeout: 10_000 });
   } catch (err) {
     throw mapNatsError(err, `dead-letter job ${input.sourceSeq} of queue "${queue.name}"`);
   }

@@ -265,3 +265,33 @@ describe("dead-letter operations", () => {
     await producer.close();
   });
 });
+
+describe("dead letters near the size limit", () => {
+  it("dead-letters a job near max_payload whole, and one at the limit cut and marked, never stuck", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("big") });
+    await provisionQueue(nc, q);
+    const max = nc.info!.max_payload;
+    const near = new Uint8Array(max - 200).fill(0x7b); // "{{{{…": not JSON
+    const full = new Uint8Array(max - 20).fill(0x7b);
+    nc.publish(q.names.subject, near);
+    nc.publish(q.names.subject, full);
+    const worker = new Worker(nc, q, async () => {});
+    const errors: Error[] = [];
+    worker.on("error", (e) => errors.push(e));
+    await worker.start();
+    const dlq = new DeadLetterQueue(nc, q);
+    await waitFor(async () => (await dlq.count()) === 2, "both dead-lettered", 20_000);
+    await worker.stop();
+    assert.deepEqual(errors.map((e) => e.message), []);
+    const [a, b] = await dlq.list();
+    assert.equal(a!.reason, "decode");
+    assert.equal(a!.raw.length, near.length, "kept whole");
+    assert.equal(a!.truncatedFrom, undefined);
+    assert.equal(b!.reason, "decode");
+    assert.equal(b!.truncatedFrom, full.length);
+    assert.ok(b!.raw.length < full.length && b!.raw.length > full.length - 300);
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0, "nothing stuck in the queue");
+  });
+});
