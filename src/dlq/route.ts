@@ -68,6 +68,8 @@ export async function copyToDeadLetters(
     [HDR.reason, input.reason],
     [HDR.sourceSeq, String(input.sourceSeq)],
     [HDR.attempts, String(input.attempts)],
+    // The error always comes along, if only its first words; the full text replaces it below.
+    [HDR.error, headerValue(input.error.message || "(no message)", 40)],
   ];
   const optional: Array<[string, string]> = [
     [HDR.id, headerValue(jobIdOf(input.headers, input.sourceSeq), 256)],
@@ -95,15 +97,16 @@ export async function copyToDeadLetters(
     kept.push(["Jetq-Truncated", String(data.length)]);
     data = data.subarray(0, Math.max(0, limit - headerBytes(kept)));
   } else {
+    const shortError = kept.findIndex(([k]) => k === HDR.error);
     for (const entry of optional) {
-      const room = limit - data.length - headerBytes(kept);
+      let room = limit - data.length - headerBytes(kept);
       const cost = headerBytes([entry]) - 12;
-      if (cost <= room) kept.push(entry);
-      else if (entry[0] === HDR.error) {
-        // A shorter message still says what failed; a UTF-8 character takes at most 4 bytes.
-        const chars = Math.floor((room - (cost - Buffer.byteLength(entry[1]))) / 4);
-        if (chars >= 16) kept.push([HDR.error, headerValue(entry[1], chars)]);
-      }
+      if (entry[0] === HDR.error) {
+        room += headerBytes([kept[shortError]!]) - 12;
+        // A UTF-8 character takes at most 4 bytes.
+        const chars = cost <= room ? Infinity : Math.floor((room - (cost - Buffer.byteLength(entry[1]))) / 4);
+        if (chars > 40) kept[shortError] = chars === Infinity ? entry : [HDR.error, headerValue(entry[1], chars)];
+      } else if (cost <= room) kept.push(entry);
     }
   }
   const h = natsHeaders();
