@@ -143,6 +143,8 @@ class BatchSink implements Sink {
 
 const ID_RE = /^[\x21-\x7e]{1,256}$/;
 
+const NO_OPTIONS: PublishOptions = Object.freeze({});
+
 function checkId(id: unknown): string {
   if (typeof id !== "string" || !ID_RE.test(id)) {
     throw new ConfigError(`Expected \`id\` to be 1-256 printable ASCII characters without spaces, got ${describe(id)}`);
@@ -243,8 +245,8 @@ export class Producer<In = unknown> {
    */
   async publish(data: In, options: PublishOptions = {}): Promise<PublishReceipt> {
     const payload = this.#encode(data);
-    const hdrs = this.#headers(options);
-    const id = options.id ?? (hdrs.get(HDR.id) as string);
+    const id = options.id ?? nuid.next();
+    const hdrs = this.#headers(options, id);
     const span = this.#telemetry.publish(this.#queue.name, id, hdrs);
     if (span === noPublishSpan) {
       if (!this.#tryReserve()) await this.#waitForSlot(options.signal);
@@ -290,8 +292,8 @@ export class Producer<In = unknown> {
         }
       }
       const given = ids[k];
-      const hdrs = this.#headers(given === undefined ? {} : { id: given });
-      const id = given ?? (hdrs.get(HDR.id) as string);
+      const id = given ?? nuid.next();
+      const hdrs = this.#headers(given === undefined ? NO_OPTIONS : { id: given }, id);
       const span = this.#telemetry.publish(this.#queue.name, id, hdrs);
       this.#send(payloads[k]!, hdrs, id, batch, k, span === noPublishSpan ? undefined : span);
     }
@@ -361,7 +363,8 @@ export class Producer<In = unknown> {
       ]);
     }
     const max = this.#nc.info?.max_payload;
-    if (max !== undefined && Buffer.byteLength(payload) > max - 1024) {
+    // A UTF-16 length times 3 bounds the UTF-8 size: count bytes only when it might matter.
+    if (max !== undefined && payload.length * 3 > max - 1024 && Buffer.byteLength(payload) > max - 1024) {
       throw new ValidationError(`Job for queue "${this.#queue.name}"${at} is too large: ${Buffer.byteLength(payload)} bytes, the server accepts about ${max - 1024}`, [
         { path: [], message: "payload exceeds the server's max_payload", code: "too_big" },
       ]);
@@ -369,12 +372,13 @@ export class Producer<In = unknown> {
     return payload;
   }
 
-  #headers(options: PublishOptions): MsgHdrs {
+  /** `id` is the job id: `options.id` when given (sent as Nats-Msg-Id), else a generated one (Jetq-Id). */
+  #headers(options: PublishOptions, id: string): MsgHdrs {
     const h = natsHeaders();
     if (options.id !== undefined) {
       h.set(HDR.msgId, checkId(options.id));
     } else {
-      h.set(HDR.id, nuid.next());
+      h.set(HDR.id, id);
     }
     if (options.headers) {
       for (const [k, v] of Object.entries(options.headers)) {
