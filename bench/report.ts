@@ -211,7 +211,7 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     "",
     "## Durability is not the same",
     "",
-    "A confirmed publish means different things here. nats-server 2.9 writes each message to the OS page cache before it sends the PubAck and fsyncs on a timer (every 2 minutes by default; `sync_interval`, including `always`, arrived in 2.10): a process crash loses nothing acknowledged, a power loss can. Redis with AOF `appendfsync everysec` can lose about a second of writes on power loss, and without AOF (how the Redis above is configured, if it says so) everything since the last RDB snapshot. PostgreSQL fsyncs every commit. None of the runs below changes these settings.",
+    "A confirmed publish means different things here. nats-server 2.9 writes each message to the OS page cache before it sends the PubAck and fsyncs its file store on a timer (about every 60 s in 2.9, with no setting; 2.10 added `sync_interval`, default 2 minutes, `always` to sync before every PubAck): a crash of the server process loses nothing acknowledged, a power loss can lose what was written since the last sync. Redis with AOF `appendfsync everysec` can lose about a second of writes on power loss, and without AOF (how the Redis above is configured, if it says so) everything since the last RDB snapshot. PostgreSQL fsyncs every commit. None of the runs below changes these settings.",
     "",
     "## Publish throughput (confirmed by the server)",
     "",
