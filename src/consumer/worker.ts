@@ -655,6 +655,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.emit("completed", r.event, durationMs);
       span.end(undefined);
     }
+    // Ask for the freed slots now, so the pull request leaves in the same write as the acks
+    // rather than one more turn later.
+    this.#pull();
   }
 
   async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, span: AttemptSpan): Promise<void> {
