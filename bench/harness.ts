@@ -129,6 +129,8 @@ export interface Ratio {
   value: number;
   goal: string;
   met: boolean;
+  /** Client CPU per job, numerator ÷ denominator (medians over rounds): steadier than throughput on shared cores. */
+  cpuPerJob?: number;
 }
 
 export interface BenchResult {
@@ -362,7 +364,7 @@ async function scenarioPublish(ctx: Ctx): Promise<void> {
             await child.end();
             const stored = await verify();
             const rate = o.publishJobs / (r.seconds as number);
-            record(ctx, "publish", group, contender, "jobs/s", rate, { ...r, stored, serverCpuSec, round });
+            record(ctx, "publish", group, contender, "jobs/s", rate, { ...r, jobs: o.publishJobs, stored, serverCpuSec, round });
             o.log(`  publish ${ids ? "ids  " : "noids"} ${contender.padEnd(18)} ${fmt(rate)} jobs/s  cpu client ${(r.clientCpuSec as number).toFixed(1)}s server ${serverCpuSec ?? "?"}s${stored !== undefined && stored !== o.publishJobs ? `  (stored ${stored}!)` : ""}`);
           } finally {
             await cleanup().catch(() => {});
@@ -662,10 +664,25 @@ function rowOf(rows: Row[], scenario: Scenario, groupPrefix: string, contender: 
 /** The issue's targets, each as a ratio of medians from this one interleaved run. */
 export function computeRatios(rows: Row[], latency: LatencyRow[], memory: Record<string, unknown>): Ratio[] {
   const out: Ratio[] = [];
-  const add = (target: string, num: Row | undefined, den: Row | undefined, goal: number, numLabel?: string, denLabel?: string): void => {
+  const cpu = (r: Row): number =>
+    median(
+      r.runs
+        .map((run) => ((run.clientCpuSec as number) * 1e6) / ((run.handled as number | undefined) ?? (run.jobs as number | undefined) ?? Number.NaN))
+        .filter((v) => Number.isFinite(v)),
+    );
+  const add = (target: string, num: Row | undefined, den: Row | undefined, goal: number): void => {
     if (!num || !den || !(den.median > 0)) return;
     const value = num.median / den.median;
-    out.push({ target, numerator: numLabel ?? `${num.contender} (${num.group})`, denominator: denLabel ?? `${den.contender} (${den.group})`, value, goal: `>= ${goal}`, met: value >= goal });
+    const c = cpu(num) / cpu(den);
+    out.push({
+      target,
+      numerator: `${num.contender} ${fmt(num.median)} ${num.unit}`,
+      denominator: `${den.contender} ${fmt(den.median)} ${den.unit}`,
+      value,
+      goal: `>= ${goal}`,
+      met: value >= goal,
+      ...(Number.isFinite(c) ? { cpuPerJob: c } : {}),
+    });
   };
   for (const g of ["publish, no ids", "publish, per-job ids"]) {
     add(`publishMany vs raw PublishAsync-style (${g})`, rowOf(rows, "publish", g, "jetq.publishMany"), rowOf(rows, "publish", g, "raw.async"), 0.9);

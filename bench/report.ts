@@ -57,9 +57,9 @@ function bullPeer(rows: Row[], r: Row): Row | undefined {
 }
 
 export function ratioTable(res: BenchResult): string {
-  const lines = ["target                                                        ratio    goal            met", "-".repeat(96)];
+  const lines = [`${"target".padEnd(72)}ratio  goal                 met  cpu/job`, "-".repeat(110)];
   for (const r of res.ratios) {
-    lines.push(`${r.target.padEnd(62)}${r.value.toFixed(2).padStart(6)}   ${r.goal.padEnd(16)}${r.met ? "yes" : "NO"}`);
+    lines.push(`${r.target.padEnd(72)}${r.value.toFixed(2).padStart(5)}  ${r.goal.padEnd(21)}${(r.met ? "yes" : "NO").padEnd(5)}${r.cpuPerJob === undefined ? "" : r.cpuPerJob.toFixed(2).padStart(7)}`);
   }
   if (res.ratios.length === 0) lines.push("(no ratios: not enough scenarios or contenders ran)");
   for (const s of res.skipped) lines.push(`note: ${s}`);
@@ -205,9 +205,13 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     "",
     "## Targets",
     "",
-    "| target | ratio | goal | met | numerator | denominator |",
-    "|---|---:|---|---|---|---|",
-    ...res.ratios.map((r) => `| ${r.target} | ${r.value.toFixed(2)} | ${r.goal} | ${r.met ? "yes" : "**no**"} | ${r.numerator} | ${r.denominator} |`),
+    "Ratios of medians over the rounds. The last column compares client CPU per job the same way (below 1: jetq spends less); on shared cores it moves less than throughput does.",
+    "",
+    "| target | ratio | goal | met | numerator | denominator | client CPU per job, ratio |",
+    "|---|---:|---|---|---|---|---:|",
+    ...res.ratios.map(
+      (r) => `| ${r.target} | ${r.value.toFixed(2)} | ${r.goal} | ${r.met ? "yes" : "**no**"} | ${r.numerator} | ${r.denominator} | ${r.cpuPerJob === undefined ? "" : r.cpuPerJob.toFixed(2)} |`,
+    ),
     "",
     "## Durability is not the same",
     "",
