@@ -145,6 +145,11 @@ const ID_RE = /^[\x21-\x7e]{1,256}$/;
 
 const NO_OPTIONS: PublishOptions = Object.freeze({});
 
+/** " (item 3)" for a batch item in an error message; built only when there is an error. */
+function itemLabel(index: number | undefined): string {
+  return index === undefined ? "" : ` (item ${index})`;
+}
+
 function checkId(id: unknown): string {
   if (typeof id !== "string" || !ID_RE.test(id)) {
     throw new ConfigError(`Expected \`id\` to be 1-256 printable ASCII characters without spaces, got ${describe(id)}`);
@@ -341,7 +346,6 @@ export class Producer<In = unknown> {
   }
 
   #encode(data: In, index?: number): string {
-    const at = index === undefined ? "" : ` (item ${index})`;
     const schema = this.#queue.schema;
     if (this.#validate && schema) {
       const r = schema.safeParse(data);
@@ -351,21 +355,21 @@ export class Producer<In = unknown> {
           .slice(0, 3)
           .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
           .join("; ");
-        throw new ValidationError(`Job for queue "${this.#queue.name}"${at} does not match its schema: ${summary}`, issues, {
+        throw new ValidationError(`Job for queue "${this.#queue.name}"${itemLabel(index)} does not match its schema: ${summary}`, issues, {
           cause: r.error,
         });
       }
     }
     const payload = encodePayload(data);
     if (payload === undefined) {
-      throw new ValidationError(`Job for queue "${this.#queue.name}"${at} is not JSON-encodable`, [
+      throw new ValidationError(`Job for queue "${this.#queue.name}"${itemLabel(index)} is not JSON-encodable`, [
         { path: [], message: "not JSON-encodable (undefined, a function, a BigInt or a circular structure)", code: "custom" },
       ]);
     }
     const max = this.#nc.info?.max_payload;
     // A UTF-16 length times 3 bounds the UTF-8 size: count bytes only when it might matter.
     if (max !== undefined && payload.length * 3 > max - 1024 && Buffer.byteLength(payload) > max - 1024) {
-      throw new ValidationError(`Job for queue "${this.#queue.name}"${at} is too large: ${Buffer.byteLength(payload)} bytes, the server accepts about ${max - 1024}`, [
+      throw new ValidationError(`Job for queue "${this.#queue.name}"${itemLabel(index)} is too large: ${Buffer.byteLength(payload)} bytes, the server accepts about ${max - 1024}`, [
         { path: [], message: "payload exceeds the server's max_payload", code: "too_big" },
       ]);
     }
