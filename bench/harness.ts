@@ -559,18 +559,32 @@ async function scenarioLatency(ctx: Ctx, latency: LatencyRow[]): Promise<void> {
 async function scenarioMemory(ctx: Ctx, out: Record<string, unknown>): Promise<void> {
   const { o } = ctx;
   await withNats(async (nats, nc, jsm) => {
-    const drains: Record<string, unknown> = {};
-    const rawDrains: Record<string, unknown> = {};
     // raw consume() is the reference: how much of the RSS curve is V8 and the client, not jetq.
-    for (const contender of only(o, ["jetq", "raw.ack"] as DrainContender[])) {
-      for (const jobs of o.memoryJobs) {
-        const r = await drainOnce(ctx, nats, nc, jsm, contender, jobs, 1, `memory-${contender}-${jobs}`, true);
-        (contender === "jetq" ? drains : rawDrains)[String(jobs)] = { peakRssMiB: r.peakRssMiB, rate: r.rate, handled: r.handled, verified: r.verified, ...r.extra };
-        o.log(`  memory ${contender} worker draining ${jobs}: peak RSS ${r.peakRssMiB} MiB, live heap after GC ${r.extra.liveHeapAfterGcMiB ?? "?"} MiB (${fmt(r.rate)} jobs/s)`);
+    // Every round runs every size; the summary is the run with the median peak RSS.
+    const runs = new Map<string, Array<Record<string, unknown> & { peakRssMiB: number }>>();
+    for (let round = 0; round < o.rounds; round++) {
+      for (const contender of rotate(only(o, ["jetq", "raw.ack"] as DrainContender[]), round)) {
+        for (const jobs of o.memoryJobs) {
+          const r = await drainOnce(ctx, nats, nc, jsm, contender, jobs, 1, `memory-${contender}-${jobs}-r${round}`, true);
+          const key = `${contender}|${jobs}`;
+          if (!runs.has(key)) runs.set(key, []);
+          runs.get(key)!.push({ peakRssMiB: r.peakRssMiB, rate: r.rate, handled: r.handled, verified: r.verified, ...r.extra, round });
+          o.log(`  memory ${contender} worker draining ${jobs}: peak RSS ${r.peakRssMiB} MiB, live heap after GC ${r.extra.liveHeapAfterGcMiB ?? "?"} MiB (${fmt(r.rate)} jobs/s)`);
+        }
       }
     }
-    out.workerDrain = drains;
-    out.rawWorkerDrain = rawDrains;
+    const summary = (contender: string): Record<string, unknown> => {
+      const outBySize: Record<string, unknown> = {};
+      for (const jobs of o.memoryJobs) {
+        const rs = [...(runs.get(`${contender}|${jobs}`) ?? [])].sort((a, b) => a.peakRssMiB - b.peakRssMiB);
+        if (rs.length === 0) continue;
+        const mid = rs[(rs.length - 1) >> 1]!;
+        outBySize[String(jobs)] = { ...mid, peakRssMinMiB: rs[0]!.peakRssMiB, peakRssMaxMiB: rs[rs.length - 1]!.peakRssMiB, runs: rs };
+      }
+      return outBySize;
+    };
+    out.workerDrain = summary("jetq");
+    out.rawWorkerDrain = summary("raw.ack");
     if (nats.pid === undefined) {
       out.producerStall = { skipped: "NATS_URL is set: the bench only stops servers it started" };
       ctx.skipped.push("producer RSS while the server stops answering: skipped with NATS_URL (the bench only stops servers it started)");

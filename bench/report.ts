@@ -114,18 +114,27 @@ function latencyTable(rows: LatencyRow[]): string {
 
 function memorySection(res: BenchResult): string {
   const out: string[] = [];
-  type D = { peakRssMiB: number; rate: number; atPeakHeapTotalMiB?: number; atPeakHeapUsedMiB?: number; atPeakExternalMiB?: number; liveHeapAfterGcMiB?: number };
+  type D = {
+    peakRssMiB: number;
+    peakRssMinMiB?: number;
+    peakRssMaxMiB?: number;
+    rate: number;
+    atPeakHeapTotalMiB?: number;
+    atPeakHeapUsedMiB?: number;
+    atPeakExternalMiB?: number;
+    liveHeapAfterGcMiB?: number;
+  };
   const drains = res.memory.workerDrain as Record<string, D> | undefined;
   const raw = (res.memory.rawWorkerDrain ?? {}) as Record<string, D>;
   if (drains) {
     out.push(
-      "One worker process (concurrency 64) draining a backlog; peak RSS from the kernel (`maxRSS`), the rest sampled every 100 ms at the highest RSS, and live heap after a forced full GC at the end (`--expose-gc`, this process only).",
+      "One worker process (concurrency 64) draining a backlog, every size in every round; the row is the run with the median peak RSS (from the kernel, `maxRSS`), with the range over rounds; the V8 figures are sampled every 100 ms at the highest RSS, and the live heap is measured after a forced full GC at the end (`--expose-gc`, this process only).",
       "",
-      "| worker | backlog | peak RSS (MiB) | V8 heap total / used at the peak (MiB) | external (MiB) | live heap after a full GC (MiB) | jobs/s |",
-      "|---|---:|---:|---:|---:|---:|---:|",
+      "| worker | backlog | peak RSS (MiB) | range over rounds | V8 heap total / used at the peak (MiB) | external (MiB) | live heap after a full GC (MiB) | jobs/s |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
     );
     const line = (who: string, n: string, d: D): string =>
-      `| ${who} | ${fmt(Number(n))} | ${d.peakRssMiB} | ${d.atPeakHeapTotalMiB ?? "–"} / ${d.atPeakHeapUsedMiB ?? "–"} | ${d.atPeakExternalMiB ?? "–"} | ${d.liveHeapAfterGcMiB ?? "–"} | ${fmt(d.rate)} |`;
+      `| ${who} | ${fmt(Number(n))} | ${d.peakRssMiB} | ${d.peakRssMinMiB ?? "–"} – ${d.peakRssMaxMiB ?? "–"} | ${d.atPeakHeapTotalMiB ?? "–"} / ${d.atPeakHeapUsedMiB ?? "–"} | ${d.atPeakExternalMiB ?? "–"} | ${d.liveHeapAfterGcMiB ?? "–"} | ${fmt(d.rate)} |`;
     for (const [n, d] of Object.entries(drains)) out.push(line("jetq Worker", n, d));
     for (const [n, d] of Object.entries(raw)) out.push(line("raw consume() + ack()", n, d));
     out.push("");
