@@ -33,14 +33,6 @@ function hasFilter(f: DeadLetterFilter): boolean {
   return f.errorIncludes !== undefined || f.olderThanMs !== undefined || f.reason !== undefined;
 }
 
-/** The same selection DeadLetterQueue applies in replayAll/purge, for listing and counting. */
-function matches(e: DeadLetter, f: DeadLetterFilter, now: number): boolean {
-  if (f.errorIncludes !== undefined && !`${e.error.name} ${e.error.message}`.toLowerCase().includes(f.errorIncludes.toLowerCase())) return false;
-  if (f.olderThanMs !== undefined && e.failedAt.getTime() > now - f.olderThanMs) return false;
-  if (f.reason !== undefined && e.reason !== f.reason) return false;
-  return true;
-}
-
 function describeFilter(f: DeadLetterFilter): string {
   const parts: string[] = [];
   if (f.errorIncludes !== undefined) parts.push(`error containing "${f.errorIncludes}"`);
@@ -59,13 +51,20 @@ async function dlqState(nc: NatsConnection, stream: string): Promise<{ messages:
 }
 
 /**
- * Visits dead letters from `fromSeq` up to `lastSeq` (the stream's end when the command began,
- * so entries added meanwhile do not make the walk endless), in pages. `visit` returns false to stop.
+ * Visits the dead letters matching `filter` (the selection replayAll/purge apply) from `fromSeq`
+ * up to `lastSeq` (the stream's end when the command began, so entries added meanwhile do not
+ * make the walk endless), in pages. `visit` returns false to stop.
  */
-async function walk(dlq: DeadLetterQueue, fromSeq: number, lastSeq: number, visit: (e: DeadLetter) => boolean): Promise<void> {
+async function walk(
+  dlq: DeadLetterQueue,
+  fromSeq: number,
+  lastSeq: number,
+  filter: DeadLetterFilter,
+  visit: (e: DeadLetter) => boolean,
+): Promise<void> {
   let seq = fromSeq;
   while (seq <= lastSeq) {
-    const page = await dlq.list({ fromSeq: seq, limit: 256 });
+    const page = await dlq.list({ ...filter, fromSeq: seq, limit: 256 });
     if (page.length === 0) return;
     for (const e of page) {
       if (e.seq > lastSeq || !visit(e)) return;
@@ -99,9 +98,8 @@ async function countMatching(nc: NatsConnection, dlq: DeadLetterQueue, stream: s
   const state = await dlqState(nc, stream);
   if (!hasFilter(f)) return state.messages;
   let n = 0;
-  const now = Date.now();
-  await walk(dlq, 1, state.lastSeq, (e) => {
-    if (matches(e, f, now)) n++;
+  await walk(dlq, 1, state.lastSeq, f, () => {
+    n++;
     return true;
   });
   return n;
@@ -150,8 +148,7 @@ function listCommand(): Command {
       const entries: DeadLetter[] = [];
       let more = false;
       const now = Date.now();
-      await walk(dlq, from, state.lastSeq, (e) => {
-        if (!matches(e, filter, now)) return true;
+      await walk(dlq, from, state.lastSeq, filter, (e) => {
         if (entries.length >= limit) {
           more = true;
           return false;
