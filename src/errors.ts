@@ -117,3 +117,18 @@ export class JobTimeoutError extends JetqError {
 export class AuthenticationError extends JetqError {
   override name = "AuthenticationError" as const;
 }
+
+/**
+ * An item of a `publishMany` batch that was not sent because another item (`invalidIndex`)
+ * failed validation; the cause is that item's error. Nothing of it was enqueued, so it is safe
+ * to publish again once the invalid item is fixed or left out.
+ */
+export class NotSentError extends JetqError {
+  override name = "NotSentError" as const;
+  /** Index in the batch of the item whose validation stopped the batch. */
+  readonly invalidIndex: number;
+  constructor(message: string, invalidIndex: number, cause: Error) {
+    super(message, { cause });
+    this.invalidIndex = invalidIndex;
+  }
+}

@@ -28,6 +28,7 @@ export {
   ConnectionError,
   PermissionError,
   JobTimeoutError,
+  NotSentError,
   AuthenticationError,
 } from "./errors.ts";
 export { connect } from "./connect.ts";

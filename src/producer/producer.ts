@@ -13,6 +13,7 @@ import {
   ConfigError,
   ConnectionError,
   JetqError,
+  NotSentError,
   QueueFullError,
   QueueNotFoundError,
   TimeoutError,
@@ -87,6 +88,12 @@ export interface PublishManyOptions<T> {
   id?: (item: T, index: number) => string;
   /** Aborts the remaining publishes. */
   signal?: AbortSignal;
+  /**
+   * Items validated and encoded at once, before any of them is sent; a batch no longer than
+   * this is all-or-nothing on validation. `Infinity` validates the whole batch first (the
+   * server then idles while the client encodes). @default 1000
+   */
+  chunkSize?: number;
 }
 
 /** Outcome of one item of {@link Producer.publishMany} when some failed. */
@@ -121,25 +128,29 @@ interface Pending {
  * and two closures per item: at high rates those dominated the batch path's allocations.
  */
 class BatchSink implements Sink {
-  readonly outcomes: Array<PublishReceipt | Error>;
-  #remaining: number;
+  readonly outcomes: Array<PublishReceipt | Error | undefined> = [];
+  #open = 0;
   #done: (() => void) | undefined;
-  constructor(n: number) {
-    this.outcomes = new Array(n);
-    this.#remaining = n;
+  /** A slot for the next item, in input order; it counts as open until settled. */
+  add(): number {
+    this.#open++;
+    return this.outcomes.push(undefined) - 1;
   }
   settle(index: number, outcome: PublishReceipt | Error): void {
     this.outcomes[index] = outcome;
-    if (--this.#remaining === 0) this.#done?.();
+    if (--this.#open === 0) this.#done?.();
   }
-  /** Resolves once every item has an outcome. */
+  /** Resolves once every added item has an outcome; call after the last `add()`. */
   settled(): Promise<void> {
-    if (this.#remaining === 0) return Promise.resolve();
+    if (this.#open === 0) return Promise.resolve();
     return new Promise((resolve) => {
       this.#done = resolve;
     });
   }
 }
+
+/** Items of a `publishMany` validated and encoded at once before any of them is sent. */
+const DEFAULT_CHUNK = 1000;
 
 const ID_RE = /^[\x21-\x7e]{1,256}$/;
 
@@ -150,9 +161,9 @@ function itemLabel(index: number | undefined): string {
   return index === undefined ? "" : ` (item ${index})`;
 }
 
-function checkId(id: unknown): string {
+function checkId(id: unknown, index?: number): string {
   if (typeof id !== "string" || !ID_RE.test(id)) {
-    throw new ConfigError(`Expected \`id\` to be 1-256 printable ASCII characters without spaces, got ${describe(id)}`);
+    throw new ConfigError(`Expected \`id\`${itemLabel(index)} to be 1-256 printable ASCII characters without spaces, got ${describe(id)}`);
   }
   return id;
 }
@@ -270,42 +281,100 @@ export class Producer<In = unknown> {
 
   /**
    * Publishes every item through the bounded window (pipelined, not one at a
-   * time) and resolves with the receipts in input order. If any item fails, it
-   * waits for all of them and throws {@link PublishBatchError} listing each outcome.
+   * time) and resolves with the receipts in input order.
+   *
+   * Items are validated and encoded `chunkSize` at a time, each chunk completely
+   * before any of its items is sent, and the next chunk while the server works on
+   * the previous one (validation overlaps sending, and a generator is read only a
+   * chunk ahead). So a batch of at most `chunkSize` items is all-or-nothing: an
+   * invalid item throws its {@link ValidationError} (or {@link ConfigError} for a
+   * bad `id`) and nothing is sent. In a longer batch an invalid item in a later
+   * chunk stops the batch there: the earlier chunks are published, and the call
+   * throws {@link PublishBatchError} whose `results` hold the invalid item's
+   * `ValidationError` and, for every item after it, a {@link NotSentError}.
+   * `chunkSize: Infinity` validates the whole batch before sending anything.
+   *
+   * If any item fails to publish (the queue is full, a timeout, an aborted
+   * `signal`), it waits for all of them and throws {@link PublishBatchError}
+   * listing each outcome.
    */
   async publishMany(items: Iterable<In>, options: PublishManyOptions<In> = {}): Promise<PublishReceipt[]> {
-    // Validate and encode everything first: a bad item fails the batch before anything is sent.
-    // Headers are built at send time, so the batch holds strings rather than a header object
-    // per item until its turn (long-lived garbage at 100k items).
+    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK;
+    if (chunkSize !== Infinity && (!Number.isInteger(chunkSize) || chunkSize < 1)) {
+      throw new ConfigError(`Expected \`chunkSize\` to be a positive integer or Infinity, got ${describe(chunkSize)}`);
+    }
+    const idOf = options.id;
+    const iter = items[Symbol.iterator]();
+    const batch = new BatchSink();
+    // One chunk's encoded payloads and given ids, reused: headers are built at send time, so a
+    // waiting item holds a string rather than a header object.
     const payloads: string[] = [];
     const ids: Array<string | undefined> = [];
-    let i = 0;
-    for (const item of items) {
-      payloads.push(this.#encode(item, i));
-      ids.push(options.id ? checkId(options.id(item, i)) : undefined);
-      i++;
-    }
-    const n = payloads.length;
-    const batch = new BatchSink(n);
-    for (let k = 0; k < n; k++) {
-      if (!this.#tryReserve()) {
-        try {
-          await this.#waitForSlot(options.signal);
-        } catch (err) {
-          for (let r = k; r < n; r++) batch.settle(r, err as Error);
-          break;
+    let next = 0; // index of the next item to read
+    let stopped: Error | undefined; // why the rest of the batch is not sent
+    let notSent: (index: number) => Error = () => stopped!;
+    while (stopped === undefined) {
+      payloads.length = 0;
+      ids.length = 0;
+      const base = next;
+      let exhausted = false;
+      try {
+        while (payloads.length < chunkSize) {
+          const r = iter.next();
+          if (r.done) {
+            exhausted = true;
+            break;
+          }
+          const i = next++;
+          const payload = this.#encode(r.value, i);
+          ids.push(idOf ? checkId(idOf(r.value, i), i) : undefined);
+          payloads.push(payload);
         }
+      } catch (err) {
+        if (base === 0) {
+          iter.return?.();
+          throw err; // nothing was sent
+        }
+        const bad = next - 1;
+        const cause = err as Error;
+        // Earlier items of this chunk are not sent either: the chunk is all-or-nothing.
+        for (let k = base; k < bad; k++) batch.settle(batch.add(), new NotSentError(`Not sent: item ${bad} of the batch is invalid`, bad, cause));
+        batch.settle(batch.add(), cause);
+        stopped = cause;
+        notSent = () => new NotSentError(`Not sent: item ${bad} of the batch is invalid`, bad, cause);
+        break;
       }
-      const given = ids[k];
-      const id = given ?? nuid.next();
-      const hdrs = this.#headers(given === undefined ? NO_OPTIONS : { id: given }, id);
-      const span = this.#telemetry.publish(this.#queue.name, id, hdrs);
-      this.#send(payloads[k]!, hdrs, id, batch, k, span === noPublishSpan ? undefined : span);
+      for (let k = 0; k < payloads.length; k++) {
+        if (stopped === undefined) {
+          try {
+            if (!this.#tryReserve()) await this.#waitForSlot(options.signal);
+          } catch (err) {
+            stopped = err as Error;
+          }
+        }
+        const index = batch.add();
+        if (stopped !== undefined) {
+          batch.settle(index, stopped);
+          continue;
+        }
+        const given = ids[k];
+        const id = given ?? nuid.next();
+        const hdrs = this.#headers(given === undefined ? NO_OPTIONS : { id: given }, id);
+        const span = this.#telemetry.publish(this.#queue.name, id, hdrs);
+        this.#send(payloads[k]!, hdrs, id, batch, index, span === noPublishSpan ? undefined : span);
+      }
+      if (exhausted) break;
+    }
+    if (stopped !== undefined) {
+      // Give every remaining item an outcome, so `results` lines up with the input.
+      for (let r = iter.next(); !r.done; r = iter.next()) batch.settle(batch.add(), notSent(next++));
     }
     await batch.settled();
     const outcomes = batch.outcomes;
+    const n = outcomes.length;
     let failed = 0;
-    let first: Error | undefined;
+    // An invalid item is the reason the batch stopped: name it rather than the first NotSentError.
+    let first: Error | undefined = stopped instanceof ValidationError || stopped instanceof ConfigError ? stopped : undefined;
     for (let k = 0; k < n; k++) {
       const o = outcomes[k]!;
       if (o instanceof Error) {
@@ -315,7 +384,7 @@ export class Producer<In = unknown> {
     }
     if (failed > 0) {
       throw new PublishBatchError(
-        outcomes.map((o) => (o instanceof Error ? { ok: false, error: o } : { ok: true, receipt: o })),
+        outcomes.map((o) => (o instanceof Error ? { ok: false, error: o } : { ok: true, receipt: o! })),
         failed,
         first!,
       );

@@ -3,12 +3,15 @@ import { describe, it } from "node:test";
 import { z } from "zod";
 import { jetstreamManager } from "@nats-io/jetstream";
 import {
+  ConfigError,
   DeadLetterQueue,
   defineQueue,
+  NotSentError,
   PermanentError,
   Producer,
   provisionQueue,
   ProvisionConflictError,
+  PublishBatchError,
   QueueFullError,
   QueueNotFoundError,
   ValidationError,
@@ -53,6 +56,78 @@ describe("publish and process", () => {
     assert.match(err.message, /to: /);
     const jsm = await jetstreamManager(nc);
     assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0);
+    await producer.close();
+  });
+
+  it("publishMany: an invalid item in the first chunk fails the batch with nothing sent", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), schema: z.object({ n: z.number() }) });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const items: Array<{ n: number }> = Array.from({ length: 50 }, (_, n) => ({ n }));
+    items[37] = { n: "x" } as unknown as { n: number };
+    const err = await producer.publishMany(items).catch((e: unknown) => e);
+    assert.ok(err instanceof ValidationError, String(err));
+    assert.match(err.message, /\(item 37\)/);
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0);
+    await producer.close();
+  });
+
+  it("publishMany: an invalid item in a later chunk stops the batch there, and results say what happened to each item", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), schema: z.object({ n: z.number() }) });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q, { maxInFlight: 4 });
+    // A generator: read a chunk at a time, and the results must still line up with the input.
+    function* items(): Generator<{ n: number }> {
+      for (let n = 0; n < 35; n++) yield n === 23 ? ({ n: "bad" } as unknown as { n: number }) : { n };
+    }
+    const err = await producer.publishMany(items(), { chunkSize: 10 }).catch((e: unknown) => e);
+    assert.ok(err instanceof PublishBatchError, String(err));
+    assert.equal(err.results.length, 35);
+    assert.match(err.message, /^15 of 35 publishes failed; the first error: .*\(item 23\)/);
+    for (let k = 0; k < 20; k++) assert.equal(err.results[k]?.ok, true, `item ${k} published`);
+    const outcome = (k: number): Error => {
+      const r = err.results[k]!;
+      assert.ok(!r.ok, `item ${k} failed`);
+      return r.error;
+    };
+    assert.ok(outcome(23) instanceof ValidationError);
+    for (const k of [20, 21, 22, 24, 30, 34]) {
+      const e = outcome(k);
+      assert.ok(e instanceof NotSentError, `item ${k}: ${String(e)}`);
+      assert.equal(e.invalidIndex, 23);
+      assert.equal(e.cause, outcome(23));
+    }
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(q.names.stream);
+    assert.equal(info.state.messages, 20, "the first two chunks, and nothing of the third");
+    const seqs = err.results.slice(0, 20).map((r) => (r.ok ? r.receipt.seq : -1));
+    assert.deepEqual(seqs, Array.from({ length: 20 }, (_, k) => k + 1), "receipts in input order");
+    await producer.close();
+  });
+
+  it("publishMany: chunkSize Infinity validates the whole batch first; bad ids and chunk sizes are refused", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), schema: z.object({ n: z.number() }) });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const items = Array.from({ length: 2500 }, (_, n) => ({ n }));
+    const badId = await producer
+      .publishMany(items, { chunkSize: Infinity, id: (x) => (x.n === 2400 ? "has space" : `id-${x.n}`) })
+      .catch((e: unknown) => e);
+    assert.ok(badId instanceof ConfigError, String(badId));
+    assert.match(badId.message, /`id` \(item 2400\)/);
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0);
+    for (const chunkSize of [0, 1.5, -1, Number.NaN]) {
+      await assert.rejects(producer.publishMany(items, { chunkSize }), (e: unknown) => e instanceof ConfigError && /chunkSize/.test(e.message));
+    }
+    const receipts = await producer.publishMany(items, { chunkSize: 700, id: (x) => `id-${x.n}` });
+    assert.deepEqual(receipts.map((r) => r.id), items.map((x) => `id-${x.n}`));
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 2500);
+    assert.deepEqual(await producer.publishMany([]), []);
     await producer.close();
   });
 
