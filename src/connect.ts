@@ -6,6 +6,7 @@ import {
   type NodeConnectionOptions,
 } from "@nats-io/transport-node";
 import { AuthenticationError, ConnectionError, JetqError } from "./errors.ts";
+import { thrownText } from "./natserr.ts";
 
 /** Options of {@link connect}: the NATS client's own connection options. */
 export type ConnectOptions = NodeConnectionOptions;
@@ -40,6 +41,6 @@ export async function connect(options: ConnectOptions = {}): Promise<NatsConnect
         { cause: err },
       );
     }
-    throw new JetqError(`Connecting to NATS at ${where} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    throw new JetqError(`Connecting to NATS at ${where} failed: ${(err as Error)?.message ?? thrownText(err)}`, { cause: err });
   }
 }

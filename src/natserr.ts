@@ -85,5 +85,17 @@ export function mapNatsError(err: unknown, what: string): Error {
     return new PermissionError(`${what}: ${err.message}. Grant this NATS user that permission.`, { cause: err });
   }
   if (err instanceof Error) return new JetqError(`${what}: ${err.message}`, { cause: err });
-  return new JetqError(`${what}: ${String(err)}`);
+  return new JetqError(`${what}: ${thrownText(err)}`, { cause: err });
+}
+
+/**
+ * @internal Text of any thrown value. `String()` itself throws for some (an object without a
+ * prototype, or whose toString throws); an error path must not.
+ */
+export function thrownText(err: unknown): string {
+  try {
+    return String(err);
+  } catch {
+    return Object.prototype.toString.call(err);
+  }
 }

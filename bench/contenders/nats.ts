@@ -1,6 +1,6 @@
 // The NATS contenders: jetq through its public API only, and the best hand-written code on the
 // raw @nats-io/jetstream client (see ../shared/PERFORMANCE.md for how those were chosen).
-import { connect, createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection, nuid, type Subscription } from "@nats-io/transport-node";
+import { connect, createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import { connect as jetqConnect, Producer, Worker } from "../../src/index.ts";
 import { defineQueue, type Queue } from "../../src/queue/define.ts";
@@ -129,11 +129,11 @@ export class RawAsyncPublisher<M = undefined> {
   }
 }
 
-/** The headers jetq sends: `Nats-Msg-Id` when the caller gives an id, else a generated `Jetq-Id`. */
-export function jetqLikeHeaders(id: string | undefined): MsgHdrs {
+/** The headers jetq sends: `Nats-Msg-Id` when the caller gives an id, else none. */
+export function jetqLikeHeaders(id: string | undefined): MsgHdrs | undefined {
+  if (id === undefined) return undefined;
   const h = natsHeaders();
-  if (id !== undefined) h.set("Nats-Msg-Id", id);
-  else h.set("Jetq-Id", nuid.next());
+  h.set("Nats-Msg-Id", id);
   return h;
 }
 
@@ -197,10 +197,12 @@ export async function natsPublish(
       return failed;
     }
     case "raw.async": {
+      // The same input as jetq.publishMany: the batch as an array, built in the timed region.
       const pub = new RawAsyncPublisher(nc, RAW_WINDOW);
+      const items = Array.from({ length: jobs }, (_, i) => makeJob(i));
       for (let i = 0; i < jobs; i++) {
         if (pub.full) await pub.room();
-        pub.send(subject, JSON.stringify(makeJob(i)), jetqLikeHeaders(ids ? idOf(i) : undefined), undefined);
+        pub.send(subject, JSON.stringify(items[i]), jetqLikeHeaders(ids ? idOf(i) : undefined), undefined);
       }
       await pub.settle();
       pub.close();
@@ -209,13 +211,11 @@ export async function natsPublish(
     case "raw.js.publish": {
       const js = jetstream(nc);
       let failed = 0;
-      await forEachConcurrent(jobs, LOOP_CALLERS, (i) => {
-        const h = natsHeaders();
-        if (!ids) h.set("Jetq-Id", nuid.next());
-        return js.publish(subject, JSON.stringify(makeJob(i)), ids ? { headers: h, msgID: idOf(i) } : { headers: h }).catch(() => {
+      await forEachConcurrent(jobs, LOOP_CALLERS, (i) =>
+        js.publish(subject, JSON.stringify(makeJob(i)), ids ? { msgID: idOf(i) } : {}).catch(() => {
           failed++;
-        });
-      });
+        }),
+      );
       return failed;
     }
   }

@@ -5,6 +5,7 @@
  */
 import { CommanderError } from "commander";
 import { ProvisionConflictError } from "../errors.ts";
+import { thrownText } from "../natserr.ts";
 import { EXIT, exitCodeOf } from "./exit.ts";
 import { buildProgram } from "./program.ts";
 
@@ -26,7 +27,7 @@ async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     const code = exitCodeOf(err);
-    const e = err instanceof Error ? err : new Error(String(err));
+    const e = err instanceof Error ? err : new Error(thrownText(err));
     if (json) {
       const extra = err instanceof ProvisionConflictError ? { conflicts: err.conflicts } : {};
       process.stderr.write(`${JSON.stringify({ error: { name: e.name, message: e.message, exitCode: code, ...extra } })}\n`);

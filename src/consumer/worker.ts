@@ -21,7 +21,7 @@ import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
 
 /** What a handler receives for each attempt of a job. */
 export interface Job<T> {
-  /** The job id: the producer's `id` option, or the id generated at publish. Stable across attempts. */
+  /** The job id: the producer's `id` option, or `seq-<stream sequence>` when none was given. Stable across attempts and a dead-letter replay. */
   readonly id: string;
   /** The payload, validated and typed by the queue's schema. */
   readonly data: T;

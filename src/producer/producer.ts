@@ -4,7 +4,6 @@ import {
   type Msg,
   type MsgHdrs,
   type NatsConnection,
-  nuid,
   PermissionViolationError,
   type Status,
   type Subscription,
@@ -63,7 +62,7 @@ export interface PublishOptions {
   /**
    * Idempotency key (sent as `Nats-Msg-Id`). A second publish with the same id inside the
    * queue's `duplicateWindowMs` is not stored again and returns `duplicate: true`.
-   * @default a generated unique id (no deduplication)
+   * @default none: the job's id is `seq-<stream sequence>` (no deduplication)
    */
   id?: string;
   /** Extra headers carried with the job (names must not start with `Jetq-` or `Nats-`). */
@@ -74,7 +73,10 @@ export interface PublishOptions {
 
 /** What the server confirmed for one publish. */
 export interface PublishReceipt {
-  /** The job id: the `id` option, or the generated one. */
+  /**
+   * The job id: the `id` option, or `seq-<seq>` when none was given (such a job is sent without
+   * headers; workers and dead letters use the same id).
+   */
   id: string;
   /** Stream sequence of the stored job (of the original one when `duplicate`). */
   seq: number;
@@ -84,7 +86,7 @@ export interface PublishReceipt {
 
 /** Options of {@link Producer.publishMany}. */
 export interface PublishManyOptions<T> {
-  /** Derives each job's idempotency key. @default generated ids */
+  /** Derives each job's idempotency key. @default none (ids are `seq-<stream sequence>`) */
   id?: (item: T, index: number) => string;
   /** Aborts the remaining publishes. */
   signal?: AbortSignal;
@@ -114,8 +116,19 @@ interface Sink {
   settle(index: number, outcome: PublishReceipt | Error): void;
 }
 
+/** A caller waiting for a window slot. */
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+  deadline: number;
+  started: number;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
 interface Pending {
-  id: string;
+  /** The caller's id; `undefined` when the id is the stream sequence (known with the PubAck). */
+  id: string | undefined;
   deadline: number;
   sink: Sink;
   index: number;
@@ -154,11 +167,19 @@ const DEFAULT_CHUNK = 1000;
 
 const ID_RE = /^[\x21-\x7e]{1,256}$/;
 
-const NO_OPTIONS: PublishOptions = Object.freeze({});
-
 /** " (item 3)" for a batch item in an error message; built only when there is an error. */
 function itemLabel(index: number | undefined): string {
   return index === undefined ? "" : ` (item ${index})`;
+}
+
+function jobLabel(id: string | undefined): string {
+  return id === undefined ? "the job" : `job ${id}`;
+}
+
+function retryHint(id: string | undefined): string {
+  return id === undefined
+    ? " Publish with an `id` to make retries safe (the server drops a repeat inside the duplicate window)."
+    : " Publish again with the same id to be safe.";
 }
 
 function checkId(id: unknown, index?: number): string {
@@ -195,8 +216,9 @@ export class Producer<In = unknown> {
   #sweeper: NodeJS.Timeout | undefined;
   #next = 0;
   #reserved = 0;
-  // Callers waiting for a window slot, FIFO; bounded by maxBlocked.
-  readonly #waiters: Array<() => void> = [];
+  // Callers waiting for a window slot, FIFO (so in deadline order); bounded by maxBlocked. Their
+  // deadlines are checked by the sweeper: no timer per wait.
+  readonly #waiters: Waiter[] = [];
   #closed = false;
   #telemetry: TelemetryHooks = noTelemetry;
 
@@ -261,9 +283,13 @@ export class Producer<In = unknown> {
    */
   async publish(data: In, options: PublishOptions = {}): Promise<PublishReceipt> {
     const payload = this.#encode(data);
-    const id = options.id ?? nuid.next();
-    const hdrs = this.#headers(options, id);
-    const span = this.#telemetry.publish(this.#queue.name, id, hdrs);
+    const id = options.id === undefined ? undefined : checkId(options.id);
+    let hdrs = this.#headers(id, options.headers);
+    let span = noPublishSpan;
+    if (this.#telemetry.tracesPublishes()) {
+      hdrs ??= natsHeaders();
+      span = this.#telemetry.publish(this.#queue.name, id, hdrs);
+    }
     if (span === noPublishSpan) {
       if (!this.#tryReserve()) await this.#waitForSlot(options.signal);
       return this.#sendOne(payload, hdrs, id);
@@ -357,10 +383,19 @@ export class Producer<In = unknown> {
           batch.settle(index, stopped);
           continue;
         }
-        const given = ids[k];
-        const id = given ?? nuid.next();
-        const hdrs = this.#headers(given === undefined ? NO_OPTIONS : { id: given }, id);
-        const span = this.#telemetry.publish(this.#queue.name, id, hdrs);
+        // The id was checked with its chunk; no extra headers in a batch. Without an id and
+        // without tracing the job goes without headers (its id is then `seq-<stream seq>`).
+        const id = ids[k];
+        let hdrs: MsgHdrs | undefined;
+        if (id !== undefined) {
+          hdrs = natsHeaders();
+          hdrs.set(HDR.msgId, id);
+        }
+        let span: PublishSpan | undefined;
+        if (this.#telemetry.tracesPublishes()) {
+          hdrs ??= natsHeaders();
+          span = this.#telemetry.publish(this.#queue.name, id, hdrs);
+        }
         this.#send(payloads[k]!, hdrs, id, batch, index, span === noPublishSpan ? undefined : span);
       }
       if (exhausted) break;
@@ -397,7 +432,7 @@ export class Producer<In = unknown> {
     if (this.#closed) return;
     this.#closed = true;
     const rejectWaiters = this.#waiters.splice(0);
-    for (const w of rejectWaiters) w();
+    for (const w of rejectWaiters) this.#wake(w);
     const deadline = Date.now() + this.#ackTimeoutMs + 1000;
     while (this.#pending.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
@@ -445,16 +480,17 @@ export class Producer<In = unknown> {
     return payload;
   }
 
-  /** `id` is the job id: `options.id` when given (sent as Nats-Msg-Id), else a generated one (Jetq-Id). */
-  #headers(options: PublishOptions, id: string): MsgHdrs {
+  /**
+   * The headers a job carries: `Nats-Msg-Id` when the caller gave an id, and the caller's own.
+   * `undefined` when there are none: such a job's id is `seq-<stream sequence>`, and a message
+   * without headers is about 45 bytes smaller and cheaper for client and server.
+   */
+  #headers(id: string | undefined, extra: Readonly<Record<string, string>> | undefined): MsgHdrs | undefined {
+    if (id === undefined && extra === undefined) return undefined;
     const h = natsHeaders();
-    if (options.id !== undefined) {
-      h.set(HDR.msgId, checkId(options.id));
-    } else {
-      h.set(HDR.id, id);
-    }
-    if (options.headers) {
-      for (const [k, v] of Object.entries(options.headers)) {
+    if (id !== undefined) h.set(HDR.msgId, id);
+    if (extra) {
+      for (const [k, v] of Object.entries(extra)) {
         if (/^(jetq|nats)-/i.test(k)) throw new ConfigError(`Header "${k}" is reserved: names starting with Jetq- or Nats- are set by jetq and NATS`);
         h.set(k, String(v));
       }
@@ -486,61 +522,68 @@ export class Producer<In = unknown> {
       );
     }
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const started = performance.now();
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = (err?: Error): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.#telemetry.blocked(q, performance.now() - started);
-        if (err) reject(err);
-        else resolve();
-      };
-      const wake = (): void => {
-        if (this.#closed) done(new ConnectionError(`Producer for queue "${q}" is closed`));
-        else {
-          this.#reserved++;
-          done();
-        }
-      };
-      const remove = (): void => {
-        const i = this.#waiters.indexOf(wake);
-        if (i >= 0) this.#waiters.splice(i, 1);
-      };
-      const onAbort = (): void => {
-        remove();
-        done(signal!.reason instanceof Error ? signal!.reason : new JetqError("publish aborted"));
-      };
-      timer = setTimeout(() => {
-        remove();
-        this.#telemetry.rejected(q, "window_timeout");
-        done(new QueueFullError(`Publish window of queue "${q}" stayed full for ${this.#blockTimeoutMs} ms`, "window_timeout"));
-      }, this.#blockTimeoutMs);
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiters.push(wake);
+      const w: Waiter = { resolve, reject, deadline: Date.now() + this.#blockTimeoutMs, started: performance.now(), signal, onAbort: undefined };
+      if (signal) {
+        w.onAbort = () => {
+          const i = this.#waiters.indexOf(w);
+          if (i >= 0) this.#waiters.splice(i, 1);
+          this.#endWait(w, signal.reason instanceof Error ? signal.reason : new JetqError("publish aborted"));
+        };
+        signal.addEventListener("abort", w.onAbort, { once: true });
+      }
+      this.#waiters.push(w);
     });
+  }
+
+  /** Hands a freed slot to a waiter (or fails it when the producer closed). */
+  #wake(w: Waiter): void {
+    if (this.#closed) {
+      this.#endWait(w, new ConnectionError(`Producer for queue "${this.#queue.name}" is closed`));
+    } else {
+      this.#reserved++;
+      this.#endWait(w, undefined);
+    }
+  }
+
+  #endWait(w: Waiter, err: Error | undefined): void {
+    if (w.onAbort) w.signal!.removeEventListener("abort", w.onAbort);
+    this.#telemetry.blocked(this.#queue.name, performance.now() - w.started);
+    if (err) w.reject(err);
+    else w.resolve();
+  }
+
+  /** Fails the waiters whose block deadline passed (they are in deadline order). */
+  #expireWaiters(now: number): void {
+    const q = this.#queue.name;
+    while (this.#waiters.length > 0 && this.#waiters[0]!.deadline <= now) {
+      const w = this.#waiters.shift()!;
+      this.#telemetry.rejected(q, "window_timeout");
+      this.#endWait(w, new QueueFullError(`Publish window of queue "${q}" stayed full for ${this.#blockTimeoutMs} ms`, "window_timeout"));
+    }
   }
 
   #release(): void {
     const w = this.#waiters.shift();
-    if (w) w();
+    if (w) this.#wake(w);
   }
 
-  #sendOne(payload: string, hdrs: MsgHdrs, id: string): Promise<PublishReceipt> {
+  #sendOne(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined): Promise<PublishReceipt> {
     return new Promise<PublishReceipt>((resolve, reject) => {
       this.#send(payload, hdrs, id, { settle: (_i, o) => (o instanceof Error ? reject(o) : resolve(o)) }, 0, undefined);
     });
   }
 
   /** Sends one reserved publish; its outcome goes to `sink` (exactly once). */
-  #send(payload: string, hdrs: MsgHdrs, id: string, sink: Sink, index: number, span: PublishSpan | undefined): void {
+  #send(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, sink: Sink, index: number, span: PublishSpan | undefined): void {
     this.#ensureSubscribed();
     const token = (this.#next++).toString(36);
     this.#reserved--;
     const p: Pending = { id, deadline: Date.now() + this.#ackTimeoutMs, sink, index, span };
     this.#pending.set(token, p);
     try {
-      this.#nc.publish(this.#subject, payload, { reply: `${this.#prefix}.${token}`, headers: hdrs });
+      const reply = `${this.#prefix}.${token}`;
+      this.#nc.publish(this.#subject, payload, hdrs === undefined ? { reply } : { reply, headers: hdrs });
     } catch (err) {
       this.#pending.delete(token);
       this.#release();
@@ -568,7 +611,9 @@ export class Producer<In = unknown> {
       },
     });
     this.#watchPermissions();
-    this.#sweeper = setInterval(() => this.#sweep(), Math.min(250, Math.max(10, this.#ackTimeoutMs / 4)));
+    // Also enforces blockTimeoutMs on waiting callers, to within a quarter of it.
+    const every = Math.min(this.#ackTimeoutMs, this.#blockTimeoutMs) / 4;
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(250, Math.max(10, every)));
     this.#sweeper.unref();
   }
 
@@ -631,12 +676,14 @@ export class Producer<In = unknown> {
       return;
     }
     this.#telemetry.published(q, ack.duplicate === true);
-    this.#settle(p, { id: p.id, seq: ack.seq ?? 0, duplicate: ack.duplicate === true });
+    const seq = ack.seq ?? 0;
+    this.#settle(p, { id: p.id ?? `seq-${seq}`, seq, duplicate: ack.duplicate === true });
   }
 
   #sweep(): void {
-    if (this.#pending.size === 0) return;
     const now = Date.now();
+    if (this.#waiters.length > 0) this.#expireWaiters(now);
+    if (this.#pending.size === 0) return;
     // Insertion order is deadline order (one timeout per producer), so stop at the first live one.
     for (const [token, p] of this.#pending) {
       if (p.deadline > now) break;
@@ -645,8 +692,8 @@ export class Producer<In = unknown> {
       const closed = this.#nc.isClosed();
       this.#settle(p, 
         closed
-          ? new ConnectionError(`publish to queue "${this.#queue.name}": the connection closed before the server confirmed job ${p.id}; it may or may not be stored. Publish again with the same id.`)
-          : new TimeoutError(`publish to queue "${this.#queue.name}": no confirmation within ${this.#ackTimeoutMs} ms for job ${p.id}; it may or may not be stored. Publish again with the same id to be safe.`),
+          ? new ConnectionError(`publish to queue "${this.#queue.name}": the connection closed before the server confirmed ${jobLabel(p.id)}; it may or may not be stored.${retryHint(p.id)}`)
+          : new TimeoutError(`publish to queue "${this.#queue.name}": no confirmation within ${this.#ackTimeoutMs} ms for ${jobLabel(p.id)}; it may or may not be stored.${retryHint(p.id)}`),
       );
     }
   }

@@ -2,7 +2,7 @@
 export const HDR = {
   /** NATS idempotency key; set when the caller gave an id. */
   msgId: "Nats-Msg-Id",
-  /** Generated job id, when the caller gave none. */
+  /** Job id of a job published without an id (`seq-<n>`), kept on its dead letter and on a replay. */
   id: "Jetq-Id",
   /** Why a job was dead-lettered (see DeadLetterReason). */
   reason: "Jetq-Reason",

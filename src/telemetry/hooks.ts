@@ -7,7 +7,7 @@ export type RejectReason = "stream_full" | "window_full" | "window_timeout";
 
 /** @internal Handle of one publish, from the call to the server's answer. */
 export interface PublishSpan {
-  end(error: Error | undefined, receipt?: { seq: number; duplicate: boolean }): void;
+  end(error: Error | undefined, receipt?: { id: string; seq: number; duplicate: boolean }): void;
 }
 
 /**
@@ -20,7 +20,12 @@ export interface TelemetryHooks {
    * Starts the span of one publish and writes its trace context into `headers`.
    * When nothing records traces this returns a shared no-op and touches nothing.
    */
-  publish(queue: string, id: string, headers: MsgHdrs): PublishSpan;
+  publish(queue: string, id: string | undefined, headers: MsgHdrs): PublishSpan;
+  /**
+   * Whether `publish` would record a span (and so needs headers to carry its context); a cheap
+   * check that lets a job without an id go without headers when nothing traces.
+   */
+  tracesPublishes(): boolean;
   /** The server stored the job (or recognised it as a duplicate). */
   published(queue: string, duplicate: boolean): void;
   /** A publish was turned away with `QueueFullError`. */
@@ -36,6 +41,7 @@ export const noPublishSpan: PublishSpan = { end: noop };
 
 export const noTelemetry: TelemetryHooks = {
   publish: () => noPublishSpan,
+  tracesPublishes: () => false,
   published: noop,
   rejected: noop,
   blocked: noop,

@@ -336,14 +336,18 @@ function recordError(span: Span, error: Error): void {
 
 class ProducerSpan implements PublishSpan {
   readonly #span: Span;
+  readonly #idFromSeq: boolean;
   #ended = false;
-  constructor(span: Span) {
+  constructor(span: Span, idFromSeq: boolean) {
     this.#span = span;
+    this.#idFromSeq = idFromSeq;
   }
-  end(error: Error | undefined, receipt?: { seq: number; duplicate: boolean }): void {
+  end(error: Error | undefined, receipt?: { id: string; seq: number; duplicate: boolean }): void {
     if (this.#ended) return;
     this.#ended = true;
     if (receipt) {
+      // A job published without an id gets its id (`seq-<seq>`) with the PubAck.
+      if (this.#idFromSeq) this.#span.setAttribute(ATTR.messageId, receipt.id);
       this.#span.setAttribute(ATTR.seq, receipt.seq);
       this.#span.setAttribute(ATTR.duplicate, receipt.duplicate);
     }
@@ -381,14 +385,17 @@ export function producerTelemetry(queue: Queue<unknown, unknown>, options: Telem
             [ATTR.destination]: subject,
             [ATTR.operationType]: "send",
             [ATTR.operationName]: "publish",
-            [ATTR.messageId]: id,
+            ...(id === undefined ? {} : { [ATTR.messageId]: id }),
             [ATTR.queue]: queue.name,
           },
         },
         parent,
       );
       propagator().inject(trace.setSpan(parent, span), headers, headerSetter);
-      return new ProducerSpan(span);
+      return new ProducerSpan(span, id === undefined);
+    },
+    tracesPublishes() {
+      return tracing !== undefined && tracing();
     },
     published(_queue, dup) {
       ins.published.add(1, dup ? duplicate : stored);

@@ -250,6 +250,14 @@ describe("mapNatsError (property)", () => {
     );
   });
 
+  it("describes thrown values that String() cannot convert (found by the property above)", () => {
+    for (const odd of [{ toString: 1 }, Object.create(null) as object, { [Symbol.toPrimitive]: () => { throw new Error("no"); } }]) {
+      const e = mapNatsError(odd, "read");
+      assert.ok(e instanceof JetqError);
+      assert.equal(e.message, "read: [object Object]");
+    }
+  });
+
   it("maps the client's RequestError(\"connection closed\") to ConnectionError", () => {
     assert.ok(mapNatsError(new RequestError("connection closed"), "read") instanceof ConnectionError);
   });
