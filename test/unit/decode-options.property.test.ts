@@ -7,6 +7,7 @@ import fc from "fast-check";
 import { RequestError, type NatsConnection } from "@nats-io/transport-node";
 import { ConfigError, ConnectionError, defineQueue, JetqError, Producer, Worker } from "../../src/index.ts";
 import { mapNatsError } from "../../src/natserr.ts";
+import { isUtf8 } from "node:buffer";
 import { decodePayload, encodePayload } from "../../src/queue/codec.ts";
 import { headerValue } from "../../src/queue/headers.ts";
 import { backoffDelay, resolveBackoff } from "../../src/queue/backoff.ts";
@@ -60,6 +61,29 @@ describe("decodePayload (property)", () => {
       }),
       RUNS,
     );
+  });
+
+  it("refuses exactly the payloads that are not valid UTF-8 (a real U+FFFD is fine)", () => {
+    const quoted = (inner: Uint8Array): Uint8Array => Uint8Array.from([0x22, ...inner, 0x22]);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), (inner) => {
+        const bytes = quoted(inner);
+        if (!isUtf8(bytes)) {
+          assert.throws(() => decodePayload(bytes), TypeError);
+        } else {
+          let expected: unknown;
+          try {
+            expected = JSON.parse(new TextDecoder().decode(bytes));
+          } catch {
+            return; // not JSON: covered by the tests above
+          }
+          assert.deepEqual(decodePayload(bytes), expected);
+        }
+      }),
+      { numRuns: 2_000 },
+    );
+    assert.equal(decodePayload(enc.encode(JSON.stringify("a\uFFFDb"))), "a\uFFFDb");
+    assert.throws(() => decodePayload(Uint8Array.from([0x22, 0xc3, 0x22])), TypeError);
   });
 
   it("round-trips every JSON value through encodePayload", () => {
