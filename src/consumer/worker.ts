@@ -15,6 +15,7 @@ import { backoffDelay } from "../queue/backoff.ts";
 import { decodePayload } from "../queue/codec.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.ts";
+import { deliveryOf } from "./delivery.ts";
 import { AdvisoryMover } from "../dlq/advisory.ts";
 import { type AttemptSpan, type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
@@ -531,8 +532,14 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   #dispatch(m: JsMsg): void {
-    const info = m.info;
-    const event: JobEvent = { id: jobIdOf(m.headers, info.streamSequence), seq: info.streamSequence, attempt: info.deliveryCount };
+    // JsMsgImpl has the ack subject as `reply` (not in the JsMsg interface): read it when there.
+    const reply = (m as { reply?: unknown }).reply;
+    let d = typeof reply === "string" ? deliveryOf(reply) : undefined;
+    if (d === undefined) {
+      const info = m.info;
+      d = { seq: info.streamSequence, attempt: info.deliveryCount };
+    }
+    const event: JobEvent = { id: jobIdOf(m.headers, d.seq), seq: d.seq, attempt: d.attempt };
     const r = new Running(m, event, Date.now());
     this.#running.add(r);
     if (this.#state !== "running") {
