@@ -321,7 +321,7 @@ async function withNats<T>(fn: (nats: NatsTarget, nc: NatsConnection, jsm: JetSt
 
 async function scenarioPublish(ctx: Ctx): Promise<void> {
   const { o } = ctx;
-  const contenders: PublishContender[] = ["jetq.publishMany", "raw.async", "jetq.publishMany.chunked", "jetq.publish", "raw.js.publish"];
+  const contenders: PublishContender[] = ["jetq.publishMany", "raw.async", "jetq.publishMany.chunked", "jetq.publishMany.validateAll", "jetq.publish", "raw.js.publish"];
   if (ctx.redis) contenders.push("bullmq.addBulk", "bullmq.add");
   if (ctx.pg) contenders.push("pgboss.insert");
   await withNats(async (nats, nc, jsm) => {

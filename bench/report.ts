@@ -9,6 +9,7 @@ const NOTES = fileURLToPath(new URL("./notes.md", import.meta.url));
 const LABELS: Record<string, string> = {
   "jetq.publishMany": "jetq publishMany (all jobs in one call)",
   "jetq.publishMany.chunked": "jetq publishMany (1000 × 4 in flight)",
+  "jetq.publishMany.validateAll": "jetq publishMany, chunkSize Infinity (whole batch validated first)",
   "jetq.publish": "jetq publish() loop (256 callers)",
   "raw.async": "raw PublishAsync-style (window 1024)",
   "raw.js.publish": "raw js.publish() (256 in flight)",
@@ -42,6 +43,7 @@ function rawPeer(rows: Row[], r: Row): Row | undefined {
   const peer: Record<string, string> = {
     "jetq.publishMany": "raw.async",
     "jetq.publishMany.chunked": "raw.async",
+    "jetq.publishMany.validateAll": "raw.async",
     "jetq.publish": "raw.js.publish",
     jetq: "raw.ack",
     "jetq.confirmed": "raw.ackAck",

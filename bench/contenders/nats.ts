@@ -152,7 +152,7 @@ export async function prefill(nc: NatsConnection, subject: string, jobs: number)
   }
 }
 
-export type NatsPublishContender = "jetq.publishMany" | "jetq.publishMany.chunked" | "jetq.publish" | "raw.async" | "raw.js.publish";
+export type NatsPublishContender = "jetq.publishMany" | "jetq.publishMany.chunked" | "jetq.publishMany.validateAll" | "jetq.publish" | "raw.async" | "raw.js.publish";
 
 /** Publishes `jobs` jobs; resolves when every one is confirmed. Returns how many failed. */
 export async function natsPublish(
@@ -170,6 +170,14 @@ export async function natsPublish(
       const producer = new Producer(nc, queue);
       const items = Array.from({ length: jobs }, (_, i) => makeJob(i));
       await producer.publishMany(items, ids ? { id: (x) => idOf((x as { n: number }).n) } : {});
+      await producer.close();
+      return 0;
+    }
+    case "jetq.publishMany.validateAll": {
+      // The all-or-nothing option: every item validated and encoded before the first is sent.
+      const producer = new Producer(nc, queue);
+      const items = Array.from({ length: jobs }, (_, i) => makeJob(i));
+      await producer.publishMany(items, ids ? { chunkSize: Infinity, id: (x) => idOf((x as { n: number }).n) } : { chunkSize: Infinity });
       await producer.close();
       return 0;
     }

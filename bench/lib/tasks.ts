@@ -9,6 +9,7 @@ export interface Endpoints {
 export type PublishContender =
   | "jetq.publishMany"
   | "jetq.publishMany.chunked"
+  | "jetq.publishMany.validateAll"
   | "jetq.publish"
   | "raw.async"
   | "raw.js.publish"
