@@ -1,7 +1,7 @@
 import { Command, Option } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { DeadLetterQueue, type DeadLetter, type DeadLetterFilter } from "../dlq/dlq.ts";
+import { deadLetterJson, DeadLetterQueue, type DeadLetter, type DeadLetterFilter } from "../dlq/dlq.ts";
 import type { DeadLetterReason } from "../dlq/route.ts";
 import { mapNatsError } from "../natserr.ts";
 import { loadQueue } from "./connect.ts";
@@ -75,15 +75,7 @@ async function walk(
 
 function entryJson(e: DeadLetter): Record<string, unknown> {
   return {
-    seq: e.seq,
-    id: e.id,
-    reason: e.reason,
-    error: e.error,
-    attempts: e.attempts,
-    failedAt: e.failedAt.toISOString(),
-    publishedAt: e.publishedAt?.toISOString() ?? null,
-    sourceSeq: e.sourceSeq,
-    headers: e.headers,
+    ...deadLetterJson(e),
     data: e.data ?? null,
     ...(e.data === undefined ? { rawBase64: Buffer.from(e.raw).toString("base64") } : {}),
   };

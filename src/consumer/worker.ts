@@ -1,21 +1,13 @@
 import { EventEmitter } from "node:events";
 import { createInbox, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import {
-  type Consumer,
-  type ConsumerMessages,
-  jetstream,
-  jetstreamManager,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-} from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { ConfigError, ConnectionError, JetqError, JobTimeoutError, PermanentError, TimeoutError, ValidationError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { backoffDelay } from "../queue/backoff.ts";
 import { decodePayload } from "../queue/codec.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.ts";
-import { deliveryOf } from "./delivery.ts";
+import { type Delivered, Puller } from "./pull.ts";
 import { AdvisoryMover } from "../dlq/advisory.ts";
 import { type AttemptSpan, type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
@@ -60,8 +52,9 @@ export interface WorkerOptions {
    */
   ackMode?: "fire" | "confirmed";
   /**
-   * Ask for more jobs when at least this many handler slots are free; smaller batches lower
-   * latency, larger ones cost fewer requests. @default max(1, concurrency / 4)
+   * @deprecated No longer used, still validated (an integer from 1 to `concurrency`): the worker
+   * keeps one pull request open at a time and asks for all its free slots whenever none is open,
+   * which costs one small publish, not a subscription, per request.
    */
   pullBatch?: number;
   /** How long one pull request waits on the server for jobs before it is renewed. @default 5000 */
@@ -130,9 +123,9 @@ class Running {
   acked = false;
   lastLease: number;
   timer: NodeJS.Timeout | undefined;
-  readonly msg: JsMsg;
+  readonly msg: Delivered;
   readonly event: JobEvent;
-  constructor(msg: JsMsg, event: JobEvent, now: number) {
+  constructor(msg: Delivered, event: JobEvent, now: number) {
     this.msg = msg;
     this.event = event;
     this.lastLease = now;
@@ -167,7 +160,7 @@ class JobImpl<T> implements Job<T> {
     return this.#r.event.seq;
   }
   get publishedAt(): Date {
-    return new Date(Math.floor(this.#r.msg.info.timestampNanos / 1e6));
+    return new Date(this.#r.msg.storedAtMs);
   }
   get headers(): Readonly<Record<string, string>> {
     if (!this.#headers) {
@@ -217,10 +210,8 @@ class AckConfirmer {
   }
 
   /** Acks `msg` and resolves once the server confirmed it; rejects on timeout or a server error. */
-  confirm(msg: JsMsg): Promise<void> {
-    // JsMsg does not declare its ack subject; JsMsgImpl has it. Anything else: the client's own way.
-    const reply = (msg as unknown as { reply?: unknown }).reply;
-    if (typeof reply !== "string" || reply === "") return msg.ackAck().then(() => {});
+  confirm(msg: Delivered): Promise<void> {
+    const reply = msg.reply;
     this.#closing = false;
     this.#ensureSubscribed();
     const token = (this.#next++).toString(36);
@@ -322,7 +313,6 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   readonly #handler: Handler<T>;
   readonly #concurrency: number;
   readonly #ackMode: "fire" | "confirmed";
-  readonly #pullBatch: number;
   readonly #pullExpiresMs: number;
   readonly #crashLoops: boolean;
   readonly #validate: boolean;
@@ -330,13 +320,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #state: State = "idle";
   #js: JetStreamClient | undefined;
   #jsm: JetStreamManager | undefined;
-  #consumer: Consumer | undefined;
+  #puller: Puller | undefined;
   /** Jobs whose handler runs (or whose outcome is being recorded). Bounded by concurrency. */
   readonly #running = new Set<Running>();
   /** Jobs requested from the server and not yet received. */
   #requested = 0;
-  /** Open pull requests. Bounded by concurrency / pullBatch + 1. */
-  readonly #fetches = new Set<ConsumerMessages>();
   #pullRetryMs = 0;
   #pullRetryTimer: NodeJS.Timeout | undefined;
   #leaseTimer: NodeJS.Timeout | undefined;
@@ -359,7 +347,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       return v;
     };
     this.#concurrency = int("concurrency", options.concurrency ?? 1, 1, 100_000);
-    this.#pullBatch = int("pullBatch", options.pullBatch ?? Math.max(1, Math.floor(this.#concurrency / 4)), 1, this.#concurrency);
+    if (options.pullBatch !== undefined) int("pullBatch", options.pullBatch, 1, this.#concurrency);
     this.#pullExpiresMs = int("pullExpiresMs", options.pullExpiresMs ?? 5_000, 1_000, 300_000);
     const ackMode = options.ackMode ?? "fire";
     if (ackMode !== "fire" && ackMode !== "confirmed") {
@@ -410,12 +398,25 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     try {
       this.#js = jetstream(this.#nc);
       this.#jsm = await jetstreamManager(this.#nc);
-      this.#consumer = await this.#js.consumers.get(n.stream, n.consumer);
+      // Fails with a clear error now if the queue was not provisioned.
+      await this.#js.consumers.get(n.stream, n.consumer);
     } catch (err) {
       this.#state = "stopped";
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     this.#state = "running";
+    this.#puller = new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, {
+      message: (m) => {
+        this.#requested--;
+        this.#pullRetryMs = 0;
+        this.#dispatch(m);
+      },
+      ended: (unfilled) => {
+        this.#requested -= unfilled;
+        this.#queuePull();
+      },
+      error: (err) => this.#pullFailed(err),
+    });
     void this.#nc.closed().then(() => this.#onClosed());
     this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
@@ -461,7 +462,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     } catch {
       // closed connection: nothing more can arrive
     }
-    for (const f of this.#fetches) f.stop();
+    this.#puller?.stop();
     const moverStopped = this.#mover?.stop();
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
@@ -489,57 +490,28 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   #pull(): void {
-    if (this.#state !== "running" || this.#pullRetryTimer) return;
+    if (this.#state !== "running" || this.#pullRetryTimer || !this.#puller || this.#puller.busy) return;
     const free = this.#concurrency - this.#running.size - this.#requested;
     if (free <= 0) return;
-    // Ask in batches, but never let the worker sit idle with free slots and nothing requested.
-    if (free < this.#pullBatch && this.#requested > 0) return;
     this.#requested += free;
-    void this.#fetch(free);
+    this.#puller.pull(free);
   }
 
-  async #fetch(batch: number): Promise<void> {
-    let received = 0;
-    let failed: unknown;
-    let iter: ConsumerMessages | undefined;
-    try {
-      iter = await this.#consumer!.fetch({ max_messages: batch, expires: this.#pullExpiresMs });
-      this.#fetches.add(iter);
-      if (this.#state !== "running") iter.stop();
-      for await (const m of iter) {
-        received++;
-        this.#requested--;
-        this.#dispatch(m);
-      }
-      this.#pullRetryMs = 0;
-    } catch (err) {
-      failed = err;
-    } finally {
-      if (iter) this.#fetches.delete(iter);
-      this.#requested -= batch - received;
-    }
-    if (failed !== undefined && this.#state === "running") {
-      this.#reportError(mapNatsError(failed, `pull jobs of queue "${this.#queue.name}"`));
-      // Back off so a missing consumer or a dead server does not turn into a busy loop.
-      this.#pullRetryMs = Math.min(5_000, Math.max(100, this.#pullRetryMs * 2));
-      this.#pullRetryTimer = setTimeout(() => {
-        this.#pullRetryTimer = undefined;
-        this.#pull();
-      }, this.#pullRetryMs);
-      return;
-    }
-    this.#pull();
+  /** Pulling failed (permission, consumer gone, connection): report it and back off. */
+  #pullFailed(err: Error): void {
+    if (this.#state !== "running") return;
+    this.#reportError(err);
+    // Back off so a missing consumer or a dead server does not turn into a busy loop.
+    this.#pullRetryMs = Math.min(5_000, Math.max(100, this.#pullRetryMs * 2));
+    clearTimeout(this.#pullRetryTimer);
+    this.#pullRetryTimer = setTimeout(() => {
+      this.#pullRetryTimer = undefined;
+      this.#pull();
+    }, this.#pullRetryMs);
   }
 
-  #dispatch(m: JsMsg): void {
-    // JsMsgImpl has the ack subject as `reply` (not in the JsMsg interface): read it when there.
-    const reply = (m as { reply?: unknown }).reply;
-    let d = typeof reply === "string" ? deliveryOf(reply) : undefined;
-    if (d === undefined) {
-      const info = m.info;
-      d = { seq: info.streamSequence, attempt: info.deliveryCount };
-    }
-    const event: JobEvent = { id: jobIdOf(m.headers, d.seq), seq: d.seq, attempt: d.attempt };
+  #dispatch(m: Delivered): void {
+    const event: JobEvent = { id: jobIdOf(m.headers, m.seq), seq: m.seq, attempt: m.attempt };
     const r = new Running(m, event, Date.now());
     this.#running.add(r);
     if (this.#state !== "running") {
@@ -668,21 +640,21 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, span: AttemptSpan): Promise<void> {
-    const info = r.msg.info;
+    const m = r.msg;
     try {
       await copyToDeadLetters(this.#js!, this.#queue, {
-        data: r.msg.data,
-        headers: r.msg.headers,
-        sourceSeq: info.streamSequence,
-        attempts: info.deliveryCount,
-        publishedAtMs: Math.floor(info.timestampNanos / 1e6),
+        data: m.data,
+        headers: m.headers,
+        sourceSeq: m.seq,
+        attempts: m.attempt,
+        publishedAtMs: m.storedAtMs,
         reason,
         error,
       }, this.#nc.info?.max_payload);
     } catch (err) {
       // Not confirmed: keep the job. nak() makes it retry later; if this was the last delivery the
       // server stops redelivering and the advisory path moves it instead.
-      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, info.deliveryCount)));
+      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, m.attempt)));
       this.#finish(r);
       span.end(error);
       this.#reportError(asError(err));
@@ -721,9 +693,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   /**
    * Pulls once the current turn of the event loop is over, so jobs finishing together (a batch
-   * that arrived in one read and ran through fast handlers) free their slots into one fetch.
-   * Pulling per completion made many one-job fetches, each a new inbox subscription and pull
-   * request: most of the worker's garbage, and the heap (RSS) grew with the backlog.
+   * that arrived in one read and ran through fast handlers) free their slots into one request.
    */
   #queuePull(): void {
     if (this.#pullQueued) return;

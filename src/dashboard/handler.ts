@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { DeadLetterQueue, type DeadLetter } from "../dlq/dlq.ts";
+import { deadLetterJson, DeadLetterQueue, type DeadLetter } from "../dlq/dlq.ts";
 import { ConfigError, ConnectionError, JetqError, QueueNotFoundError, TimeoutError } from "../errors.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { prettyJson } from "./pretty.ts";
@@ -148,15 +148,7 @@ export function entryJson(e: DeadLetter, full: boolean): Record<string, unknown>
   else if (e.data !== undefined && e.raw.length <= MAX_PAYLOAD_SHOWN) payload = prettyJson(text);
   else payload = text;
   return {
-    seq: e.seq,
-    id: e.id,
-    reason: e.reason,
-    error: e.error,
-    attempts: e.attempts,
-    failedAt: e.failedAt.toISOString(),
-    publishedAt: e.publishedAt?.toISOString() ?? null,
-    sourceSeq: e.sourceSeq,
-    headers: e.headers,
+    ...deadLetterJson(e),
     json: e.data !== undefined,
     bytes: e.raw.length,
     truncated: full && e.raw.length > MAX_PAYLOAD_SHOWN,

@@ -38,6 +38,24 @@ export interface DeadLetter<T = unknown> {
 }
 
 /** Options of {@link DeadLetterQueue.list}: paging, plus the same filter as `replayAll` and `purge`. */
+/**
+ * @internal The fields of a dead letter every JSON view shares (CLI `--json`, dashboard API):
+ * dates as ISO strings, a missing publish time as `null`. Each view adds its payload form.
+ */
+export function deadLetterJson(e: DeadLetter): Record<string, unknown> {
+  return {
+    seq: e.seq,
+    id: e.id,
+    reason: e.reason,
+    error: e.error,
+    attempts: e.attempts,
+    failedAt: e.failedAt.toISOString(),
+    publishedAt: e.publishedAt?.toISOString() ?? null,
+    sourceSeq: e.sourceSeq,
+    headers: e.headers,
+  };
+}
+
 export interface ListOptions extends DeadLetterFilter {
   /** Most entries returned. @default 50 */
   limit?: number;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { ConnectionError, defineQueue, JobTimeoutError, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { ConnectionError, defineQueue, JobTimeoutError, Producer, provisionQueue, QueueNotFoundError, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 
 const nats = useNats();
@@ -36,6 +36,29 @@ describe("flow control", () => {
     await Promise.all(workers.map((w) => w.stop()));
     assert.ok(peak <= 5, `peak concurrency ${peak} exceeded maxAckPending 5`);
     assert.ok(peak >= 3, `the window was used (peak ${peak})`);
+    await producer.close();
+  });
+
+  it("reports a consumer deleted under a running worker as QueueNotFoundError, and resumes once it is back", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName() });
+    await provisionQueue(nc, q);
+    const errors: Error[] = [];
+    let handled = 0;
+    const worker = new Worker(nc, q, async () => {
+      handled++;
+    }, { concurrency: 4, pullExpiresMs: 1_000 });
+    worker.on("error", (e) => errors.push(e));
+    await worker.start();
+    const jsm = await jetstreamManager(nc);
+    await jsm.consumers.delete(q.names.stream, q.names.consumer);
+    await waitFor(() => errors.some((e) => e instanceof QueueNotFoundError), "QueueNotFoundError reported", 15_000);
+    assert.match(errors.find((e) => e instanceof QueueNotFoundError)!.message, /consumer was deleted/);
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    await producer.publish({ n: 1 });
+    await waitFor(() => handled === 1, "job handled after the consumer came back", 15_000);
+    await worker.stop();
     await producer.close();
   });
 
