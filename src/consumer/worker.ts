@@ -1,13 +1,21 @@
 import { EventEmitter } from "node:events";
 import { createInbox, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { ConfigError, ConnectionError, JetqError, JobTimeoutError, PermanentError, TimeoutError, ValidationError } from "../errors.ts";
+import {
+  type Consumer,
+  type ConsumerMessages,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+} from "@nats-io/jetstream";
+import { ConfigError, ConnectionError, JetqError, JobTimeoutError, PermanentError, QueueNotFoundError, TimeoutError, ValidationError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { backoffDelay } from "../queue/backoff.ts";
 import { decodePayload } from "../queue/codec.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.ts";
-import { type Delivered, Puller } from "./pull.ts";
+import { deliveryOf } from "./delivery.ts";
 import { AdvisoryMover } from "../dlq/advisory.ts";
 import { type AttemptSpan, type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
@@ -52,9 +60,8 @@ export interface WorkerOptions {
    */
   ackMode?: "fire" | "confirmed";
   /**
-   * @deprecated No longer used, still validated (an integer from 1 to `concurrency`): the worker
-   * keeps one pull request open at a time and asks for all its free slots whenever none is open,
-   * which costs one small publish, not a subscription, per request.
+   * Ask for more jobs when at least this many handler slots are free; smaller batches lower
+   * latency, larger ones cost fewer requests. @default max(1, concurrency / 4)
    */
   pullBatch?: number;
   /** How long one pull request waits on the server for jobs before it is renewed. @default 5000 */
@@ -123,9 +130,9 @@ class Running {
   acked = false;
   lastLease: number;
   timer: NodeJS.Timeout | undefined;
-  readonly msg: Delivered;
+  readonly msg: JsMsg;
   readonly event: JobEvent;
-  constructor(msg: Delivered, event: JobEvent, now: number) {
+  constructor(msg: JsMsg, event: JobEvent, now: number) {
     this.msg = msg;
     this.event = event;
     this.lastLease = now;
@@ -160,7 +167,7 @@ class JobImpl<T> implements Job<T> {
     return this.#r.event.seq;
   }
   get publishedAt(): Date {
-    return new Date(this.#r.msg.storedAtMs);
+    return new Date(Math.floor(this.#r.msg.info.timestampNanos / 1e6));
   }
   get headers(): Readonly<Record<string, string>> {
     if (!this.#headers) {
@@ -210,8 +217,10 @@ class AckConfirmer {
   }
 
   /** Acks `msg` and resolves once the server confirmed it; rejects on timeout or a server error. */
-  confirm(msg: Delivered): Promise<void> {
-    const reply = msg.reply;
+  confirm(msg: JsMsg): Promise<void> {
+    // JsMsg does not declare its ack subject; JsMsgImpl has it. Anything else: the client's own way.
+    const reply = (msg as unknown as { reply?: unknown }).reply;
+    if (typeof reply !== "string" || reply === "") return msg.ackAck().then(() => {});
     this.#closing = false;
     this.#ensureSubscribed();
     const token = (this.#next++).toString(36);
@@ -313,6 +322,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   readonly #handler: Handler<T>;
   readonly #concurrency: number;
   readonly #ackMode: "fire" | "confirmed";
+  readonly #pullBatch: number;
   readonly #pullExpiresMs: number;
   readonly #crashLoops: boolean;
   readonly #validate: boolean;
@@ -320,11 +330,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #state: State = "idle";
   #js: JetStreamClient | undefined;
   #jsm: JetStreamManager | undefined;
-  #puller: Puller | undefined;
+  #consumer: Consumer | undefined;
   /** Jobs whose handler runs (or whose outcome is being recorded). Bounded by concurrency. */
   readonly #running = new Set<Running>();
   /** Jobs requested from the server and not yet received. */
   #requested = 0;
+  /** Open pull requests. Bounded by concurrency / pullBatch + 1. */
+  readonly #fetches = new Set<ConsumerMessages>();
   #pullRetryMs = 0;
   #pullRetryTimer: NodeJS.Timeout | undefined;
   #leaseTimer: NodeJS.Timeout | undefined;
@@ -347,7 +359,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       return v;
     };
     this.#concurrency = int("concurrency", options.concurrency ?? 1, 1, 100_000);
-    if (options.pullBatch !== undefined) int("pullBatch", options.pullBatch, 1, this.#concurrency);
+    this.#pullBatch = int("pullBatch", options.pullBatch ?? Math.max(1, Math.floor(this.#concurrency / 4)), 1, this.#concurrency);
     this.#pullExpiresMs = int("pullExpiresMs", options.pullExpiresMs ?? 5_000, 1_000, 300_000);
     const ackMode = options.ackMode ?? "fire";
     if (ackMode !== "fire" && ackMode !== "confirmed") {
@@ -398,25 +410,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     try {
       this.#js = jetstream(this.#nc);
       this.#jsm = await jetstreamManager(this.#nc);
-      // Fails with a clear error now if the queue was not provisioned.
-      await this.#js.consumers.get(n.stream, n.consumer);
+      this.#consumer = await this.#js.consumers.get(n.stream, n.consumer);
     } catch (err) {
       this.#state = "stopped";
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     this.#state = "running";
-    this.#puller = new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, {
-      message: (m) => {
-        this.#requested--;
-        this.#pullRetryMs = 0;
-        this.#dispatch(m);
-      },
-      ended: (unfilled) => {
-        this.#requested -= unfilled;
-        this.#queuePull();
-      },
-      error: (err) => this.#pullFailed(err),
-    });
     void this.#nc.closed().then(() => this.#onClosed());
     this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
@@ -462,7 +461,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     } catch {
       // closed connection: nothing more can arrive
     }
-    this.#puller?.stop();
+    for (const f of this.#fetches) f.stop();
     const moverStopped = this.#mover?.stop();
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
@@ -490,28 +489,81 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   #pull(): void {
-    if (this.#state !== "running" || this.#pullRetryTimer || !this.#puller || this.#puller.busy) return;
+    if (this.#state !== "running" || this.#pullRetryTimer) return;
     const free = this.#concurrency - this.#running.size - this.#requested;
     if (free <= 0) return;
+    // Ask in batches, but never let the worker sit idle with free slots and nothing requested.
+    if (free < this.#pullBatch && this.#requested > 0) return;
     this.#requested += free;
-    this.#puller.pull(free);
+    void this.#fetch(free);
   }
 
-  /** Pulling failed (permission, consumer gone, connection): report it and back off. */
-  #pullFailed(err: Error): void {
-    if (this.#state !== "running") return;
-    this.#reportError(err);
-    // Back off so a missing consumer or a dead server does not turn into a busy loop.
-    this.#pullRetryMs = Math.min(5_000, Math.max(100, this.#pullRetryMs * 2));
-    clearTimeout(this.#pullRetryTimer);
-    this.#pullRetryTimer = setTimeout(() => {
-      this.#pullRetryTimer = undefined;
-      this.#pull();
-    }, this.#pullRetryMs);
+  async #fetch(batch: number): Promise<void> {
+    let received = 0;
+    let failed: unknown;
+    let iter: ConsumerMessages | undefined;
+    try {
+      iter = await this.#consumer!.fetch({ max_messages: batch, expires: this.#pullExpiresMs });
+      this.#fetches.add(iter);
+      if (this.#state !== "running") iter.stop();
+      for await (const m of iter) {
+        received++;
+        this.#requested--;
+        this.#dispatch(m);
+      }
+      this.#pullRetryMs = 0;
+    } catch (err) {
+      failed = err;
+    } finally {
+      if (iter) this.#fetches.delete(iter);
+      this.#requested -= batch - received;
+    }
+    if (failed !== undefined && this.#state === "running") {
+      // Back off so a missing consumer or a dead server does not turn into a busy loop.
+      this.#pullRetryMs = Math.min(5_000, Math.max(100, this.#pullRetryMs * 2));
+      this.#pullRetryTimer = setTimeout(() => {
+        this.#pullRetryTimer = undefined;
+        this.#pull();
+      }, this.#pullRetryMs);
+      void this.#reportPullFailure(failed);
+      return;
+    }
+    this.#pull();
   }
 
-  #dispatch(m: Delivered): void {
-    const event: JobEvent = { id: jobIdOf(m.headers, m.seq), seq: m.seq, attempt: m.attempt };
+  /**
+   * Reports a failed pull. A pull for a consumer that is gone fails once with "consumer deleted"
+   * and then only as missed heartbeats (the server does not answer for a missing consumer), so
+   * for anything but a connection problem ask the server whether the consumer still exists.
+   */
+  async #reportPullFailure(failed: unknown): Promise<void> {
+    const what = `pull jobs of queue "${this.#queue.name}"`;
+    let err = mapNatsError(failed, what);
+    if (!(err instanceof ConnectionError) && !(err instanceof QueueNotFoundError) && this.#jsm) {
+      const n = this.#queue.names;
+      try {
+        await this.#jsm.consumers.info(n.stream, n.consumer);
+      } catch (e) {
+        if (mapNatsError(e, what) instanceof QueueNotFoundError) {
+          err = new QueueNotFoundError(
+            `${what}: its consumer "${n.consumer}" on stream "${n.stream}" does not exist (deleted?). Provision the queue again (provisionQueue() or \`jetq provision\`); the worker resumes by itself.`,
+            { cause: failed },
+          );
+        }
+      }
+    }
+    if (this.#state === "running") this.#reportError(err);
+  }
+
+  #dispatch(m: JsMsg): void {
+    // JsMsgImpl has the ack subject as `reply` (not in the JsMsg interface): read it when there.
+    const reply = (m as { reply?: unknown }).reply;
+    let d = typeof reply === "string" ? deliveryOf(reply) : undefined;
+    if (d === undefined) {
+      const info = m.info;
+      d = { seq: info.streamSequence, attempt: info.deliveryCount };
+    }
+    const event: JobEvent = { id: jobIdOf(m.headers, d.seq), seq: d.seq, attempt: d.attempt };
     const r = new Running(m, event, Date.now());
     this.#running.add(r);
     if (this.#state !== "running") {
@@ -640,21 +692,21 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, span: AttemptSpan): Promise<void> {
-    const m = r.msg;
+    const info = r.msg.info;
     try {
       await copyToDeadLetters(this.#js!, this.#queue, {
-        data: m.data,
-        headers: m.headers,
-        sourceSeq: m.seq,
-        attempts: m.attempt,
-        publishedAtMs: m.storedAtMs,
+        data: r.msg.data,
+        headers: r.msg.headers,
+        sourceSeq: info.streamSequence,
+        attempts: info.deliveryCount,
+        publishedAtMs: Math.floor(info.timestampNanos / 1e6),
         reason,
         error,
       }, this.#nc.info?.max_payload);
     } catch (err) {
       // Not confirmed: keep the job. nak() makes it retry later; if this was the last delivery the
       // server stops redelivering and the advisory path moves it instead.
-      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, m.attempt)));
+      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, info.deliveryCount)));
       this.#finish(r);
       span.end(error);
       this.#reportError(asError(err));
@@ -693,7 +745,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   /**
    * Pulls once the current turn of the event loop is over, so jobs finishing together (a batch
-   * that arrived in one read and ran through fast handlers) free their slots into one request.
+   * that arrived in one read and ran through fast handlers) free their slots into one fetch.
+   * Pulling per completion made many one-job fetches, each a new inbox subscription and pull
+   * request: most of the worker's garbage, and the heap (RSS) grew with the backlog.
    */
   #queuePull(): void {
     if (this.#pullQueued) return;

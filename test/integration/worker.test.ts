@@ -52,8 +52,10 @@ describe("flow control", () => {
     await worker.start();
     const jsm = await jetstreamManager(nc);
     await jsm.consumers.delete(q.names.stream, q.names.consumer);
-    await waitFor(() => errors.some((e) => e instanceof QueueNotFoundError), "QueueNotFoundError reported", 15_000);
-    assert.match(errors.find((e) => e instanceof QueueNotFoundError)!.message, /consumer was deleted/);
+    await waitFor(() => errors.some((e) => e instanceof QueueNotFoundError), "QueueNotFoundError reported", 15_000).catch((e: Error) => {
+      throw new Error(`${e.message}; errors seen: ${errors.map((x) => `${x.name}: ${x.message}`).join("; ") || "none"}`);
+    });
+    assert.match(errors.find((e) => e instanceof QueueNotFoundError)!.message, /does not exist \(deleted\?\)\. Provision the queue again/);
     await provisionQueue(nc, q);
     const producer = new Producer(nc, q);
     await producer.publish({ n: 1 });

@@ -19,7 +19,7 @@ describe("deliveryOf (ack subject parsing)", () => {
     );
   });
 
-  it("returns undefined for anything else", () => {
+  it("returns undefined for anything else (the worker then uses JsMsg.info)", () => {
     for (const s of [
       "",
       "_INBOX.abc",
