@@ -656,15 +656,25 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       r.acked = true;
       await this.#confirmer.confirm(r.msg);
     } catch (err) {
-      // The job ran; the server will redeliver it (at-least-once). Report, do not hide.
-      this.#finish(r);
-      this.#reportError(mapNatsError(err, `confirm ack of job ${r.event.id} (it will be redelivered)`));
-      span.end(undefined);
+      this.#afterAck(r, durationMs, span, { err, what: "confirm ack of" });
       return;
     }
+    this.#afterAck(r, durationMs, span, undefined);
+  }
+
+  /**
+   * The job's final ack went out (or could not be sent or confirmed): free its slot, then report
+   * `completed`, or the failure. A job whose ack failed ran all the same; the server redelivers it
+   * (at-least-once), so it is reported, not hidden.
+   */
+  #afterAck(r: Running, durationMs: number, span: AttemptSpan, failed: { err: unknown; what: string } | undefined): void {
     this.#finish(r);
-    this.#telemetry.completed(this.#queue.name, durationMs);
-    this.emit("completed", r.event, durationMs);
+    if (failed) {
+      this.#reportError(mapNatsError(failed.err, `${failed.what} job ${r.event.id} (it will be redelivered)`));
+    } else {
+      this.#telemetry.completed(this.#queue.name, durationMs);
+      this.emit("completed", r.event, durationMs);
+    }
     span.end(undefined);
   }
 
@@ -672,19 +682,14 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #flushAcks(): void {
     const acks = this.#acks.splice(0);
     for (const { r, durationMs, span } of acks) {
+      let failed: { err: unknown; what: string } | undefined;
       try {
         r.msg.ack();
       } catch (err) {
-        // The connection is gone: the server will redeliver the job (at-least-once).
-        this.#finish(r);
-        this.#reportError(mapNatsError(err, `ack job ${r.event.id} (it will be redelivered)`));
-        span.end(undefined);
-        continue;
+        // The connection is gone.
+        failed = { err, what: "ack" };
       }
-      this.#finish(r);
-      this.#telemetry.completed(this.#queue.name, durationMs);
-      this.emit("completed", r.event, durationMs);
-      span.end(undefined);
+      this.#afterAck(r, durationMs, span, failed);
     }
     // Ask for the freed slots now, so the pull request leaves in the same write as the acks
     // rather than one more turn later.

@@ -38,6 +38,13 @@ export interface DeadLetter<T = unknown> {
 }
 
 /** Options of {@link DeadLetterQueue.list}: paging, plus the same filter as `replayAll` and `purge`. */
+export interface ListOptions extends DeadLetterFilter {
+  /** Most entries returned. @default 50 */
+  limit?: number;
+  /** First dead-letter sequence to look at (for paging: the last `seq` seen + 1). @default the oldest */
+  fromSeq?: number;
+}
+
 /**
  * @internal The fields of a dead letter every JSON view shares (CLI `--json`, dashboard API):
  * dates as ISO strings, a missing publish time as `null`. Each view adds its payload form.
@@ -54,13 +61,6 @@ export function deadLetterJson(e: DeadLetter): Record<string, unknown> {
     sourceSeq: e.sourceSeq,
     headers: e.headers,
   };
-}
-
-export interface ListOptions extends DeadLetterFilter {
-  /** Most entries returned. @default 50 */
-  limit?: number;
-  /** First dead-letter sequence to look at (for paging: the last `seq` seen + 1). @default the oldest */
-  fromSeq?: number;
 }
 
 /** Selects dead letters for `replayAll` and `purge`. */

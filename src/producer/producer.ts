@@ -328,7 +328,7 @@ export class Producer<In = unknown> {
    * bad `id`) and nothing is sent. In a longer batch an invalid item in a later
    * chunk stops the batch there: the earlier chunks are published, and the call
    * throws {@link PublishBatchError} whose `results` hold the invalid item's
-   * `ValidationError` and, for every item after it, a {@link NotSentError}.
+   * `ValidationError` and, for every other item of its chunk and after it, a {@link NotSentError}.
    * `chunkSize: Infinity` validates the whole batch before sending anything.
    *
    * If any item fails to publish (the queue is full, a timeout, an aborted
@@ -349,7 +349,8 @@ export class Producer<In = unknown> {
     const ids: Array<string | undefined> = [];
     let next = 0; // index of the next item to read
     let stopped: Error | undefined; // why the rest of the batch is not sent
-    let notSent: (index: number) => Error = () => stopped!;
+    // The outcome of an item left unsent once `stopped` is set: that error, or NotSentError.
+    let notSent = (): Error => stopped!;
     while (stopped === undefined) {
       payloads.length = 0;
       ids.length = 0;
@@ -374,11 +375,11 @@ export class Producer<In = unknown> {
         }
         const bad = next - 1;
         const cause = err as Error;
-        // Earlier items of this chunk are not sent either: the chunk is all-or-nothing.
-        for (let k = base; k < bad; k++) batch.settle(batch.add(), new NotSentError(`Not sent: item ${bad} of the batch is invalid`, bad, cause));
-        batch.settle(batch.add(), cause);
         stopped = cause;
         notSent = () => new NotSentError(`Not sent: item ${bad} of the batch is invalid`, bad, cause);
+        // Earlier items of this chunk are not sent either: the chunk is all-or-nothing.
+        for (let k = base; k < bad; k++) batch.settle(batch.add(), notSent());
+        batch.settle(batch.add(), cause);
         break;
       }
       for (let k = 0; k < payloads.length; k++) {
@@ -397,11 +398,7 @@ export class Producer<In = unknown> {
         // The id was checked with its chunk; no extra headers in a batch. Without an id and
         // without tracing the job goes without headers (its id is then `seq-<stream seq>`).
         const id = ids[k];
-        let hdrs: MsgHdrs | undefined;
-        if (id !== undefined) {
-          hdrs = natsHeaders();
-          hdrs.set(HDR.msgId, id);
-        }
+        let hdrs = this.#headers(id, undefined);
         let span: PublishSpan | undefined;
         if (this.#telemetry.tracesPublishes()) {
           hdrs ??= natsHeaders();
@@ -413,7 +410,7 @@ export class Producer<In = unknown> {
     }
     if (stopped !== undefined) {
       // Give every remaining item an outcome, so `results` lines up with the input.
-      for (let r = iter.next(); !r.done; r = iter.next()) batch.settle(batch.add(), notSent(next++));
+      for (let r = iter.next(); !r.done; r = iter.next()) batch.settle(batch.add(), notSent());
     }
     await batch.settled();
     const outcomes = batch.outcomes;
