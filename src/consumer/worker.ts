@@ -16,6 +16,7 @@ import { decodePayload } from "../queue/codec.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.ts";
 import { deliveryOf } from "./delivery.ts";
+import { SlotTable } from "./slots.ts";
 import { AdvisoryMover } from "../dlq/advisory.ts";
 import { type AttemptSpan, type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
@@ -124,6 +125,8 @@ export interface WorkerEvents {
 type State = "idle" | "starting" | "running" | "stopping" | "stopped";
 
 class Running {
+  /** Index in the worker's slot table; -1 when not held. */
+  slot = -1;
   controller: AbortController | undefined;
   settled = false;
   /** The final ack was sent (confirmed mode, awaiting the server): no more in-progress acks or naks. */
@@ -332,11 +335,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #jsm: JetStreamManager | undefined;
   #consumer: Consumer | undefined;
   /** Jobs whose handler runs (or whose outcome is being recorded). Bounded by concurrency. */
-  readonly #running = new Set<Running>();
+  readonly #running = new SlotTable<Running>();
   /** Jobs requested from the server and not yet received. */
   #requested = 0;
   /** Open pull requests. Bounded by concurrency / pullBatch + 1. */
-  readonly #fetches = new Set<ConsumerMessages>();
+  readonly #fetches: ConsumerMessages[] = []; // an array, not a Set: see SlotTable
   #pullRetryMs = 0;
   #pullRetryTimer: NodeJS.Timeout | undefined;
   #leaseTimer: NodeJS.Timeout | undefined;
@@ -461,7 +464,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     } catch {
       // closed connection: nothing more can arrive
     }
-    for (const f of this.#fetches) f.stop();
+    for (const f of this.#fetches.slice()) f.stop();
     const moverStopped = this.#mover?.stop();
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
@@ -475,7 +478,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     // Completed jobs still waiting for their ack are acked, not handed back.
     this.#flushAcks();
-    for (const r of [...this.#running]) {
+    for (const r of this.#running.snapshot()) {
       // Past the deadline: abort the handler and give the job back now rather than after ackWait.
       r.abort(new JetqError(`worker for queue "${this.#queue.name}" stopped`));
       this.#release(r);
@@ -504,7 +507,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     let iter: ConsumerMessages | undefined;
     try {
       iter = await this.#consumer!.fetch({ max_messages: batch, expires: this.#pullExpiresMs });
-      this.#fetches.add(iter);
+      this.#fetches.push(iter);
       if (this.#state !== "running") iter.stop();
       for await (const m of iter) {
         received++;
@@ -515,7 +518,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     } catch (err) {
       failed = err;
     } finally {
-      if (iter) this.#fetches.delete(iter);
+      if (iter) {
+        const i = this.#fetches.indexOf(iter);
+        if (i >= 0) this.#fetches.splice(i, 1);
+      }
       this.#requested -= batch - received;
     }
     if (failed !== undefined && this.#state === "running") {
@@ -765,12 +771,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   #renewLeases(every: number): void {
     const now = Date.now();
-    for (const r of this.#running) {
+    this.#running.forEach((r) => {
       if (now - r.lastLease >= every && !r.acked) {
         r.lastLease = now;
         this.#tell(r, "extend the lease of", () => r.msg.working());
       }
-    }
+    });
   }
 
   /**
