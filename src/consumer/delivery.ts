@@ -5,7 +5,7 @@
  *
  * Reads the two numbers in place; `JsMsg.info` splits the subject and fills an object of eleven
  * fields per message (about 4 % of a draining worker's CPU). Returns `undefined` for anything
- * else, and the caller falls back to `JsMsg.info`.
+ * else (not a JetStream delivery).
  */
 export function deliveryOf(reply: string): { seq: number; attempt: number } | undefined {
   if (!reply.startsWith("$JS.ACK.")) return undefined;

@@ -1,21 +1,13 @@
 import { EventEmitter } from "node:events";
 import { createInbox, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import {
-  type Consumer,
-  type ConsumerMessages,
-  jetstream,
-  jetstreamManager,
-  type JetStreamClient,
-  type JetStreamManager,
-  type JsMsg,
-} from "@nats-io/jetstream";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { ConfigError, ConnectionError, JetqError, JobTimeoutError, PermanentError, QueueNotFoundError, TimeoutError, ValidationError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { backoffDelay } from "../queue/backoff.ts";
 import { decodePayload } from "../queue/codec.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.ts";
-import { deliveryOf } from "./delivery.ts";
+import { type Delivered, Puller } from "./pull.ts";
 import { SlotTable } from "./slots.ts";
 import { AdvisoryMover } from "../dlq/advisory.ts";
 import { type AttemptSpan, type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
@@ -133,9 +125,9 @@ class Running {
   acked = false;
   lastLease: number;
   timer: NodeJS.Timeout | undefined;
-  readonly msg: JsMsg;
+  readonly msg: Delivered;
   readonly event: JobEvent;
-  constructor(msg: JsMsg, event: JobEvent, now: number) {
+  constructor(msg: Delivered, event: JobEvent, now: number) {
     this.msg = msg;
     this.event = event;
     this.lastLease = now;
@@ -170,7 +162,7 @@ class JobImpl<T> implements Job<T> {
     return this.#r.event.seq;
   }
   get publishedAt(): Date {
-    return new Date(Math.floor(this.#r.msg.info.timestampNanos / 1e6));
+    return new Date(this.#r.msg.storedAtMs);
   }
   get headers(): Readonly<Record<string, string>> {
     if (!this.#headers) {
@@ -220,10 +212,8 @@ class AckConfirmer {
   }
 
   /** Acks `msg` and resolves once the server confirmed it; rejects on timeout or a server error. */
-  confirm(msg: JsMsg): Promise<void> {
-    // JsMsg does not declare its ack subject; JsMsgImpl has it. Anything else: the client's own way.
-    const reply = (msg as unknown as { reply?: unknown }).reply;
-    if (typeof reply !== "string" || reply === "") return msg.ackAck().then(() => {});
+  confirm(msg: Delivered): Promise<void> {
+    const reply = msg.reply;
     this.#closing = false;
     this.#ensureSubscribed();
     const token = (this.#next++).toString(36);
@@ -333,13 +323,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #state: State = "idle";
   #js: JetStreamClient | undefined;
   #jsm: JetStreamManager | undefined;
-  #consumer: Consumer | undefined;
+  #puller: Puller | undefined;
   /** Jobs whose handler runs (or whose outcome is being recorded). Bounded by concurrency. */
   readonly #running = new SlotTable<Running>();
-  /** Jobs requested from the server and not yet received. */
-  #requested = 0;
-  /** Open pull requests. Bounded by concurrency / pullBatch + 1. */
-  readonly #fetches: ConsumerMessages[] = []; // an array, not a Set: see SlotTable
   #pullRetryMs = 0;
   #pullRetryTimer: NodeJS.Timeout | undefined;
   #leaseTimer: NodeJS.Timeout | undefined;
@@ -413,12 +399,25 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     try {
       this.#js = jetstream(this.#nc);
       this.#jsm = await jetstreamManager(this.#nc);
-      this.#consumer = await this.#js.consumers.get(n.stream, n.consumer);
+      // Fails with a clear error now if the queue was not provisioned.
+      await this.#js.consumers.get(n.stream, n.consumer);
     } catch (err) {
       this.#state = "stopped";
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     this.#state = "running";
+    this.#puller = new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, {
+      message: (m) => {
+        this.#pullRetryMs = 0;
+        this.#dispatch(m);
+      },
+      unfilled: () => this.#queuePull(),
+      silent: () => {
+        void this.#checkConsumer(undefined);
+        this.#queuePull();
+      },
+      error: (err) => this.#pullFailed(err),
+    });
     void this.#nc.closed().then(() => this.#onClosed());
     this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
@@ -464,7 +463,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     } catch {
       // closed connection: nothing more can arrive
     }
-    for (const f of this.#fetches.slice()) f.stop();
+    this.#puller?.stop();
     const moverStopped = this.#mover?.stop();
     if (this.#running.size > 0) {
       await new Promise<void>((resolve) => {
@@ -492,59 +491,37 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   #pull(): void {
-    if (this.#state !== "running" || this.#pullRetryTimer) return;
-    const free = this.#concurrency - this.#running.size - this.#requested;
+    const puller = this.#puller;
+    if (this.#state !== "running" || this.#pullRetryTimer || !puller) return;
+    const requested = puller.outstanding;
+    const free = this.#concurrency - this.#running.size - requested;
     if (free <= 0) return;
     // Ask in batches, but never let the worker sit idle with free slots and nothing requested.
-    if (free < this.#pullBatch && this.#requested > 0) return;
-    this.#requested += free;
-    void this.#fetch(free);
+    if (free < this.#pullBatch && requested > 0) return;
+    puller.pull(free);
   }
 
-  async #fetch(batch: number): Promise<void> {
-    let received = 0;
-    let failed: unknown;
-    let iter: ConsumerMessages | undefined;
-    try {
-      iter = await this.#consumer!.fetch({ max_messages: batch, expires: this.#pullExpiresMs });
-      this.#fetches.push(iter);
-      if (this.#state !== "running") iter.stop();
-      for await (const m of iter) {
-        received++;
-        this.#requested--;
-        this.#dispatch(m);
-      }
-      this.#pullRetryMs = 0;
-    } catch (err) {
-      failed = err;
-    } finally {
-      if (iter) {
-        const i = this.#fetches.indexOf(iter);
-        if (i >= 0) this.#fetches.splice(i, 1);
-      }
-      this.#requested -= batch - received;
-    }
-    if (failed !== undefined && this.#state === "running") {
-      // Back off so a missing consumer or a dead server does not turn into a busy loop.
-      this.#pullRetryMs = Math.min(5_000, Math.max(100, this.#pullRetryMs * 2));
-      this.#pullRetryTimer = setTimeout(() => {
-        this.#pullRetryTimer = undefined;
-        this.#pull();
-      }, this.#pullRetryMs);
-      void this.#reportPullFailure(failed);
-      return;
-    }
-    this.#pull();
+  /** Pulling failed (permission, consumer gone, connection): report it and back off. */
+  #pullFailed(err: Error): void {
+    if (this.#state !== "running") return;
+    // Back off so a missing consumer or a dead server does not turn into a busy loop.
+    this.#pullRetryMs = Math.min(5_000, Math.max(100, this.#pullRetryMs * 2));
+    clearTimeout(this.#pullRetryTimer);
+    this.#pullRetryTimer = setTimeout(() => {
+      this.#pullRetryTimer = undefined;
+      this.#pull();
+    }, this.#pullRetryMs);
+    void this.#checkConsumer(err);
   }
 
   /**
-   * Reports a failed pull. A pull for a consumer that is gone fails once with "consumer deleted"
-   * and then only as missed heartbeats (the server does not answer for a missing consumer), so
-   * for anything but a connection problem ask the server whether the consumer still exists.
+   * Reports a pull failure, or (`failed` undefined) pulls the server never answered. The server
+   * does not answer pulls for a consumer that is gone, so unless the connection is the problem,
+   * ask whether the consumer still exists and say so if not.
    */
-  async #reportPullFailure(failed: unknown): Promise<void> {
+  async #checkConsumer(failed: Error | undefined): Promise<void> {
     const what = `pull jobs of queue "${this.#queue.name}"`;
-    let err = mapNatsError(failed, what);
+    let err: Error | undefined = failed;
     if (!(err instanceof ConnectionError) && !(err instanceof QueueNotFoundError) && this.#jsm) {
       const n = this.#queue.names;
       try {
@@ -553,23 +530,16 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         if (mapNatsError(e, what) instanceof QueueNotFoundError) {
           err = new QueueNotFoundError(
             `${what}: its consumer "${n.consumer}" on stream "${n.stream}" does not exist (deleted?). Provision the queue again (provisionQueue() or \`jetq provision\`); the worker resumes by itself.`,
-            { cause: failed },
+            { cause: failed ?? e },
           );
         }
       }
     }
-    if (this.#state === "running") this.#reportError(err);
+    if (err && this.#state === "running") this.#reportError(err);
   }
 
-  #dispatch(m: JsMsg): void {
-    // JsMsgImpl has the ack subject as `reply` (not in the JsMsg interface): read it when there.
-    const reply = (m as { reply?: unknown }).reply;
-    let d = typeof reply === "string" ? deliveryOf(reply) : undefined;
-    if (d === undefined) {
-      const info = m.info;
-      d = { seq: info.streamSequence, attempt: info.deliveryCount };
-    }
-    const event: JobEvent = { id: jobIdOf(m.headers, d.seq), seq: d.seq, attempt: d.attempt };
+  #dispatch(m: Delivered): void {
+    const event: JobEvent = { id: jobIdOf(m.headers, m.seq), seq: m.seq, attempt: m.attempt };
     const r = new Running(m, event, Date.now());
     this.#running.add(r);
     if (this.#state !== "running") {
@@ -703,21 +673,21 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, span: AttemptSpan): Promise<void> {
-    const info = r.msg.info;
+    const m = r.msg;
     try {
       await copyToDeadLetters(this.#js!, this.#queue, {
-        data: r.msg.data,
-        headers: r.msg.headers,
-        sourceSeq: info.streamSequence,
-        attempts: info.deliveryCount,
-        publishedAtMs: Math.floor(info.timestampNanos / 1e6),
+        data: m.data,
+        headers: m.headers,
+        sourceSeq: m.seq,
+        attempts: m.attempt,
+        publishedAtMs: m.storedAtMs,
         reason,
         error,
       }, this.#nc.info?.max_payload);
     } catch (err) {
       // Not confirmed: keep the job. nak() makes it retry later; if this was the last delivery the
       // server stops redelivering and the advisory path moves it instead.
-      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, info.deliveryCount)));
+      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, m.attempt)));
       this.#finish(r);
       span.end(error);
       this.#reportError(asError(err));

@@ -1,5 +1,5 @@
 import type { MsgHdrs } from "@nats-io/transport-node";
-import type { JsMsg } from "@nats-io/jetstream";
+import type { Delivered } from "../consumer/pull.ts";
 import type { DeadLetterReason } from "../dlq/route.ts";
 
 /** @internal Which bound turned a publish away (the `reason` of `QueueFullError`). */
@@ -68,7 +68,7 @@ export interface WorkerTelemetry {
   /** The worker stopped. */
   detach(): void;
   /** A delivery reached the worker and is about to be handled (decode, validate, run). */
-  start(queue: string, msg: JsMsg, job: { id: string; seq: number; attempt: number }): AttemptSpan;
+  start(queue: string, msg: Delivered, job: { id: string; seq: number; attempt: number }): AttemptSpan;
   /** A handler resolved and its job was acked. */
   completed(queue: string, durationMs: number): void;
   /** A failed job was handed back with a backoff delay. */

@@ -10,7 +10,7 @@
  * for telemetry.
  * @module
  */
-import type { JsMsg } from "@nats-io/jetstream";
+import type { Delivered } from "../consumer/pull.ts";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import {
   type Attributes,
@@ -516,12 +516,12 @@ class WorkerState implements WorkerTelemetry {
     this.ins.workers.delete(this.#entry);
   }
 
-  start(_queue: string, msg: JsMsg, job: { id: string; seq: number; attempt: number }): AttemptSpan {
+  start(_queue: string, msg: Delivered, job: { id: string; seq: number; attempt: number }): AttemptSpan {
     const r = this.#r;
     const tracing = r.tracing !== undefined && r.tracing();
     // Nothing to measure: hand out the shared no-op attempt instead of one object per job.
     if (!tracing && this.#noMeter) return noAttemptSpan;
-    const waitMs = Date.now() - msg.info.timestampNanos / 1e6;
+    const waitMs = Date.now() - msg.storedAtMs;
     this.ins.wait.record(Math.max(0, waitMs) / 1000, job.attempt > 1 ? this.#again : this.#first);
     if (!tracing) return new Attempt(this, undefined, undefined, job.attempt);
     // Not context.active(): the pull loop carries the context worker.start() was called in, and a

@@ -64,6 +64,46 @@ describe("flow control", () => {
     await producer.close();
   });
 
+  it("keeps several pull requests open and its window exact across requests that expire unfilled", async () => {
+    const q = defineQueue({ name: uniqueName("expiry"), maxAckPending: 1000 });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    const g = gate();
+    let started = 0;
+    const worker = new Worker(nc, q, async () => {
+      started++;
+      await g.wait;
+    }, { concurrency: 8, pullBatch: 2, pullExpiresMs: 1_000 });
+    await worker.start();
+    const jsm = await jetstreamManager(nc);
+    // An idle worker: its requests expire (408 with Nats-Pending-Messages) and are renewed. Over
+    // three expiry periods the server never holds more of its requests than the window allows.
+    const until = Date.now() + 3_200;
+    let maxWaiting = 0;
+    while (Date.now() < until) {
+      const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
+      maxWaiting = Math.max(maxWaiting, ci.num_waiting);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(maxWaiting >= 1, "the idle worker keeps a request open");
+    assert.ok(maxWaiting <= 4, `at most concurrency / pullBatch requests waiting, saw ${maxWaiting}`);
+    // After the expiries the window is whole: exactly 8 jobs run and the rest stay on the server.
+    const producer = new Producer(nc, q);
+    await producer.publishMany(Array.from({ length: 40 }, (_, i) => ({ i })));
+    await waitFor(() => started === 8, "eight handlers running");
+    const sampleUntil = Date.now() + 400;
+    while (Date.now() < sampleUntil) {
+      const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
+      assert.equal(ci.num_ack_pending, 8, "un-acked jobs held by the worker");
+      assert.equal(ci.num_pending, 32, "the rest stays on the server");
+    }
+    assert.equal(started, 8);
+    g.open();
+    await waitFor(() => started === 40, "all jobs handled");
+    await worker.stop();
+    await producer.close();
+  });
+
   it("holds no more un-acked jobs than its concurrency, whatever the backlog", async () => {
     const q = defineQueue({ name: uniqueName("window"), maxAckPending: 1000 });
     const nc = await nats.connect();

@@ -19,7 +19,7 @@ describe("deliveryOf (ack subject parsing)", () => {
     );
   });
 
-  it("returns undefined for anything else (the worker then uses JsMsg.info)", () => {
+  it("returns undefined for anything else", () => {
     for (const s of [
       "",
       "_INBOX.abc",

@@ -1,0 +1,306 @@
+import { createInbox, type Msg, type MsgHdrs, type NatsConnection, PermissionViolationError, type Status, type Subscription } from "@nats-io/transport-node";
+import { ConnectionError, JetqError, PermissionError, QueueNotFoundError } from "../errors.ts";
+import { deliveryOf } from "./delivery.ts";
+
+const ACK = "+ACK";
+const WPI = "+WPI";
+const TERM = "+TERM";
+const NAK = "-NAK";
+
+/** @internal What the worker needs of a delivered JetStream message. */
+export interface Delivered {
+  readonly data: Uint8Array;
+  readonly headers: MsgHdrs | undefined;
+  /** The ack subject. */
+  readonly reply: string;
+  readonly seq: number;
+  readonly attempt: number;
+  /** When the job was stored, in ms since the epoch (from the ack subject). */
+  readonly storedAtMs: number;
+  ack(): void;
+  /** Hands the job back; redelivered after `delayMs` (at once without). */
+  nak(delayMs?: number): void;
+  /** Ends delivery for good (removes it from a work queue). */
+  term(): void;
+  /** Extends the ack deadline (in-progress ack). */
+  working(): void;
+}
+
+/**
+ * A job message pulled from the queue's consumer. Acks are the JetStream ack protocol: a core
+ * publish of `+ACK`, `-NAK`, `+TERM` or `+WPI` to the message's reply subject (what `JsMsg` sends).
+ * After the final answer (ack, nak or term) later ones are ignored.
+ */
+class PulledMsg implements Delivered {
+  readonly #nc: NatsConnection;
+  readonly #msg: Msg;
+  readonly seq: number;
+  readonly attempt: number;
+  #done = false;
+  constructor(nc: NatsConnection, msg: Msg, seq: number, attempt: number) {
+    this.#nc = nc;
+    this.#msg = msg;
+    this.seq = seq;
+    this.attempt = attempt;
+  }
+  get data(): Uint8Array {
+    return this.#msg.data;
+  }
+  get headers(): MsgHdrs | undefined {
+    return this.#msg.headers;
+  }
+  get reply(): string {
+    return this.#msg.reply!;
+  }
+  get storedAtMs(): number {
+    // $JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]
+    const t = this.reply.split(".");
+    const ts = t.length === 9 ? t[7] : t[9];
+    return Math.floor(Number(ts) / 1e6);
+  }
+  ack(): void {
+    this.#final(ACK);
+  }
+  nak(delayMs?: number): void {
+    this.#final(delayMs && delayMs > 0 ? `${NAK} ${JSON.stringify({ delay: Math.round(delayMs * 1e6) })}` : NAK);
+  }
+  term(): void {
+    this.#final(TERM);
+  }
+  working(): void {
+    if (!this.#done) this.#nc.publish(this.reply, WPI);
+  }
+  #final(what: string): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#nc.publish(this.reply, what);
+  }
+}
+
+export interface PullerHooks {
+  /** A job arrived: one fewer job requested. */
+  message(m: Delivered): void;
+  /** `n` requested jobs will not come (a request expired unfilled, or was lost with its server). */
+  unfilled(n: number): void;
+  /**
+   * The server gave no answer at all to the last requests (expired plus a grace period): it lost
+   * them, or the consumer is gone (the server does not answer pulls for a missing consumer).
+   */
+  silent(): void;
+  /** Pulling cannot go on as is (permission, consumer gone, bad request); the worker backs off. */
+  error(err: Error): void;
+}
+
+/** One pull request the worker believes open. */
+interface OpenRequest {
+  readonly token: string;
+  readonly want: number;
+  /** Jobs counted against it, first come first counted (jobs do not say which request they answer). */
+  got: number;
+  readonly giveUpAt: number;
+}
+
+/**
+ * Pulls jobs from a durable pull consumer with one inbox subscription for the worker's lifetime
+ * and several pull requests open at once.
+ *
+ * `consumer.fetch()` subscribes a new inbox (a SUB and an UNSUB at the server), and builds a
+ * status iterator and a heartbeat monitor, for every pull; the client keeps its subscriptions in a
+ * `Map`, and churning it keeps promoted garbage reachable (see SlotTable): on a long drain V8 grew
+ * the worker's young generation to its maximum. `consume()` keeps one subscription but re-pulls as
+ * jobs arrive rather than as handlers free up, so its buffer grows behind busy handlers. This keeps
+ * `consume()`'s one subscription and `fetch()`'s exact window.
+ *
+ * The window is exact without knowing which request a job answers (a job arrives on the inbox
+ * under its own subject): the worker counts every job against the total it asked for, and a
+ * request that ends unfilled ends with a 408 (or 409) status on its own reply subject whose
+ * `Nats-Pending-Messages` header says how many of its jobs will not come. Requests are also
+ * matched to jobs first come, first counted, only to know how many are open; a request that
+ * filled leaves no trace. When every request is past its expiry plus a grace period with no
+ * word from the server, they were lost (a server restart, a deleted consumer): the rest of the
+ * window is given up and the worker told.
+ */
+export class Puller {
+  readonly #nc: NatsConnection;
+  readonly #subject: string;
+  readonly #prefix: string;
+  readonly #expiresMs: number;
+  readonly #graceMs: number;
+  readonly #hooks: PullerHooks;
+  readonly #where: string;
+  #sub: Subscription | undefined;
+  #status: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #next = 0;
+  /** Jobs asked for and neither received nor reported unfilled. */
+  #outstanding = 0;
+  /** When the last request was sent plus its expiry and a grace period. */
+  #quietUntil = 0;
+  /** Open requests, oldest first. Bounded: the worker asks only for free slots. */
+  readonly #open: OpenRequest[] = [];
+
+  /** `graceMs`: how long past a request's expiry its answer may still come (tests set it). */
+  constructor(nc: NatsConnection, stream: string, consumer: string, expiresMs: number, hooks: PullerHooks, graceMs = Math.max(2_000, expiresMs / 2)) {
+    const apiPrefix = "$JS.API";
+    this.#nc = nc;
+    this.#subject = `${apiPrefix}.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
+    this.#prefix = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
+    this.#expiresMs = expiresMs;
+    this.#graceMs = graceMs;
+    this.#hooks = hooks;
+    this.#where = `pull jobs from ${stream}/${consumer}`;
+  }
+
+  /** Jobs asked for that have not arrived and may still come. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+
+  /** Requests believed open. */
+  get openRequests(): number {
+    return this.#open.length;
+  }
+
+  /** Asks for up to `n` more jobs. */
+  pull(n: number): void {
+    this.#ensureSubscribed();
+    const token = (this.#next++).toString(36);
+    const now = Date.now();
+    const grace = this.#graceMs;
+    this.#open.push({ token, want: n, got: 0, giveUpAt: now + this.#expiresMs + grace });
+    this.#outstanding += n;
+    this.#quietUntil = now + this.#expiresMs + grace;
+    try {
+      this.#nc.publish(this.#subject, JSON.stringify({ batch: n, expires: this.#expiresMs * 1e6 }), { reply: `${this.#prefix}.${token}` });
+    } catch (err) {
+      this.#forget(token);
+      this.#giveUp(n);
+      this.#hooks.error(new ConnectionError(`${this.#where}: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+
+  /** Stops: no more jobs arrive after this (the server drops requests whose inbox has no subscriber). */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#sub?.unsubscribe();
+    this.#sub = undefined;
+    this.#status?.stop?.();
+    this.#status = undefined;
+    this.#abandonAll();
+  }
+
+  /** Every open request is gone (reconnect, stop, the server said so for all): give up the window. */
+  #abandonAll(): void {
+    this.#open.length = 0;
+    this.#giveUp(this.#outstanding);
+  }
+
+  #giveUp(n: number): void {
+    const k = Math.min(n, this.#outstanding);
+    if (k <= 0) return;
+    this.#outstanding -= k;
+    this.#hooks.unfilled(k);
+  }
+
+  #forget(token: string): OpenRequest | undefined {
+    for (let i = 0; i < this.#open.length; i++) {
+      const r = this.#open[i]!;
+      if (r.token === token) {
+        this.#open.splice(i, 1);
+        return r;
+      }
+    }
+    return undefined;
+  }
+
+  #ensureSubscribed(): void {
+    if (this.#sub) return;
+    const cut = this.#prefix.length + 1;
+    this.#sub = this.#nc.subscribe(`${this.#prefix}.*`, {
+      callback: (err, m) => {
+        if (err) {
+          this.#abandonAll();
+          this.#hooks.error(err instanceof PermissionViolationError
+            ? new PermissionError(`${this.#where}: ${err.message}. Grant this NATS user subscribe permission on its inbox.`, { cause: err })
+            : new ConnectionError(`${this.#where}: ${err.message}`, { cause: err }));
+          return;
+        }
+        if (m.reply) this.#onJob(m);
+        else this.#onStatus(m.subject.slice(cut), m);
+      },
+    });
+    this.#timer = setInterval(() => this.#sweep(), 1_000);
+    this.#timer.unref();
+    this.#watchStatus();
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    // Requests filled but counted against others, or lost: drop them from the count of open ones.
+    while (this.#open.length > 0 && this.#open[0]!.giveUpAt < now) this.#open.shift();
+    if (this.#outstanding > 0 && now > this.#quietUntil) {
+      // Even the newest request should have been answered by now: the server lost them all.
+      this.#abandonAll();
+      this.#hooks.silent();
+    }
+  }
+
+  #onJob(m: Msg): void {
+    const d = deliveryOf(m.reply!);
+    if (d === undefined) return; // not a JetStream delivery: nothing to ack
+    if (this.#outstanding > 0) this.#outstanding--;
+    const first = this.#open[0];
+    if (first && ++first.got >= first.want) this.#open.shift();
+    this.#hooks.message(new PulledMsg(this.#nc, m, d.seq, d.attempt));
+  }
+
+  #onStatus(token: string, m: Msg): void {
+    const code = m.headers?.code ?? 0;
+    if (code === 100) return; // idle heartbeat (not requested, but harmless)
+    const req = this.#forget(token);
+    const description = m.headers?.description ?? "";
+    const pending = Number(m.headers?.get("Nats-Pending-Messages") || Number.NaN);
+    if (Number.isInteger(pending) && pending >= 0) this.#giveUp(pending);
+    else if (code === 408 && req) this.#giveUp(req.want - req.got);
+    else this.#abandonAll(); // the server did not say how many: start over from a clean window
+    if (code === 408 || code === 404) return; // expired or nothing there: ask again
+    if (code === 409) {
+      if (/consumer (is )?deleted/i.test(description)) {
+        this.#hooks.error(new QueueNotFoundError(`${this.#where}: the consumer does not exist (deleted?). Provision the queue again (provisionQueue() or \`jetq provision\`); the worker resumes by itself.`));
+      } else if (!/leadership change|max ?waiting|max ?request/i.test(description)) {
+        this.#hooks.error(new JetqError(`${this.#where}: the server answered 409 ${description}`));
+      }
+      return;
+    }
+    if (code === 503) {
+      this.#hooks.error(new ConnectionError(`${this.#where}: no JetStream server answered (503). Is JetStream enabled and the queue provisioned?`));
+      return;
+    }
+    this.#hooks.error(new JetqError(`${this.#where}: the server answered ${code} ${description}`));
+  }
+
+  /** Permission violations and reconnects arrive on the connection's status stream. */
+  #watchStatus(): void {
+    const status = this.#nc.status() as AsyncIterable<Status> & { stop?: () => void };
+    this.#status = status;
+    void (async () => {
+      try {
+        for await (const s of status) {
+          if (s.type === "reconnect") {
+            // Requests sent before a reconnect are gone (the old connection's inbox interest went with it).
+            this.#abandonAll();
+          } else if (s.type === "error" && s.error instanceof PermissionViolationError) {
+            const e = s.error;
+            if ((e.operation === "publish" && e.subject === this.#subject) || (e.operation === "subscription" && e.subject === `${this.#prefix}.*`)) {
+              this.#abandonAll();
+              this.#hooks.error(new PermissionError(`${this.#where}: ${e.message}. Grant this NATS user that permission.`, { cause: e }));
+            }
+          }
+        }
+      } catch {
+        // the status stream ends with the connection
+      }
+    })();
+  }
+}
