@@ -33,24 +33,23 @@ export interface Delivered {
  */
 class PulledMsg implements Delivered {
   readonly #nc: NatsConnection;
-  readonly #msg: Msg;
+  readonly data: Uint8Array;
+  readonly headers: MsgHdrs | undefined;
+  readonly reply: string;
   readonly seq: number;
   readonly attempt: number;
   #done = false;
-  constructor(nc: NatsConnection, msg: Msg, seq: number, attempt: number) {
+  /**
+   * Keeps what a job needs and lets the client's message go: the parsed protocol line and its
+   * views (subject, reply, sid) are garbage at once rather than held until the job's ack.
+   */
+  constructor(nc: NatsConnection, msg: Msg, reply: string, seq: number, attempt: number) {
     this.#nc = nc;
-    this.#msg = msg;
+    this.data = msg.data;
+    this.headers = msg.headers;
+    this.reply = reply;
     this.seq = seq;
     this.attempt = attempt;
-  }
-  get data(): Uint8Array {
-    return this.#msg.data;
-  }
-  get headers(): MsgHdrs | undefined {
-    return this.#msg.headers;
-  }
-  get reply(): string {
-    return this.#msg.reply!;
   }
   get storedAtMs(): number {
     // $JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]
@@ -226,7 +225,8 @@ export class Puller {
             : new ConnectionError(`${this.#where}: ${err.message}`, { cause: err }));
           return;
         }
-        if (m.reply) this.#onJob(m);
+        const reply = m.reply;
+        if (reply) this.#onJob(m, reply);
         else this.#onStatus(m.subject.slice(cut), m);
       },
     });
@@ -246,13 +246,13 @@ export class Puller {
     }
   }
 
-  #onJob(m: Msg): void {
-    const d = deliveryOf(m.reply!);
+  #onJob(m: Msg, reply: string): void {
+    const d = deliveryOf(reply);
     if (d === undefined) return; // not a JetStream delivery: nothing to ack
     if (this.#outstanding > 0) this.#outstanding--;
     const first = this.#open[0];
     if (first && ++first.got >= first.want) this.#open.shift();
-    this.#hooks.message(new PulledMsg(this.#nc, m, d.seq, d.attempt));
+    this.#hooks.message(new PulledMsg(this.#nc, m, reply, d.seq, d.attempt));
   }
 
   #onStatus(token: string, m: Msg): void {

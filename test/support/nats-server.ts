@@ -69,9 +69,12 @@ export class LocalNatsServer implements NatsServer {
   #proc: ChildProcess | undefined;
   #log = "";
   readonly #ownsStore: boolean;
+  readonly #ownedDirs: string[];
 
-  constructor(bin: string, port: number, storeDir: string | undefined, extraArgs: string[] = []) {
+  /** `ownedDirs` (a config file's directory, say) are removed by {@link stop} with the store. */
+  constructor(bin: string, port: number, storeDir: string | undefined, extraArgs: string[] = [], ownedDirs: string[] = []) {
     this.#bin = bin;
+    this.#ownedDirs = ownedDirs;
     this.port = port;
     this.#ownsStore = storeDir === undefined;
     this.storeDir = storeDir ?? mkdtempSync(join(tmpdir(), "jetq-nats-"));
@@ -172,6 +175,7 @@ export class LocalNatsServer implements NatsServer {
   async stop(): Promise<void> {
     await this.#signal("SIGTERM");
     if (this.#ownsStore) rmSync(this.storeDir, { recursive: true, force: true });
+    for (const d of this.#ownedDirs) rmSync(d, { recursive: true, force: true });
   }
 }
 
@@ -179,16 +183,18 @@ export class LocalNatsServer implements NatsServer {
 export async function startLocalNats(opts: { storeDir?: string; args?: string[]; config?: string } = {}): Promise<LocalNatsServer> {
   const bin = findNatsServerBinary();
   if (!bin) throw new Error(INSTALL_HINT);
-  const args = [...(opts.args ?? [])];
-  if (opts.config !== undefined) {
-    const dir = mkdtempSync(join(tmpdir(), "jetq-nats-conf-"));
-    const file = join(dir, "server.conf");
-    writeFileSync(file, opts.config);
-    args.push("-c", file);
-  }
   let lastErr: unknown;
   for (let i = 0; i < 3; i++) {
-    const srv = new LocalNatsServer(bin, await freePort(), opts.storeDir, args);
+    const args = [...(opts.args ?? [])];
+    const owned: string[] = [];
+    if (opts.config !== undefined) {
+      const dir = mkdtempSync(join(tmpdir(), "jetq-nats-conf-"));
+      owned.push(dir);
+      const file = join(dir, "server.conf");
+      writeFileSync(file, opts.config);
+      args.push("-c", file);
+    }
+    const srv = new LocalNatsServer(bin, await freePort(), opts.storeDir, args, owned);
     try {
       await srv.start();
       return srv;
