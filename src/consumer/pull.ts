@@ -122,7 +122,9 @@ interface OpenRequest {
 export class Puller {
   readonly #nc: NatsConnection;
   readonly #subject: string;
-  readonly #prefix: string;
+  readonly #inboxPrefix: string | undefined;
+  /** The inbox of this connection epoch; a new one after each reconnect. */
+  #prefix: string;
   readonly #expiresMs: number;
   readonly #graceMs: number;
   readonly #hooks: PullerHooks;
@@ -143,7 +145,8 @@ export class Puller {
     const apiPrefix = "$JS.API";
     this.#nc = nc;
     this.#subject = `${apiPrefix}.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
-    this.#prefix = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
+    this.#inboxPrefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
+    this.#prefix = createInbox(this.#inboxPrefix);
     this.#expiresMs = expiresMs;
     this.#graceMs = graceMs;
     this.#hooks = hooks;
@@ -216,7 +219,7 @@ export class Puller {
   #ensureSubscribed(): void {
     if (this.#sub) return;
     const cut = this.#prefix.length + 1;
-    this.#sub = this.#nc.subscribe(`${this.#prefix}.*`, {
+    const sub = this.#nc.subscribe(`${this.#prefix}.*`, {
       callback: (err, m) => {
         if (err) {
           this.#abandonAll();
@@ -227,12 +230,28 @@ export class Puller {
         }
         const reply = m.reply;
         if (reply) this.#onJob(m, reply);
-        else this.#onStatus(m.subject.slice(cut), m);
+        else if (sub === this.#sub) this.#onStatus(m.subject.slice(cut), m);
       },
     });
+    this.#sub = sub;
+    if (this.#timer) return;
     this.#timer = setInterval(() => this.#sweep(), 1_000);
     this.#timer.unref();
     this.#watchStatus();
+  }
+
+  /**
+   * After a reconnect: requests sent before it may be gone (a new server) or still waiting (the
+   * same server, and the client subscribed the inbox again), and which is unknowable. Move to a
+   * new inbox and drop the old one, so the server discards the old requests (no interest left)
+   * and the window starts over clean instead of being handed out twice.
+   */
+  #rekey(): void {
+    const old = this.#sub;
+    this.#sub = undefined;
+    this.#prefix = createInbox(this.#inboxPrefix);
+    old?.unsubscribe();
+    this.#abandonAll();
   }
 
   #sweep(): void {
@@ -288,8 +307,7 @@ export class Puller {
       try {
         for await (const s of status) {
           if (s.type === "reconnect") {
-            // Requests sent before a reconnect are gone (the old connection's inbox interest went with it).
-            this.#abandonAll();
+            this.#rekey();
           } else if (s.type === "error" && s.error instanceof PermissionViolationError) {
             const e = s.error;
             if ((e.operation === "publish" && e.subject === this.#subject) || (e.operation === "subscription" && e.subject === `${this.#prefix}.*`)) {

@@ -90,7 +90,7 @@ describe("flow control", () => {
     // After the expiries the window is whole: exactly 8 jobs run and the rest stay on the server.
     const producer = new Producer(nc, q);
     await producer.publishMany(Array.from({ length: 40 }, (_, i) => ({ i })));
-    await waitFor(() => started === 8, "eight handlers running");
+    await waitFor(() => started >= 8, "eight handlers running");
     const sampleUntil = Date.now() + 400;
     while (Date.now() < sampleUntil) {
       const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
@@ -100,6 +100,41 @@ describe("flow control", () => {
     assert.equal(started, 8);
     g.open();
     await waitFor(() => started === 40, "all jobs handled");
+    await worker.stop();
+    await producer.close();
+  });
+
+  it("after a reconnect to the same server, does not take the window twice", async () => {
+    const q = defineQueue({ name: uniqueName("rekey"), maxAckPending: 1000 });
+    const nc = await nats.connect();
+    await provisionQueue(nc, q);
+    const g = gate();
+    let started = 0;
+    const worker = new Worker(nc, q, async () => {
+      started++;
+      await g.wait;
+    }, { concurrency: 4, pullExpiresMs: 30_000 });
+    await worker.start();
+    const jsm = await jetstreamManager(nc);
+    // The idle worker's requests wait on the server; the client reconnects to the same server.
+    await waitFor(async () => (await jsm.consumers.info(q.names.stream, q.names.consumer)).num_waiting >= 1, "a pull request waiting");
+    const reconnected = (async () => {
+      for await (const s of nc.status()) if (s.type === "reconnect") return;
+    })();
+    await nc.reconnect();
+    await reconnected;
+    const producer = new Producer(await nats.connect(), q);
+    await producer.publishMany(Array.from({ length: 20 }, (_, i) => ({ i })));
+    await waitFor(() => started >= 4, "four handlers running");
+    // Requests from before the reconnect must not deliver on top of the new ones.
+    const until = Date.now() + 600;
+    while (Date.now() < until) {
+      const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
+      assert.equal(ci.num_ack_pending, 4, "un-acked jobs held by the worker");
+    }
+    assert.equal(started, 4);
+    g.open();
+    await waitFor(() => started === 20, "all jobs handled");
     await worker.stop();
     await producer.close();
   });
