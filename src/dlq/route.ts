@@ -2,7 +2,7 @@ import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
-import { HDR, headerValue } from "../queue/headers.ts";
+import { HDR, headerValue, seqJobId } from "../queue/headers.ts";
 
 /** Why a job was dead-lettered. */
 export type DeadLetterReason =
@@ -35,7 +35,7 @@ export function deadLetterMsgId(stream: string, seq: number): string {
 
 /** @internal The job id recorded in a message's headers, or a stable fallback for foreign messages. */
 export function jobIdOf(h: MsgHdrs | undefined, seq: number): string {
-  return h?.get(HDR.id) || h?.get(HDR.msgId) || `seq-${seq}`;
+  return h?.get(HDR.id) || h?.get(HDR.msgId) || seqJobId(seq);
 }
 
 /** Bytes a header block takes on the wire: `NATS/1.0\r\n`, `Key: value\r\n` each, a blank line. */

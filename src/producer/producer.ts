@@ -22,7 +22,7 @@ import { API, mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 import { describe } from "../queue/define.ts";
 import { encodePayload } from "../queue/codec.ts";
-import { HDR } from "../queue/headers.ts";
+import { HDR, seqJobId } from "../queue/headers.ts";
 import { noPublishSpan, type PublishSpan, type TelemetryHooks, noTelemetry } from "../telemetry/hooks.ts";
 import { producerTelemetry, type TelemetryOptions } from "../telemetry/otel.ts";
 
@@ -685,7 +685,7 @@ export class Producer<In = unknown> {
     }
     this.#telemetry.published(q, ack.duplicate === true);
     const seq = ack.seq ?? 0;
-    this.#settle(p, { id: p.id ?? `seq-${seq}`, seq, duplicate: ack.duplicate === true });
+    this.#settle(p, { id: p.id ?? seqJobId(seq), seq, duplicate: ack.duplicate === true });
   }
 
   #sweep(): void {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { deliveryOf } from "../../src/consumer/delivery.ts";
+import { seqJobId } from "../../src/queue/headers.ts";
 
 const name = fc.stringMatching(/^[A-Za-z0-9_-]{1,32}$/);
 const num = fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER });
@@ -32,5 +33,18 @@ describe("deliveryOf (ack subject parsing)", () => {
     ]) {
       assert.equal(deliveryOf(s), undefined, s);
     }
+  });
+});
+
+describe("seqJobId (the id of a job published without one)", () => {
+  it("writes the same digits as String() for every stream sequence", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), (seq) => {
+        assert.equal(seqJobId(seq), `seq-${String(seq)}`);
+      }),
+      { numRuns: 1000 },
+    );
+    assert.equal(seqJobId(1), "seq-1");
+    assert.equal(seqJobId(Number.MAX_SAFE_INTEGER), "seq-9007199254740991");
   });
 });
