@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { ConnectionError, defineQueue, JobTimeoutError, Producer, provisionQueue, QueueNotFoundError, Worker } from "../../src/index.ts";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { type JetStreamManager, jetstreamManager } from "@nats-io/jetstream";
+import { ConnectionError, defineQueue, JobTimeoutError, Producer, provisionQueue, type Queue, QueueNotFoundError, Worker, type WorkerOptions } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 
 const nats = useNats();
@@ -11,6 +12,33 @@ function gate(): { wait: Promise<void>; open: () => void } {
   let open!: () => void;
   const wait = new Promise<void>((r) => (open = r));
   return { wait, open };
+}
+
+/** A worker whose handlers wait until `release()`; `started()` counts the handlers begun. */
+function blockedWorker(nc: NatsConnection, q: Queue, options: WorkerOptions): { worker: Worker; started: () => number; release: () => void } {
+  const g = gate();
+  let started = 0;
+  const worker = new Worker(nc, q, async () => {
+    started++;
+    await g.wait;
+  }, options);
+  return { worker, started: () => started, release: g.open };
+}
+
+/**
+ * Samples the server's view of the queue's consumer for `ms`: exactly `held` un-acked jobs (and,
+ * when given, exactly `left` jobs still on the stream) in every sample. Returns the sample count.
+ */
+async function assertHolds(jsm: JetStreamManager, q: Queue, ms: number, held: number, left?: number): Promise<number> {
+  const until = Date.now() + ms;
+  let samples = 0;
+  while (Date.now() < until) {
+    const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
+    assert.equal(ci.num_ack_pending, held, "un-acked jobs held by the worker");
+    if (left !== undefined) assert.equal(ci.num_pending, left, "the rest stays on the server");
+    samples++;
+  }
+  return samples;
 }
 
 describe("flow control", () => {
@@ -68,12 +96,7 @@ describe("flow control", () => {
     const q = defineQueue({ name: uniqueName("expiry"), maxAckPending: 1000 });
     const nc = await nats.connect();
     await provisionQueue(nc, q);
-    const g = gate();
-    let started = 0;
-    const worker = new Worker(nc, q, async () => {
-      started++;
-      await g.wait;
-    }, { concurrency: 8, pullBatch: 2, pullExpiresMs: 1_000 });
+    const { worker, started, release } = blockedWorker(nc, q, { concurrency: 8, pullBatch: 2, pullExpiresMs: 1_000 });
     await worker.start();
     const jsm = await jetstreamManager(nc);
     // An idle worker: its requests expire (408 with Nats-Pending-Messages) and are renewed. Over
@@ -90,16 +113,11 @@ describe("flow control", () => {
     // After the expiries the window is whole: exactly 8 jobs run and the rest stay on the server.
     const producer = new Producer(nc, q);
     await producer.publishMany(Array.from({ length: 40 }, (_, i) => ({ i })));
-    await waitFor(() => started >= 8, "eight handlers running");
-    const sampleUntil = Date.now() + 400;
-    while (Date.now() < sampleUntil) {
-      const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
-      assert.equal(ci.num_ack_pending, 8, "un-acked jobs held by the worker");
-      assert.equal(ci.num_pending, 32, "the rest stays on the server");
-    }
-    assert.equal(started, 8);
-    g.open();
-    await waitFor(() => started === 40, "all jobs handled");
+    await waitFor(() => started() >= 8, "eight handlers running");
+    await assertHolds(jsm, q, 400, 8, 32);
+    assert.equal(started(), 8);
+    release();
+    await waitFor(() => started() === 40, "all jobs handled");
     await worker.stop();
     await producer.close();
   });
@@ -108,12 +126,7 @@ describe("flow control", () => {
     const q = defineQueue({ name: uniqueName("rekey"), maxAckPending: 1000 });
     const nc = await nats.connect();
     await provisionQueue(nc, q);
-    const g = gate();
-    let started = 0;
-    const worker = new Worker(nc, q, async () => {
-      started++;
-      await g.wait;
-    }, { concurrency: 4, pullExpiresMs: 30_000 });
+    const { worker, started, release } = blockedWorker(nc, q, { concurrency: 4, pullExpiresMs: 30_000 });
     await worker.start();
     const jsm = await jetstreamManager(nc);
     // The idle worker's requests wait on the server; the client reconnects to the same server.
@@ -125,16 +138,12 @@ describe("flow control", () => {
     await reconnected;
     const producer = new Producer(await nats.connect(), q);
     await producer.publishMany(Array.from({ length: 20 }, (_, i) => ({ i })));
-    await waitFor(() => started >= 4, "four handlers running");
+    await waitFor(() => started() >= 4, "four handlers running");
     // Requests from before the reconnect must not deliver on top of the new ones.
-    const until = Date.now() + 600;
-    while (Date.now() < until) {
-      const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
-      assert.equal(ci.num_ack_pending, 4, "un-acked jobs held by the worker");
-    }
-    assert.equal(started, 4);
-    g.open();
-    await waitFor(() => started === 20, "all jobs handled");
+    await assertHolds(jsm, q, 600, 4);
+    assert.equal(started(), 4);
+    release();
+    await waitFor(() => started() === 20, "all jobs handled");
     await worker.stop();
     await producer.close();
   });
@@ -145,28 +154,15 @@ describe("flow control", () => {
     await provisionQueue(nc, q);
     const producer = new Producer(nc, q);
     await producer.publishMany(Array.from({ length: 200 }, (_, i) => ({ i })));
-    const g = gate();
-    let started = 0;
-    const worker = new Worker(nc, q, async () => {
-      started++;
-      await g.wait;
-    }, { concurrency: 3 });
+    const { worker, started, release } = blockedWorker(nc, q, { concurrency: 3 });
     await worker.start();
-    await waitFor(() => started === 3, "three handlers running");
+    await waitFor(() => started() >= 3, "three handlers running");
     const jsm = await jetstreamManager(nc);
     // Sample the server's view for a while: the worker must not have pulled ahead.
-    const until = Date.now() + 600;
-    let samples = 0;
-    while (Date.now() < until) {
-      const ci = await jsm.consumers.info(q.names.stream, q.names.consumer);
-      assert.equal(ci.num_ack_pending, 3, "un-acked jobs held by the worker");
-      assert.equal(ci.num_pending, 197, "the rest stays on the server");
-      samples++;
-    }
-    assert.ok(samples > 3);
-    assert.equal(started, 3);
-    g.open();
-    await waitFor(() => started === 200, "backlog drained");
+    assert.ok((await assertHolds(jsm, q, 600, 3, 197)) > 3);
+    assert.equal(started(), 3);
+    release();
+    await waitFor(() => started() === 200, "backlog drained");
     await worker.stop();
     await producer.close();
   });
