@@ -100,14 +100,14 @@ interface OpenRequest {
 }
 
 /**
- * Pulls jobs from a durable pull consumer with one inbox subscription for the worker's lifetime
- * and several pull requests open at once.
+ * Pulls jobs from a durable pull consumer with one inbox subscription (a new one after each
+ * reconnect) and several pull requests open at once.
  *
  * `consumer.fetch()` subscribes a new inbox (a SUB and an UNSUB at the server), and builds a
- * status iterator and a heartbeat monitor, for every pull; the client keeps its subscriptions in a
- * `Map`, and churning it keeps promoted garbage reachable (see SlotTable): on a long drain V8 grew
- * the worker's young generation to its maximum. `consume()` keeps one subscription but re-pulls as
- * jobs arrive rather than as handlers free up, so its buffer grows behind busy handlers. This keeps
+ * status iterator and a heartbeat monitor, for every pull: with it a 1,000,000-job drain took
+ * 10.4 s and peaked at 221 MiB, with this 8.8 s and 175 MiB (back to back, before the job-id fix
+ * that took the rest of the peak away). `consume()` keeps one subscription but re-pulls as jobs
+ * arrive rather than as handlers free up, so its buffer grows behind busy handlers. This keeps
  * `consume()`'s one subscription and `fetch()`'s exact window.
  *
  * The window is exact without knowing which request a job answers (a job arrives on the inbox
