@@ -121,3 +121,33 @@ describe("publish window overflow", () => {
     await nc.close();
   });
 });
+
+describe("late publish acks", () => {
+  it("a PubAck that comes after its publish timed out never settles a later publish", async () => {
+    // The producer reuses the reply subject of an answered publish; one that timed out must be
+    // retired, or the late PubAck (for job a, seq 1) would confirm job b with a's sequence.
+    const srv = await startLocalNats();
+    servers.push(srv);
+    const nc = await connect({ servers: srv.servers });
+    const q = defineQueue({ name: uniqueName("late") });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q, { maxInFlight: 1, ackTimeoutMs: 1_000 });
+    const warm = await producer.publish({ n: "warm" }); // an answered publish: its subject is free again
+    await srv.pause();
+    let b: Promise<{ seq: number }> | undefined;
+    try {
+      const a = await producer.publish({ n: "a" }).catch((e: unknown) => e);
+      assert.ok(a instanceof TimeoutError, String(a));
+      b = producer.publish({ n: "b" }); // sent while the server still holds a
+    } finally {
+      srv.resume();
+    }
+    const receipt = await b!;
+    const jsm = await jetstreamManager(nc);
+    const stored = await jsm.streams.getMessage(q.names.stream, { seq: receipt.seq });
+    assert.deepEqual(stored?.json(), { n: "b" }, `receipt seq ${receipt.seq} must hold job b`);
+    assert.equal(receipt.seq, warm.seq + 2, "a was stored late, before b");
+    await producer.close();
+    await nc.close();
+  });
+});
