@@ -107,6 +107,17 @@ async function preparePublish(task: PublishTask): Promise<Runner> {
   const jetqSide = task.contender.startsWith("jetq");
   const nc = jetqSide ? await nats.connectJetq(task.endpoints.nats!, "bench-publish") : await nats.connectRaw(task.endpoints.nats!, "bench-publish");
   const q = nats.benchQueue(task.queue);
+  if (task.contender === "raw.floor") {
+    const timed = nats.prepareFloor(nc, q.names.subject, task.jobs, task.ids, task.tag);
+    return {
+      run: async () => {
+        const t0 = epochMs();
+        const failed = await timed();
+        return { seconds: (epochMs() - t0) / 1000, failed };
+      },
+      close: () => nc.close(),
+    };
+  }
   return {
     run: async () => {
       const t0 = epochMs();

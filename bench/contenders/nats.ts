@@ -152,6 +152,65 @@ export async function prefill(nc: NatsConnection, subject: string, jobs: number)
   }
 }
 
+/**
+ * The floor of confirmed publishing on this machine, not a way anyone should publish: payloads (and,
+ * with ids, their `Nats-Msg-Id` headers) are encoded before the clock starts, every publish carries
+ * the same reply subject, and PubAcks are only counted (one byte checked for an error), not parsed
+ * or matched. No producer can do less per job, so its rate is the ceiling the server and the NATS
+ * client's own publish and receive paths put on any client code here. Returns the timed part,
+ * which resolves with the number of failed or unconfirmed publishes.
+ */
+export function prepareFloor(nc: NatsConnection, subject: string, jobs: number, ids: boolean, tag: string, window = RAW_WINDOW): () => Promise<number> {
+  const enc = new TextEncoder();
+  const payloads = Array.from({ length: jobs }, (_, i) => enc.encode(JSON.stringify(makeJob(i))));
+  const hdrs = ids ? Array.from({ length: jobs }, (_, i) => jetqLikeHeaders(`${tag}-${i}`)!) : undefined;
+  const reply = createInbox();
+  const OPEN_BRACE = 0x7b;
+  const S = 0x73; // a PubAck starts {"stream": ...; an error {"error": ...
+  return async () => {
+    let sent = 0;
+    let answered = 0;
+    let failed = 0;
+    let wake: (() => void) | undefined;
+    const sub = nc.subscribe(reply, {
+      callback: (err, m) => {
+        answered++;
+        const d = m.data;
+        if (err || (m.headers && m.headers.hasError) || d[0] !== OPEN_BRACE || d[2] !== S) failed++;
+        if (wake && (sent - answered < window || answered === jobs)) {
+          const w = wake;
+          wake = undefined;
+          w();
+        }
+      },
+    });
+    // One timer for the whole run bounds every wait below; the callback does the waking.
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      wake?.();
+    }, 30_000 + jobs);
+    const sleep = (): Promise<void> =>
+      new Promise((resolve) => {
+        wake = resolve;
+      });
+    try {
+      for (let i = 0; i < jobs && !expired; i++) {
+        while (sent - answered >= window && !expired) await sleep();
+        if (expired) break;
+        if (hdrs) nc.publish(subject, payloads[i]!, { reply, headers: hdrs[i]! });
+        else nc.publish(subject, payloads[i]!, { reply });
+        sent++;
+      }
+      while (answered < sent && !expired) await sleep();
+      return failed + (jobs - answered);
+    } finally {
+      clearTimeout(timer);
+      sub.unsubscribe();
+    }
+  };
+}
+
 export type NatsPublishContender = "jetq.publishMany" | "jetq.publishMany.chunked" | "jetq.publishMany.validateAll" | "jetq.publish" | "raw.async" | "raw.js.publish";
 
 /** Publishes `jobs` jobs; resolves when every one is confirmed. Returns how many failed. */

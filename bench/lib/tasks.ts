@@ -12,6 +12,7 @@ export type PublishContender =
   | "jetq.publishMany.validateAll"
   | "jetq.publish"
   | "raw.async"
+  | "raw.floor"
   | "raw.js.publish"
   | "bullmq.addBulk"
   | "bullmq.add"
