@@ -31,9 +31,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "jetq: installing npm packages (npm ci)" >&2
   log="${TMPDIR:-/tmp}/jetq-npm-ci.$$.log"
   if ! npm ci --no-audit --no-fund >"$log" 2>&1; then
-    # Some registry mirrors lack other platforms' optional binaries (e.g. msgpackr-extract for
-    # macOS, pulled in by the BullMQ benchmark dependency), which makes `npm ci` refuse the lock
-    # file; `npm install` still installs the locked versions.
+    # A lock file written against a registry mirror that lacked other platforms' optional
+    # binaries (msgpackr-extract for macOS, pulled in by the BullMQ benchmark dependency) makes
+    # `npm ci` refuse it; `npm install` still installs the locked versions, only slower.
     echo "jetq: npm ci refused the lock file ($(grep -m1 -E 'Missing|npm error [a-z]' "$log" | sed 's/^npm error //')); using npm install" >&2
     if ! npm install --no-audit --no-fund >>"$log" 2>&1; then
       cat "$log" >&2
