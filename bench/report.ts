@@ -12,7 +12,7 @@ const LABELS: Record<string, string> = {
   "jetq.publishMany.validateAll": "jetq publishMany, chunkSize Infinity (whole batch validated first)",
   "jetq.publish": "jetq publish() loop (256 callers)",
   "raw.async": "raw PublishAsync-style (window 1024)",
-  "raw.floor": "the floor: pre-encoded payloads, PubAcks counted not parsed (window 1024)",
+  "raw.floor": "the floor: no work per job (context)",
   "raw.js.publish": "raw js.publish() (256 in flight)",
   "bullmq.addBulk": "BullMQ addBulk (1000 × 4 in flight)",
   "bullmq.add": "BullMQ add() loop (256 callers)",
@@ -283,6 +283,8 @@ interface Bar {
   value: number;
   system: Row["system"];
   text: string;
+  /** Drawn lighter: a context figure, not a contender. */
+  context?: boolean;
 }
 
 /** A self-contained SVG: throughput bars (publish, drain) and latency bars (p99 at each rate). */
@@ -292,7 +294,7 @@ export function svgChart(res: BenchResult): string {
     contenders
       .map((c) => res.rows.find((r) => r.scenario === scenario && r.group === group && r.contender === c))
       .filter((r): r is Row => r !== undefined)
-      .map((r) => ({ label: label(r.contender), value: r.median, system: r.system, text: `${fmt(r.median)} jobs/s` }));
+      .map((r) => ({ label: label(r.contender), value: r.median, system: r.system, text: `${fmt(r.median)} jobs/s`, context: r.contender === "raw.floor" }));
   const pubGroup = res.rows.find((r) => r.scenario === "publish" && r.group === "publish, no ids")?.group;
   if (pubGroup) sections.push({ title: "Publish, confirmed (jobs/s, higher is better)", bars: pick("publish", pubGroup, ["jetq.publishMany", "jetq.publishMany.chunked", "raw.async", "raw.floor", "jetq.publish", "raw.js.publish", "bullmq.addBulk", "bullmq.add", "pgboss.insert"]) });
   const drainGroup = res.rows.find((r) => r.scenario === "drain" && r.group.includes("1 worker process") && r.contender === "jetq")?.group;
@@ -326,7 +328,7 @@ export function svgChart(res: BenchResult): string {
     for (const b of s.bars) {
       const w = Number.isFinite(b.value) ? Math.max(1, (b.value / max) * barMax) : 0;
       body.push(`<text x="${labelW - 8}" y="${y + 15}" font-size="12" text-anchor="end">${esc(b.label)}</text>`);
-      body.push(`<rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[b.system]}"/>`);
+      body.push(`<rect x="${labelW}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[b.system]}"${b.context ? ' fill-opacity="0.35"' : ""}/>`);
       body.push(`<text x="${labelW + w + 6}" y="${y + 15}" font-size="12">${esc(b.text)}</text>`);
       y += rowH;
     }
