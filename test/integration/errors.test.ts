@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import {
   AuthenticationError,
+  type ConnectOptions,
   connect,
   ConnectionError,
   defineQueue,
@@ -20,6 +21,16 @@ const servers: LocalNatsServer[] = [];
 after(async () => {
   await Promise.all(servers.map((s) => s.stop()));
 });
+
+/** A server of the test's own (stopped after the file), a connection to it and a provisioned queue. */
+async function ownServerWithQueue(prefix: string, options: Omit<ConnectOptions, "servers"> = {}) {
+  const srv = await startLocalNats();
+  servers.push(srv);
+  const nc = await connect({ ...options, servers: srv.servers });
+  const q = defineQueue({ name: uniqueName(prefix) });
+  await provisionQueue(nc, q);
+  return { srv, nc, q };
+}
 
 describe("connection errors", () => {
   it("reports an unreachable server as ConnectionError, at once", async () => {
@@ -71,11 +82,7 @@ describe("connection errors", () => {
   });
 
   it("fails a publish with TimeoutError when the server dies before confirming", async () => {
-    const srv = await startLocalNats();
-    servers.push(srv);
-    const nc = await connect({ servers: srv.servers, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-    const q = defineQueue({ name: uniqueName("dead") });
-    await provisionQueue(nc, q);
+    const { srv, nc, q } = await ownServerWithQueue("dead", { maxReconnectAttempts: -1, reconnectTimeWait: 100 });
     const producer = new Producer(nc, q, { ackTimeoutMs: 500 });
     await producer.publish({ before: true });
     await srv.kill();
@@ -92,11 +99,7 @@ describe("connection errors", () => {
 
 describe("publish window overflow", () => {
   it("blocks when the window is full, honours AbortSignal and the block deadline, and resumes", async () => {
-    const srv = await startLocalNats();
-    servers.push(srv);
-    const nc = await connect({ servers: srv.servers });
-    const q = defineQueue({ name: uniqueName("block") });
-    await provisionQueue(nc, q);
+    const { srv, nc, q } = await ownServerWithQueue("block");
     const producer = new Producer(nc, q, { maxInFlight: 1, overflow: "block", blockTimeoutMs: 300, ackTimeoutMs: 20_000 });
     await srv.pause(); // the server stops answering: the first publish holds the only slot
     try {
@@ -126,11 +129,7 @@ describe("late publish acks", () => {
   it("a PubAck that comes after its publish timed out never settles a later publish", async () => {
     // The producer reuses the reply subject of an answered publish; one that timed out must be
     // retired, or the late PubAck (for job a, seq 1) would confirm job b with a's sequence.
-    const srv = await startLocalNats();
-    servers.push(srv);
-    const nc = await connect({ servers: srv.servers });
-    const q = defineQueue({ name: uniqueName("late") });
-    await provisionQueue(nc, q);
+    const { srv, nc, q } = await ownServerWithQueue("late");
     const producer = new Producer(nc, q, { maxInFlight: 1, ackTimeoutMs: 1_000 });
     const warm = await producer.publish({ n: "warm" }); // an answered publish: its subject is free again
     await srv.pause();
