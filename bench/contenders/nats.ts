@@ -177,7 +177,7 @@ export function prepareFloor(nc: NatsConnection, subject: string, jobs: number, 
         answered++;
         const d = m.data;
         if (err || (m.headers && m.headers.hasError) || d[0] !== OPEN_BRACE || d[2] !== S) failed++;
-        if (wake && (sent - answered < window || answered === jobs)) {
+        if (wake && sent - answered < window) {
           const w = wake;
           wake = undefined;
           w();
