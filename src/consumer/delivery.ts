@@ -7,7 +7,7 @@
  * fields per message (about 4 % of a draining worker's CPU). Returns `undefined` for anything
  * else (not a JetStream delivery).
  */
-export function deliveryOf(reply: string): { seq: number; attempt: number } | undefined {
+export function deliveryOf(reply: string): { seq: number; deliveries: number } | undefined {
   if (!reply.startsWith("$JS.ACK.")) return undefined;
   let dots = 0;
   for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === 46) dots++;
@@ -17,12 +17,12 @@ export function deliveryOf(reply: string): { seq: number; attempt: number } | un
   let token = 0;
   let i = 0;
   while (token < deliveredToken) if (reply.charCodeAt(i++) === 46) token++;
-  const attempt = readNumber(reply, i);
-  if (attempt < 0) return undefined;
+  const deliveries = readNumber(reply, i);
+  if (deliveries < 0) return undefined;
   while (reply.charCodeAt(i) !== 46) i++;
   const seq = readNumber(reply, i + 1);
   if (seq < 0) return undefined;
-  return { seq, attempt };
+  return { seq, deliveries };
 }
 
 /** The decimal number from `at` to the next dot (or the end); -1 if that is not one. */

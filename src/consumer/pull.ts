@@ -14,7 +14,8 @@ export interface Delivered {
   /** The ack subject. */
   readonly reply: string;
   readonly seq: number;
-  readonly attempt: number;
+  /** The server's delivery count (1 on the first delivery). Not the job's attempt: see the outcome ledger. */
+  readonly deliveries: number;
   /** When the job was stored, in ms since the epoch (from the ack subject). */
   readonly storedAtMs: number;
   ack(): void;
@@ -37,19 +38,19 @@ class PulledMsg implements Delivered {
   readonly headers: MsgHdrs | undefined;
   readonly reply: string;
   readonly seq: number;
-  readonly attempt: number;
+  readonly deliveries: number;
   #done = false;
   /**
    * Keeps what a job needs and lets the client's message go: the parsed protocol line and its
    * views (subject, reply, sid) are garbage at once rather than held until the job's ack.
    */
-  constructor(nc: NatsConnection, msg: Msg, reply: string, seq: number, attempt: number) {
+  constructor(nc: NatsConnection, msg: Msg, reply: string, seq: number, deliveries: number) {
     this.#nc = nc;
     this.data = msg.data;
     this.headers = msg.headers;
     this.reply = reply;
     this.seq = seq;
-    this.attempt = attempt;
+    this.deliveries = deliveries;
   }
   get storedAtMs(): number {
     // $JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]
@@ -271,7 +272,7 @@ export class Puller {
     if (this.#outstanding > 0) this.#outstanding--;
     const first = this.#open[0];
     if (first && ++first.got >= first.want) this.#open.shift();
-    this.#hooks.message(new PulledMsg(this.#nc, m, reply, d.seq, d.attempt));
+    this.#hooks.message(new PulledMsg(this.#nc, m, reply, d.seq, d.deliveries));
   }
 
   #onStatus(token: string, m: Msg): void {

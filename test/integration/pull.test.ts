@@ -34,7 +34,7 @@ describe("Puller (several pull requests on one inbox)", () => {
       await waitFor(() => got.length === 5, "five jobs delivered");
       assert.equal(puller.outstanding, 3);
       assert.deepEqual(got.map((m) => m.seq), [1, 2, 3, 4, 5]);
-      assert.ok(got.every((m) => m.attempt === 1 && m.reply.startsWith("$JS.ACK.")));
+      assert.ok(got.every((m) => m.deliveries === 1 && m.reply.startsWith("$JS.ACK.")));
       // The unfilled request expires: the server says how many of its jobs will not come.
       await waitFor(() => puller.outstanding === 0, "the expired request given back");
       assert.deepEqual(unfilled, [3]);

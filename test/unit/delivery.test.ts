@@ -12,9 +12,9 @@ describe("deliveryOf (ack subject parsing)", () => {
     fc.assert(
       fc.property(name, name, name, name, fc.integer({ min: 1, max: 1_000_000 }), num, num, num, num, fc.boolean(), (domain, hash, stream, consumer, delivered, sseq, dseq, ts, pending, withToken) => {
         const tail = `${delivered}.${sseq}.${dseq}.${ts}.${pending}`;
-        assert.deepEqual(deliveryOf(`$JS.ACK.${stream}.${consumer}.${tail}`), { seq: sseq, attempt: delivered });
+        assert.deepEqual(deliveryOf(`$JS.ACK.${stream}.${consumer}.${tail}`), { seq: sseq, deliveries: delivered });
         const v2 = `$JS.ACK.${domain}.${hash}.${stream}.${consumer}.${tail}${withToken ? ".abc123" : ""}`;
-        assert.deepEqual(deliveryOf(v2), { seq: sseq, attempt: delivered });
+        assert.deepEqual(deliveryOf(v2), { seq: sseq, deliveries: delivered });
       }),
       { numRuns: 500 },
     );
