@@ -290,7 +290,7 @@ function record(
 
 async function deleteQueueStreams(jsm: JetStreamManager, name: string): Promise<void> {
   const n = benchQueue(name).names;
-  for (const s of [n.stream, n.dlqStream, n.advisoryStream]) await jsm.streams.delete(s).catch(() => {});
+  for (const s of [n.stream, n.dlqStream, n.ledgerStream]) await jsm.streams.delete(s).catch(() => {});
 }
 
 async function streamMessages(jsm: JetStreamManager, name: string): Promise<number> {

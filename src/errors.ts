@@ -65,6 +65,30 @@ export class PermanentError extends JetqError {
   override name = "PermanentError" as const;
 }
 
+/**
+ * Throw this from a handler to retry after exactly `delayMs` instead of the queue's backoff (the
+ * way an HTTP 429 says Retry-After). It still counts as a failed attempt: on the last attempt the
+ * job is dead-lettered as with any failure.
+ *
+ * @example
+ * ```ts
+ * if (res.status === 429) throw new RetryError("rate limited", { delayMs: Number(res.headers.get("retry-after")) * 1000 });
+ * ```
+ */
+export class RetryError extends JetqError {
+  override name = "RetryError" as const;
+  /** How long to wait before the next attempt, in milliseconds. */
+  readonly delayMs: number;
+  constructor(message: string, options: { delayMs: number; cause?: unknown }) {
+    super(message, { cause: options?.cause });
+    const d = options?.delayMs;
+    if (typeof d !== "number" || !Number.isFinite(d) || d < 0) {
+      throw new ConfigError(`Expected \`delayMs\` of RetryError to be a number of milliseconds >= 0, got ${String(d)}`);
+    }
+    this.delayMs = Math.min(Math.round(d), 7 * 24 * 3600 * 1000);
+  }
+}
+
 /** An option passed to a jetq function is missing, of the wrong type, or out of range. */
 export class ConfigError extends JetqError {
   override name = "ConfigError" as const;

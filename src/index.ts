@@ -6,13 +6,13 @@
  */
 export { defineQueue } from "./queue/define.ts";
 export type { Queue, QueueOptions, QueueNames, JobInput, JobData } from "./queue/define.ts";
-export type { BackoffOptions, ExponentialBackoff } from "./queue/backoff.ts";
+export type { BackoffOptions, BackoffFunction, ExponentialBackoff } from "./queue/backoff.ts";
 export { provisionQueue } from "./queue/provision.ts";
 export type { ProvisionOptions, ProvisionResult } from "./queue/provision.ts";
 export { Producer, PublishBatchError } from "./producer/producer.ts";
 export type { ProducerOptions, PublishOptions, PublishReceipt, PublishManyOptions, PublishOutcome } from "./producer/producer.ts";
 export { Worker } from "./consumer/worker.ts";
-export type { Job, Handler, WorkerOptions, WorkerEvents, JobEvent, StopOptions, Logger } from "./consumer/worker.ts";
+export type { Job, Handler, Middleware, WorkerOptions, WorkerEvents, JobEvent, StopOptions, Logger } from "./consumer/worker.ts";
 export { DeadLetterQueue } from "./dlq/dlq.ts";
 export type { DeadLetter, ListOptions, DeadLetterFilter } from "./dlq/dlq.ts";
 export type { DeadLetterReason } from "./dlq/route.ts";
@@ -21,6 +21,7 @@ export {
   ValidationError,
   QueueFullError,
   PermanentError,
+  RetryError,
   ConfigError,
   ProvisionConflictError,
   QueueNotFoundError,

@@ -319,7 +319,7 @@ function cleanup(): Promise<void> {
     if (nc && !server.ours && !args.keep) {
       // A guest on someone else's server: remove the demo's queue (pass --keep to inspect it).
       const jsm = await jetstreamManager(nc).catch(() => undefined);
-      for (const s of [queue.names.stream, queue.names.dlqStream, queue.names.advisoryStream]) await jsm?.streams.delete(s).catch(() => {});
+      for (const s of [queue.names.stream, queue.names.dlqStream, queue.names.ledgerStream]) await jsm?.streams.delete(s).catch(() => {});
     }
     await nc?.close().catch(() => {});
     await server.stop().catch(() => {});

@@ -120,10 +120,11 @@ Example:
               ["stream", n.stream, result.stream],
               ["consumer", `${n.stream} > ${n.consumer}`, result.consumer],
               ["dead-letter stream", n.dlqStream, result.deadLetterStream],
-              ["advisory stream", n.advisoryStream, result.advisoryStream],
+              ["ledger stream", n.ledgerStream, result.ledgerStream],
             ],
           ),
         );
+        if (result.migrated) print("\nmigrated from jetq 0.1: attempts are counted in the ledger now (max_deliver unlimited); the advisory stream was removed");
         print(
           `\nqueue "${queue.name}": publish to ${n.subject}; max attempts ${queue.maxAttempts}, ack wait ${formatDuration(queue.ackWaitMs)}, ` +
             `max in flight ${queue.maxAckPending}, ${bounds(queue.maxMessages, queue.maxBytes)}, ` +

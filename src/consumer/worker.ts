@@ -1,7 +1,9 @@
 import { EventEmitter } from "node:events";
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { ConfigError, ConnectionError, JetqError, JobTimeoutError, PermanentError, QueueNotFoundError, TimeoutError, ValidationError } from "../errors.ts";
+import { ConfigError, ConnectionError, JetqError, QueueNotFoundError, ValidationError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { backoffDelay } from "../queue/backoff.ts";
 import { decodePayload } from "../queue/codec.ts";
@@ -10,41 +12,37 @@ import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.
 import { type Delivered, Puller } from "./pull.ts";
 import { AckConfirmer } from "./ack-confirmer.ts";
 import { SlotTable } from "./slots.ts";
-import { AdvisoryMover } from "../dlq/advisory.ts";
-import { type AttemptSpan, type WorkerTelemetry, noWorkerTelemetry } from "../telemetry/hooks.ts";
+import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
+import {
+  afterFailure,
+  afterHandBack,
+  baseRecord,
+  classify,
+  decide,
+  EMPTY_RECORD,
+  isolatedStart,
+  safeError,
+  type Settlement,
+} from "./decide.ts";
+import { Ledger, LedgerConflictError } from "./ledger.ts";
+import { type Middleware, PayloadRejected, runChain, telemetryStep, timeoutStep, validationStep } from "./middleware.ts";
+import { type WorkerTelemetry, noAttemptSpan, noWorkerTelemetry } from "../telemetry/hooks.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
 
-/** What a handler receives for each attempt of a job. */
-export interface Job<T> {
-  /** The job id: the producer's `id` option, or `seq-<stream sequence>` when none was given. Stable across attempts and a dead-letter replay. */
-  readonly id: string;
-  /** The payload, validated and typed by the queue's schema. */
-  readonly data: T;
-  /** 1 on the first delivery, 2 on the first retry, and so on. */
-  readonly attempt: number;
-  /** The queue's `maxAttempts`: when `attempt === maxAttempts` a failure dead-letters the job. */
-  readonly maxAttempts: number;
-  /** Stream sequence of the job; stable across attempts. */
-  readonly seq: number;
-  /** When the job was stored by the server. */
-  readonly publishedAt: Date;
-  /** Header values carried with the job (first value of each name). */
-  readonly headers: Readonly<Record<string, string>>;
-  /** Aborts when the attempt times out or the worker is stopped past its deadline. Pass it to fetch, database calls and the like. */
-  readonly signal: AbortSignal;
-  /** Extends the job's lease now (an in-progress ack). The worker already does this on its own every `ackWaitMs / 3`. */
-  extendLease(): void;
-}
+export type { Job, JobEvent } from "./job.ts";
+export type { Middleware } from "./middleware.ts";
 
 /**
  * The handler contract: resolve = the job is done and acked; throw = retry with
  * backoff (or dead-letter on the last attempt); throw {@link PermanentError} =
- * dead-letter now; crash = redelivery after `ackWaitMs`.
+ * dead-letter now; throw {@link RetryError} = retry after its delay; crash =
+ * redelivery, and a job that crashes its process `maxCrashes` times while it
+ * runs alone is dead-lettered with reason `crashed`.
  */
 export type Handler<T> = (job: Job<T>) => Promise<unknown> | unknown;
 
 /** Options of {@link Worker}. */
-export interface WorkerOptions {
+export interface WorkerOptions<T = unknown> {
   /** Handlers run at once by this worker; also the most un-acked jobs it ever holds. @default 1 */
   concurrency?: number;
   /**
@@ -60,11 +58,6 @@ export interface WorkerOptions {
   pullBatch?: number;
   /** How long one pull request waits on the server for jobs before it is renewed. @default 5000 */
   pullExpiresMs?: number;
-  /**
-   * Move jobs the server gave up on (crash loops: `max_deliver` reached without an ack) to the
-   * dead-letter queue, by consuming the queue's MAX_DELIVERIES advisories. @default true
-   */
-  deadLetterCrashLoops?: boolean;
   /** Validate payloads against the queue's schema before the handler sees them. @default true */
   validate?: boolean;
   /** Logger for diagnostics nobody is listening for (pino-compatible). @default silent */
@@ -76,6 +69,11 @@ export interface WorkerOptions {
    * @default the global tracer and meter providers (no-ops until an SDK registers them)
    */
   telemetry?: TelemetryOptions | false;
+  /**
+   * Middleware around the handler, outermost first (see {@link Middleware}). More can be added
+   * with {@link Worker.use} before `start()`. @default []
+   */
+  use?: ReadonlyArray<Middleware<T>>;
 }
 
 /** The subset of a pino-style logger jetq uses. */
@@ -92,13 +90,6 @@ export interface StopOptions {
   timeoutMs?: number;
 }
 
-/** Summary of one job, as carried by worker events. */
-export interface JobEvent {
-  id: string;
-  seq: number;
-  attempt: number;
-}
-
 /** Events a {@link Worker} emits. */
 export interface WorkerEvents {
   /** A handler resolved and its job was acked. */
@@ -107,8 +98,18 @@ export interface WorkerEvents {
   retrying: [job: JobEvent, error: Error, retryInMs: number];
   /** A job was moved to the dead-letter queue. */
   dead: [job: JobEvent, reason: DeadLetterReason, error: Error];
-  /** A job was handed back (nak) because the worker stopped before its handler finished. */
+  /** A job was handed back (nak) because the worker stopped before its handler finished. Costs it no attempt. */
   released: [job: JobEvent];
+  /**
+   * A job redelivered without a recorded outcome (its process died or stalled) starts its run
+   * alone in this worker: nothing else runs here until it settles.
+   */
+  isolated: [job: JobEvent];
+  /**
+   * A handler outlived its `timeoutMs` and ignores its abort signal. Its attempt has failed (the
+   * job is retried elsewhere after its backoff) but the handler keeps its slot until it settles.
+   */
+  stuck: [job: JobEvent, error: Error];
   /** Something went wrong outside a handler (pulling, acking, dead-lettering). The worker keeps going. */
   error: [error: Error];
   /** The worker has stopped. */
@@ -117,77 +118,9 @@ export interface WorkerEvents {
 
 type State = "idle" | "starting" | "running" | "stopping" | "stopped";
 
-class Running {
-  /** Index in the worker's slot table; -1 when not held. */
-  slot = -1;
-  controller: AbortController | undefined;
-  settled = false;
-  /** The final ack was sent (confirmed mode, awaiting the server): no more in-progress acks or naks. */
-  acked = false;
-  lastLease: number;
-  timer: NodeJS.Timeout | undefined;
-  readonly msg: Delivered;
-  readonly event: JobEvent;
-  constructor(msg: Delivered, event: JobEvent, now: number) {
-    this.msg = msg;
-    this.event = event;
-    this.lastLease = now;
-  }
-  get signal(): AbortSignal {
-    this.controller ??= new AbortController();
-    return this.controller.signal;
-  }
-  abort(reason: Error): void {
-    this.controller ??= new AbortController();
-    if (!this.controller.signal.aborted) this.controller.abort(reason);
-  }
-}
-
-class JobImpl<T> implements Job<T> {
-  readonly #r: Running;
-  readonly data: T;
-  readonly maxAttempts: number;
-  #headers: Record<string, string> | undefined;
-  constructor(r: Running, data: T, maxAttempts: number) {
-    this.#r = r;
-    this.data = data;
-    this.maxAttempts = maxAttempts;
-  }
-  get id(): string {
-    return this.#r.event.id;
-  }
-  get attempt(): number {
-    return this.#r.event.attempt;
-  }
-  get seq(): number {
-    return this.#r.event.seq;
-  }
-  get publishedAt(): Date {
-    return new Date(this.#r.msg.storedAtMs);
-  }
-  get headers(): Readonly<Record<string, string>> {
-    if (!this.#headers) {
-      const out: Record<string, string> = {};
-      const h = this.#r.msg.headers;
-      if (h) for (const [k, v] of h) if (v[0] !== undefined) out[k] = v[0];
-      this.#headers = out;
-    }
-    return this.#headers;
-  }
-  get signal(): AbortSignal {
-    return this.#r.signal;
-  }
-  extendLease(): void {
-    if (!this.#r.settled && !this.#r.acked) {
-      this.#r.msg.working();
-      this.#r.lastLease = Date.now();
-    }
-  }
-}
-
-function asError(e: unknown): Error {
-  return e instanceof Error ? e : new JetqError(`handler threw a non-Error value: ${describe(e)}`);
-}
+/** How long a job handed back without an attempt used (a deferral) waits before it is redelivered. */
+const DEFER_MS = 250;
+const OK: Settlement = { kind: "ok" };
 
 /**
  * Runs a handler for every job of a queue. Any number of workers, in any
@@ -198,6 +131,12 @@ function asError(e: unknown): Error {
  * handler slots, and never for more than it has free, so the jobs it holds
  * (running plus requested) never exceed `concurrency`; across all workers the
  * server caps un-acked jobs at the queue's `maxAckPending`.
+ *
+ * Attempts: `job.attempt` counts handler failures, recorded in the queue's
+ * outcome ledger; a job redelivered without a recorded outcome (its process
+ * died) runs alone, and only crashes while alone count against it
+ * (docs/design/attempts.md). A job that succeeds on its first delivery costs
+ * no ledger read or write.
  */
 export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   readonly #nc: NatsConnection;
@@ -207,28 +146,39 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   readonly #ackMode: "fire" | "confirmed";
   readonly #pullBatch: number;
   readonly #pullExpiresMs: number;
-  readonly #crashLoops: boolean;
   readonly #validate: boolean;
   readonly #logger: Logger | undefined;
+  readonly #workerId = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  /** User middleware, in order; fixed at start(). */
+  readonly #use: Middleware<T>[] = [];
+  /** jetq's steps and the user's, built at start(). */
+  #steps: Middleware<T>[] = [];
   #state: State = "idle";
   #js: JetStreamClient | undefined;
   #jsm: JetStreamManager | undefined;
+  #ledger: Ledger | undefined;
+  #incarnation = 0;
   #puller: Puller | undefined;
-  /** Jobs whose handler runs (or whose outcome is being recorded). Bounded by concurrency. */
+  /** Deliveries this worker holds (running, settling, or stuck). Bounded by concurrency. */
   readonly #running = new SlotTable<Running>();
+  /** Timed-out handlers that have not settled, by stream sequence. Bounded by concurrency. */
+  readonly #stuck = new Map<number, Running>();
+  /** A suspect this worker runs alone, once everything else here has settled. */
+  #isolation: { r: Running; started: boolean } | undefined;
   #pullRetryMs = 0;
   #pullRetryTimer: NodeJS.Timeout | undefined;
   #leaseTimer: NodeJS.Timeout | undefined;
-  #mover: AdvisoryMover | undefined;
   #idle: (() => void) | undefined;
   #stopping: Promise<void> | undefined;
   #pullQueued = false;
   #telemetry: WorkerTelemetry = noWorkerTelemetry;
   #confirmer: AckConfirmer | undefined;
   /** Completed jobs whose fire-and-forget ack goes out at the end of this turn. Bounded by concurrency. */
-  readonly #acks: Array<{ r: Running; durationMs: number; span: AttemptSpan }> = [];
+  readonly #acks: Array<{ r: Running; durationMs: number }> = [];
+  /** Hand-backs in progress (ledger write, then nak); stop() waits for them. Bounded by concurrency. */
+  readonly #handingBack = new Set<Promise<void>>();
 
-  constructor(nc: NatsConnection, queue: Queue<unknown, T>, handler: Handler<T>, options: WorkerOptions = {}) {
+  constructor(nc: NatsConnection, queue: Queue<unknown, T>, handler: Handler<T>, options: WorkerOptions<T> = {}) {
     super();
     if (typeof handler !== "function") throw new ConfigError(`Expected \`handler\` to be a function, got ${describe(handler)}`);
     const int = (name: string, v: unknown, min: number, max: number): number => {
@@ -245,15 +195,28 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       throw new ConfigError(`Expected \`ackMode\` to be "fire" or "confirmed", got ${describe(ackMode)}`);
     }
     this.#ackMode = ackMode;
-    // ackAck()'s timeout: the JetStream client's default request timeout.
-    if (ackMode === "confirmed") this.#confirmer = new AckConfirmer(nc, 5_000);
-    this.#crashLoops = options.deadLetterCrashLoops ?? true;
     this.#validate = options.validate ?? true;
     this.#logger = options.logger;
+    if (options.use !== undefined) {
+      if (!Array.isArray(options.use)) throw new ConfigError(`Expected \`use\` to be an array of middleware functions, got ${describe(options.use)}`);
+      for (const mw of options.use) this.use(mw);
+    }
     this.#nc = nc;
     this.#queue = queue;
     this.#handler = handler;
     this.#telemetry = workerTelemetry(queue as Queue<unknown, unknown>, this, options.telemetry);
+  }
+
+  /**
+   * Adds a middleware around the handler, inside those added before (see {@link Middleware}).
+   * Only before `start()`.
+   * @returns this worker, for chaining.
+   */
+  use(middleware: Middleware<T>): this {
+    if (typeof middleware !== "function") throw new ConfigError(`Expected a middleware function, got ${describe(middleware)}`);
+    if (this.#state !== "idle") throw new ConfigError("Middleware can only be added before the worker starts");
+    this.#use.push(middleware);
+    return this;
   }
 
   /** @internal Replaces the telemetry hooks (tests and benchmarks); the `telemetry` option is the public way. */
@@ -269,7 +232,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   get concurrency(): number {
     return this.#concurrency;
   }
-  /** Handlers running right now. */
+  /** Handlers running right now (stuck ones included). */
   get inFlight(): number {
     return this.#running.size;
   }
@@ -277,12 +240,20 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   get isRunning(): boolean {
     return this.#state === "running";
   }
+  /** This worker's identity in ledger records and dead letters: `host:pid:random`. */
+  get id(): string {
+    return this.#workerId;
+  }
 
   /**
    * Connects to the queue's consumer and starts pulling jobs.
    * @throws {QueueNotFoundError} the queue was not provisioned.
+   * @throws {JetqError} the worker was stopped (before or while starting); create a new one.
    */
   async start(): Promise<void> {
+    if (this.#state === "stopped" || this.#stopping) {
+      throw new JetqError(`Worker for queue "${this.#queue.name}" was stopped; create a new Worker to start again`);
+    }
     if (this.#state !== "idle") throw new JetqError(`Worker for queue "${this.#queue.name}" was already started`);
     this.#state = "starting";
     const n = this.#queue.names;
@@ -290,16 +261,23 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#js = jetstream(this.#nc);
       this.#jsm = await jetstreamManager(this.#nc);
       // Fails with a clear error now if the queue was not provisioned.
-      await this.#js.consumers.get(n.stream, n.consumer);
+      await this.#jsm.consumers.info(n.stream, n.consumer);
+      const si = await this.#jsm.streams.info(n.stream);
+      this.#incarnation = Date.parse(si.created) || 0;
+      await this.#jsm.streams.info(n.ledgerStream);
     } catch (err) {
-      this.#state = "stopped";
+      if (this.#state === "starting") this.#state = "stopped";
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
+    // stop() while we waited: stop wins.
+    if (this.#state !== "starting") throw new JetqError(`Worker for queue "${this.#queue.name}" was stopped while it was starting`);
+    this.#ledger = new Ledger(this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>, this.#incarnation);
+    this.#steps = this.#buildSteps();
     this.#state = "running";
     this.#puller = new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, {
       message: (m) => {
         this.#pullRetryMs = 0;
-        this.#dispatch(m);
+        this.#accept(m);
       },
       unfilled: () => this.#queuePull(),
       silent: () => {
@@ -312,21 +290,26 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
     this.#leaseTimer = setInterval(() => this.#renewLeases(leaseEvery), Math.max(25, Math.floor(leaseEvery / 2)));
-    if (this.#crashLoops) {
-      this.#mover = new AdvisoryMover(this.#js, this.#jsm, this.#queue, {
-        onDead: (ev, err) => this.#emitDead(ev, "max_deliveries", err),
-        onError: (err) => this.#reportError(err),
-        maxPayload: () => this.#nc.info?.max_payload,
-      });
-      this.#mover.start();
-    }
+    // Running handlers keep the process alive by themselves; the lease timer must not keep a
+    // process whose connection closed (or that forgot to stop its worker) from exiting.
+    this.#leaseTimer.unref();
     this.#pull();
+  }
+
+  /** jetq's own steps (telemetry, validation, timeout), then the user's middleware. */
+  #buildSteps(): Middleware<T>[] {
+    const steps: Middleware<unknown>[] = [telemetryStep];
+    const schema = this.#queue.schema;
+    if (schema && this.#validate) steps.push(validationStep(schema));
+    if (this.#queue.timeoutMs !== undefined) steps.push(timeoutStep(this.#queue.timeoutMs));
+    return [...(steps as Middleware<T>[]), ...this.#use];
   }
 
   /**
    * Stops pulling, lets running handlers finish and ack for up to `timeoutMs`,
    * then aborts the rest through their `signal` and hands their jobs back to
-   * the queue at once (nak) so another worker takes them. Idempotent.
+   * the queue at once (nak) so another worker takes them; a job handed back
+   * keeps its attempt count. Idempotent; wins over a `start()` still in progress.
    */
   stop(options: StopOptions = {}): Promise<void> {
     this.#stopping ??= this.#doStop(options.timeoutMs ?? 10_000);
@@ -338,9 +321,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   async #doStop(timeoutMs: number): Promise<void> {
-    if (this.#state === "idle" || this.#state === "stopped") {
+    if (this.#state === "idle" || this.#state === "starting" || this.#state === "stopped") {
       this.#state = "stopped";
-      this.emit("stopped");
+      this.#emit("stopped");
       return;
     }
     this.#state = "stopping";
@@ -354,8 +337,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       // closed connection: nothing more can arrive
     }
     this.#puller?.stop();
-    const moverStopped = this.#mover?.stop();
-    if (this.#running.size > 0) {
+    if (this.#running.size > this.#stuck.size) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
         this.#idle = () => {
@@ -370,19 +352,20 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     for (const r of this.#running.snapshot()) {
       // Past the deadline: abort the handler and give the job back now rather than after ackWait.
       r.abort(new JetqError(`worker for queue "${this.#queue.name}" stopped`));
-      this.#release(r);
+      this.#handBack(r, 0, "released");
     }
-    await moverStopped;
+    await Promise.allSettled([...this.#handingBack]);
     clearInterval(this.#leaseTimer);
     this.#confirmer?.close();
     this.#telemetry.detach();
     this.#state = "stopped";
-    this.emit("stopped");
+    this.#emit("stopped");
   }
 
   #pull(): void {
     const puller = this.#puller;
-    if (this.#state !== "running" || this.#pullRetryTimer || !puller) return;
+    // A suspect runs alone: nothing more is pulled until it settles.
+    if (this.#state !== "running" || this.#pullRetryTimer || !puller || this.#isolation) return;
     const requested = puller.outstanding;
     const free = this.#concurrency - this.#running.size - requested;
     if (free <= 0) return;
@@ -428,104 +411,183 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     if (err && this.#state === "running") this.#reportError(err);
   }
 
-  #dispatch(m: Delivered): void {
-    const event: JobEvent = { id: jobIdOf(m.headers, m.seq), seq: m.seq, attempt: m.deliveries };
-    const r = new Running(m, event, Date.now());
-    this.#running.add(r);
-    if (this.#state !== "running") {
-      // Arrived after stop began: hand it straight back.
-      this.#release(r);
+  /**
+   * A delivery arrived. This runs inside the NATS client's subscription callback: nothing here may
+   * throw (an exception would stop the connection's reader) and no user code runs synchronously.
+   */
+  #accept(m: Delivered): void {
+    let r: Running;
+    try {
+      r = new Running(m, { id: jobIdOf(m.headers, m.seq), seq: m.seq, attempt: 1 }, Date.now());
+      this.#running.add(r);
+    } catch (err) {
+      this.#reportError(safeError(err));
       return;
     }
-    const span = this.#telemetry.start(this.#queue.name, m, event);
+    try {
+      if (this.#state !== "running") {
+        // Arrived after stop began: hand it straight back.
+        this.#handBack(r, 0, "released");
+      } else if (this.#isolation || (this.#stuck.size > 0 && this.#stuck.has(m.seq))) {
+        // Nothing else may run beside a suspect, and a job never runs twice at once here.
+        this.#handBack(r, DEFER_MS, "deferred");
+      } else if (m.deliveries <= 1) {
+        this.#begin(r);
+      } else {
+        void this.#classify(r);
+      }
+    } catch (err) {
+      this.#reportError(safeError(err));
+      this.#tell(r, "hand back", () => r.msg.nak(DEFER_MS));
+      this.#finish(r);
+    }
+  }
+
+  /** A redelivery: read the job's ledger record to tell an explained retry from a suspect. */
+  async #classify(r: Running): Promise<void> {
+    let read;
+    try {
+      read = await this.#ledger!.read(r.msg.seq);
+    } catch (err) {
+      // Cannot tell what happened to it: hand it back; its next delivery is looked up again.
+      this.#reportError(safeError(err));
+      if (!r.answered) {
+        r.answered = true;
+        this.#tell(r, "hand back", () => r.msg.nak(DEFER_MS));
+      }
+      this.#finish(r);
+      return;
+    }
+    if (r.answered || r.settled) return; // stop() handed it back meanwhile
+    const c = classify(r.msg.deliveries, read.record, this.#queue.maxCrashes);
+    r.record = baseRecord(read.record, c);
+    r.revision = read.revision;
+    r.event.attempt = c.attempt;
+    if (this.#state !== "running") {
+      this.#handBack(r, 0, "released");
+    } else if (c.kind === "run") {
+      this.#begin(r);
+    } else if (c.kind === "crashed") {
+      r.span = this.#telemetry.start(this.#queue.name, r.msg, r.event);
+      const last = read.record?.worker ? `; the last run alone was on worker ${read.record.worker}` : "";
+      const error = new JetqError(
+        `the job crashed or stalled its worker ${c.crashes} time(s) while it ran alone (maxCrashes ${this.#queue.maxCrashes})${last}`,
+      );
+      error.name = "CrashedError";
+      await this.#deadLetter(r, "crashed", error, c.crashes, read.record?.worker);
+    } else if (this.#isolation) {
+      // Another suspect runs alone here already: let this one go to another worker (it stays a suspect).
+      this.#handBack(r, DEFER_MS, "deferred");
+    } else {
+      r.isolated = true;
+      this.#isolation = { r, started: false };
+      this.#maybeIsolate();
+    }
+  }
+
+  /** Starts the isolated run once the suspect is the only job this worker holds. */
+  #maybeIsolate(): void {
+    const iso = this.#isolation;
+    if (!iso || iso.started || this.#running.size !== 1 || this.#acks.length > 0) return;
+    iso.started = true;
+    void this.#runIsolated(iso.r);
+  }
+
+  async #runIsolated(r: Running): Promise<void> {
+    try {
+      // Fire-and-forget acks of jobs that finished before isolation began reach the server first
+      // (those finished since were confirmed one by one).
+      await this.#nc.flush();
+    } catch {
+      // the write below fails too and says why
+    }
+    if (r.answered || r.settled) return;
+    const record = isolatedStart(r.record ?? EMPTY_RECORD, r.msg.deliveries, this.#workerId);
+    try {
+      r.revision = await this.#ledger!.write(r.msg.seq, record, r.revision);
+    } catch (err) {
+      this.#reportError(safeError(err));
+      if (!r.answered && !(err instanceof LedgerConflictError)) {
+        r.answered = true;
+        this.#tell(r, "hand back", () => r.msg.nak(DEFER_MS));
+      }
+      this.#finish(r);
+      return;
+    }
+    if (r.answered || r.settled) return;
+    r.record = record;
+    this.#emit("isolated", r.event);
+    this.#begin(r);
+  }
+
+  /** Runs the middleware chain and the handler for one delivery. */
+  #begin(r: Running): void {
+    const span = this.#telemetry.start(this.#queue.name, r.msg, r.event);
+    r.span = span;
+    const started = performance.now();
     let data: unknown;
     try {
-      data = decodePayload(m.data);
+      data = decodePayload(r.msg.data);
     } catch (err) {
-      void this.#deadLetter(r, "decode", new ValidationError(`payload is not valid JSON: ${asError(err).message}`, [], { cause: err }), span);
+      const e = safeError(err);
+      this.#settle(r, { kind: "rejected", reason: "decode", error: new ValidationError(`payload is not valid JSON: ${e.message}`, [], { cause: err }) }, started);
       return;
     }
-    const schema = this.#queue.schema;
-    if (schema && this.#validate) {
-      const parsed = schema.safeParse(data);
-      if (!parsed.success) {
-        const issues = parsed.error.issues.map((i) => ({ path: i.path, message: i.message, code: i.code }));
-        const summary = issues.slice(0, 3).map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
-        void this.#deadLetter(r, "validation", new ValidationError(`payload does not match the schema: ${summary}`, issues), span);
+    const job = new JobImpl<T>(r, data as T, this.#queue.maxAttempts);
+    // The telemetry step only sets the trace context; with nothing recording, skip it.
+    const steps = span === noAttemptSpan && this.#steps[0] === telemetryStep ? this.#steps.slice(1) : this.#steps;
+    runChain(steps, this.#handler, job).then(
+      () => this.#settle(r, OK, started),
+      (err: unknown) =>
+        this.#settle(
+          r,
+          err instanceof PayloadRejected ? { kind: "rejected", reason: "validation", error: err.error } : { kind: "failed", error: safeError(err) },
+          started,
+        ),
+    );
+  }
+
+  /** The attempt settled: carry out what {@link decide} says. Never throws. */
+  #settle(r: Running, s: Settlement, started: number): void {
+    try {
+      const error = s.kind === "failed" || s.kind === "rejected" ? s.error : undefined;
+      if (r.answered || r.settled) {
+        // stop() handed it back already
+        r.span?.end(error, { kind: "released" });
         return;
       }
-      data = parsed.data;
-    }
-    void this.#run(r, data as T, span);
-  }
-
-  async #run(r: Running, data: T, span: AttemptSpan): Promise<void> {
-    const started = performance.now();
-    let error: Error | undefined;
-    try {
-      const timeoutMs = this.#queue.timeoutMs;
-      const job = new JobImpl<T>(r, data, this.#queue.maxAttempts);
-      if (timeoutMs === undefined) {
-        await span.run(() => this.#handler(job));
+      const d = decide(s, { attempt: r.event.attempt, maxAttempts: this.#queue.maxAttempts, backoff: this.#queue.backoff });
+      if (d.kind === "ack") {
+        this.#complete(r, performance.now() - started);
+      } else if (d.kind === "dead") {
+        void this.#deadLetter(r, d.reason, error!);
+      } else if (d.kind === "retry") {
+        if (d.warning) this.#reportError(d.warning);
+        void this.#retry(r, error!, d.delayMs);
       } else {
-        await new Promise<void>((resolve, reject) => {
-          r.timer = setTimeout(() => {
-            const e = new JobTimeoutError(`handler for job ${r.event.id} exceeded timeoutMs (${timeoutMs} ms)`);
-            r.abort(e);
-            reject(e);
-          }, timeoutMs);
-          Promise.resolve()
-            .then(() => span.run(() => this.#handler(job)))
-            .then(() => resolve(), reject);
-        });
+        this.#handBack(r, 0, "released");
       }
     } catch (err) {
-      error = asError(err);
-    } finally {
-      clearTimeout(r.timer);
-    }
-    if (r.settled) {
-      // stop() already handed it back
-      span.end(error, { kind: "released" });
-      return;
-    }
-    const durationMs = performance.now() - started;
-    if (error === undefined) {
-      await this.#complete(r, durationMs, span);
-      return;
-    }
-    if (error instanceof PermanentError || error.name === "PermanentError") {
-      await this.#deadLetter(r, "permanent", error, span);
-    } else if (r.event.attempt >= this.#queue.maxAttempts) {
-      await this.#deadLetter(r, "max_attempts", error, span);
-    } else {
-      const delay = backoffDelay(this.#queue.backoff, r.event.attempt);
-      this.#tell(r, "nak", () => r.msg.nak(delay));
-      this.#finish(r);
-      span.end(error, { kind: "retry", delayMs: delay });
-      this.#telemetry.retried(this.#queue.name);
-      this.emit("retrying", r.event, error, delay);
+      this.#reportError(safeError(err));
     }
   }
 
-  async #complete(r: Running, durationMs: number, span: AttemptSpan): Promise<void> {
-    if (!this.#confirmer) {
+  #complete(r: Running, durationMs: number): void {
+    r.answered = true;
+    if (this.#ackMode === "fire" && !this.#isolation) {
       // Fire-and-forget acks wait for the end of this turn of the event loop and go out together:
       // the NATS client flushes its outbound buffer in a microtask, so acks made one per job went
       // out one socket write each, about half of a draining worker's CPU in a profile.
-      r.acked = true;
-      this.#acks.push({ r, durationMs, span });
+      this.#acks.push({ r, durationMs });
       if (this.#acks.length === 1) setImmediate(() => this.#flushAcks());
       return;
     }
-    try {
-      r.acked = true;
-      await this.#confirmer.confirm(r.msg);
-    } catch (err) {
-      this.#afterAck(r, durationMs, span, { err, what: "confirm ack of" });
-      return;
-    }
-    this.#afterAck(r, durationMs, span, undefined);
+    // Confirmed mode, or a suspect waits to run alone: the server confirms each ack.
+    this.#confirmer ??= new AckConfirmer(this.#nc, 5_000);
+    this.#confirmer.confirm(r.msg).then(
+      () => this.#afterAck(r, durationMs, undefined),
+      (err: unknown) => this.#afterAck(r, durationMs, { err, what: "confirm ack of" }),
+    );
   }
 
   /**
@@ -533,21 +595,21 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
    * `completed`, or the failure. A job whose ack failed ran all the same; the server redelivers it
    * (at-least-once), so it is reported, not hidden.
    */
-  #afterAck(r: Running, durationMs: number, span: AttemptSpan, failed: { err: unknown; what: string } | undefined): void {
+  #afterAck(r: Running, durationMs: number, failed: { err: unknown; what: string } | undefined): void {
     this.#finish(r);
     if (failed) {
       this.#reportError(mapNatsError(failed.err, `${failed.what} job ${r.event.id} (it will be redelivered)`));
     } else {
       this.#telemetry.completed(this.#queue.name, durationMs);
-      this.emit("completed", r.event, durationMs);
+      this.#emit("completed", r.event, durationMs);
     }
-    span.end(undefined);
+    r.span?.end(undefined);
   }
 
   /** Sends the queued fire-and-forget acks; each job's slot is freed (and `completed` emitted) after its ack. */
   #flushAcks(): void {
     const acks = this.#acks.splice(0);
-    for (const { r, durationMs, span } of acks) {
+    for (const { r, durationMs } of acks) {
       let failed: { err: unknown; what: string } | undefined;
       try {
         r.msg.ack();
@@ -555,32 +617,85 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         // The connection is gone.
         failed = { err, what: "ack" };
       }
-      this.#afterAck(r, durationMs, span, failed);
+      this.#afterAck(r, durationMs, failed);
     }
     // Ask for the freed slots now, so the pull request leaves in the same write as the acks
     // rather than one more turn later.
     this.#pull();
   }
 
-  async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, span: AttemptSpan): Promise<void> {
+  /** A failed attempt with attempts left: record the failure, then hand the job back with its delay. */
+  async #retry(r: Running, error: Error, delayMs: number): Promise<void> {
+    r.answered = true;
+    try {
+      r.revision = await this.#ledger!.write(r.msg.seq, afterFailure(r.record ?? EMPTY_RECORD, r.msg.deliveries, this.#workerId, error), r.revision);
+    } catch (err) {
+      this.#reportError(safeError(err));
+      if (err instanceof LedgerConflictError) {
+        // The job went to another worker while this attempt ran (its lease lapsed): leave it be.
+        this.#finish(r);
+        r.span?.end(error, { kind: "released" });
+        return;
+      }
+      // Not recorded: the job is still handed back; its next delivery counts as a suspect's
+      // (it runs alone), which never costs an attempt it did not fail.
+    }
+    this.#tell(r, "nak", () => r.msg.nak(delayMs));
+    this.#finish(r);
+    r.span?.end(error, { kind: "retry", delayMs });
+    this.#telemetry.retried(this.#queue.name);
+    this.#emit("retrying", r.event, error, delayMs);
+  }
+
+  /**
+   * Hands a job back without using an attempt: records the hand-back, then naks. Used by stop()
+   * and for deferrals (a suspect waiting to run alone elsewhere, a job already running here).
+   */
+  #handBack(r: Running, delayMs: number, why: "released" | "deferred"): void {
+    if (r.answered || r.settled) return;
+    r.answered = true;
+    const p = this.#recordHandBack(r).then(() => {
+      this.#tell(r, "hand back", () => r.msg.nak(delayMs));
+      this.#finish(r);
+      if (why === "released") this.#emit("released", r.event);
+    });
+    this.#handingBack.add(p);
+    void p.finally(() => this.#handingBack.delete(p));
+  }
+
+  async #recordHandBack(r: Running): Promise<void> {
+    // A redelivery whose record was not read yet cannot be written safely; unrecorded, its next
+    // delivery runs alone once, which costs no attempt.
+    if (r.msg.deliveries > 1 && r.record === undefined) return;
+    try {
+      r.revision = await this.#ledger!.write(r.msg.seq, afterHandBack(r.record ?? EMPTY_RECORD, r.msg.deliveries, this.#workerId), r.revision);
+    } catch (err) {
+      this.#reportError(safeError(err));
+    }
+  }
+
+  async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, crashes?: number, lastWorker?: string): Promise<void> {
+    r.answered = true;
     const m = r.msg;
     try {
-      await copyToDeadLetters(this.#js!, this.#queue, {
+      await copyToDeadLetters(this.#js!, this.#queue as Queue<unknown, unknown>, {
         data: m.data,
         headers: m.headers,
         sourceSeq: m.seq,
-        attempts: m.deliveries,
+        incarnation: this.#incarnation,
+        attempts: r.event.attempt,
+        crashes,
+        worker: lastWorker ?? this.#workerId,
         publishedAtMs: m.storedAtMs,
         reason,
         error,
       }, this.#nc.info?.max_payload);
     } catch (err) {
-      // Not confirmed: keep the job. nak() makes it retry later; if this was the last delivery the
-      // server stops redelivering and the advisory path moves it instead.
-      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, m.deliveries)));
+      // Not confirmed: keep the job. It comes back after a backoff; unrecorded, it runs alone then.
+      this.#tell(r, "nak", () => r.msg.nak(backoffDelay(this.#queue.backoff, r.event.attempt, Math.random, error)));
       this.#finish(r);
-      span.end(error);
-      this.#reportError(asError(err));
+      r.span?.end(error);
+      this.#reportError(safeError(err));
       return;
     }
     // Confirmed in the dead-letter stream: now remove the original (term deletes it from a work queue).
@@ -588,29 +703,32 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     // letter has the same msg id, so the server drops the second copy.
     this.#tell(r, "remove", () => r.msg.term());
     this.#finish(r);
-    span.end(error, { kind: "dead", reason });
-    this.#emitDead(r.event, reason, error);
-  }
-
-  #emitDead(ev: JobEvent, reason: DeadLetterReason, error: Error): void {
+    r.span?.end(error, { kind: "dead", reason });
     this.#telemetry.dead(this.#queue.name, reason);
-    this.emit("dead", ev, reason, error);
+    this.#emit("dead", r.event, reason, error);
   }
 
-  #release(r: Running): void {
-    if (r.settled) return;
-    if (!r.acked) this.#tell(r, "hand back", () => r.msg.nak());
-    this.#finish(r);
-    this.emit("released", r.event);
-  }
-
-  /** Frees the job's slot; exactly once per job. */
+  /** Frees the job's slot once its handler has settled; exactly once per job. */
   #finish(r: Running): void {
     if (r.settled) return;
+    if (!r.chainDone) {
+      // Timed out and still running: the slot stays taken until the handler settles.
+      if (!this.#stuck.has(r.msg.seq)) {
+        this.#stuck.set(r.msg.seq, r);
+        r.onChainDone = () => {
+          this.#stuck.delete(r.msg.seq);
+          this.#finish(r);
+        };
+        this.#emit("stuck", r.event, new JetqError(`handler for job ${r.event.id} did not settle after its timeout; it keeps its slot until it does`));
+      }
+      return;
+    }
     r.settled = true;
     clearTimeout(r.timer);
     this.#running.delete(r);
-    if (this.#running.size === 0) this.#idle?.();
+    if (this.#isolation?.r === r) this.#isolation = undefined;
+    if (this.#running.size <= this.#stuck.size) this.#idle?.();
+    this.#maybeIsolate();
     this.#queuePull();
   }
 
@@ -632,7 +750,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #renewLeases(every: number): void {
     const now = Date.now();
     this.#running.forEach((r) => {
-      if (now - r.lastLease >= every && !r.acked) {
+      if (now - r.lastLease >= every && !r.answered) {
         r.lastLease = now;
         this.#tell(r, "extend the lease of", () => r.msg.working());
       }
@@ -663,9 +781,25 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     void this.stop({ timeoutMs: 0 });
   }
 
+  /** Emits an event; a listener that throws is logged, never allowed into the worker's own paths. */
+  #emit<K extends keyof WorkerEvents>(event: K, ...args: WorkerEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: WorkerEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.#log(safeError(err), `a listener of the worker's "${String(event)}" event threw`);
+    }
+  }
+
   #reportError(err: Error): void {
-    if (this.listenerCount("error") > 0) this.emit("error", err);
-    else this.#logger?.error({ err, queue: this.#queue.name }, err.message);
+    if (this.listenerCount("error") > 0) this.#emit("error", err);
+    else this.#log(err, err.message);
+  }
+
+  #log(err: Error, msg: string): void {
+    try {
+      this.#logger?.error({ err, queue: this.#queue.name }, msg);
+    } catch {
+      // a logger that throws has nowhere left to report to
+    }
   }
 }
-

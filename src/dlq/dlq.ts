@@ -22,8 +22,12 @@ export interface DeadLetter<T = unknown> {
   reason: DeadLetterReason | string;
   /** The last error: its name and message. */
   error: { name: string; message: string };
-  /** Deliveries before it was dead-lettered. */
+  /** The attempt it was on: handler failures + 1 (crashes and hand-backs do not count). */
   attempts: number;
+  /** Crashes counted while it ran alone (reason `crashed`); 0 otherwise. */
+  crashes: number;
+  /** The worker that dead-lettered it, or for reason `crashed` the last one it ran alone on (`host:pid:id`). */
+  worker: string | undefined;
   /** When it was dead-lettered. */
   failedAt: Date;
   /** When it was first published, when known. */
@@ -56,6 +60,8 @@ export function deadLetterJson(e: DeadLetter): Record<string, unknown> {
     reason: e.reason,
     error: e.error,
     attempts: e.attempts,
+    crashes: e.crashes,
+    worker: e.worker ?? null,
     failedAt: e.failedAt.toISOString(),
     publishedAt: e.publishedAt?.toISOString() ?? null,
     sourceSeq: e.sourceSeq,
@@ -290,6 +296,8 @@ function toEntry<T>(m: StoredMsg): DeadLetter<T> {
     reason: get(HDR.reason) || "unknown",
     error: { name: get(HDR.errorName) || "Error", message: get(HDR.error) },
     attempts: Number(get(HDR.attempts)) || 0,
+    crashes: Number(get(HDR.crashes)) || 0,
+    worker: get(HDR.worker) || undefined,
     failedAt: Number.isNaN(failed) ? m.time : new Date(failed),
     publishedAt: Number.isNaN(published) ? undefined : new Date(published),
     sourceSeq: Number(get(HDR.sourceSeq)) || 0,

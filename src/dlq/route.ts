@@ -14,7 +14,9 @@ export type DeadLetterReason =
   | "decode"
   /** The payload failed the queue's schema. */
   | "validation"
-  /** The server gave up redelivering (the job crashed or stalled its worker on every attempt). */
+  /** The job crashed (or stalled) its process `maxCrashes` times while it ran alone. */
+  | "crashed"
+  /** jetq 0.1 only: the server gave up redelivering. Dead letters written by 0.1 keep it. */
   | "max_deliveries";
 
 /** @internal What is needed to dead-letter one job. */
@@ -22,15 +24,25 @@ export interface DeadLetterInput {
   data: Uint8Array;
   headers: MsgHdrs | undefined;
   sourceSeq: number;
+  /** The work stream's incarnation (its creation time, ms): keeps msg ids apart across a re-created stream. */
+  incarnation: number;
   attempts: number;
+  /** Crashes counted while the job ran alone. */
+  crashes?: number;
+  /** The worker that wrote the dead letter (host:pid/id). */
+  worker?: string;
   publishedAtMs: number | undefined;
   reason: DeadLetterReason;
   error: { name: string; message: string };
 }
 
-/** @internal The msg id of a dead letter: a crash between copy and removal cannot create a second one. */
-export function deadLetterMsgId(stream: string, seq: number): string {
-  return `jetq-dlq:${stream}:${seq}`;
+/**
+ * @internal The msg id of a dead letter: a crash between copy and removal cannot create a second one.
+ * It names the stream's incarnation: a stream deleted and created again restarts its sequences at
+ * 1, and a new job must not pass for the duplicate of an old dead letter (and vanish).
+ */
+export function deadLetterMsgId(stream: string, incarnation: number, seq: number): string {
+  return `jetq-dlq:${stream}:${incarnation.toString(36)}:${seq}`;
 }
 
 /** @internal The job id recorded in a message's headers, or a stable fallback for foreign messages. */
@@ -62,12 +74,13 @@ export async function copyToDeadLetters(
   maxPayload: number | undefined,
 ): Promise<void> {
   const n = queue.names;
-  const msgID = deadLetterMsgId(n.stream, input.sourceSeq);
+  const msgID = deadLetterMsgId(n.stream, input.incarnation, input.sourceSeq);
   const essential: Array<[string, string]> = [
     [HDR.msgId, msgID],
     [HDR.reason, input.reason],
     [HDR.sourceSeq, String(input.sourceSeq)],
     [HDR.attempts, String(input.attempts)],
+    ...(input.crashes ? [[HDR.crashes, String(input.crashes)] as [string, string]] : []),
     // The error always comes along, if only its first words; the full text replaces it below.
     [HDR.error, headerValue(input.error.message || "(no message)", 40)],
   ];
@@ -78,6 +91,7 @@ export async function copyToDeadLetters(
     [HDR.failedAt, new Date().toISOString()],
     [HDR.sourceStream, n.stream],
   ];
+  if (input.worker) optional.push([HDR.worker, headerValue(input.worker, 256)]);
   if (input.publishedAtMs !== undefined) optional.push([HDR.publishedAt, new Date(input.publishedAtMs).toISOString()]);
   const original = input.headers?.get(HDR.msgId);
   if (original) optional.push(["Jetq-Original-Msg-Id", headerValue(original, 256)]);

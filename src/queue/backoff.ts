@@ -17,17 +17,26 @@ export interface ExponentialBackoff {
 }
 
 /**
- * Retry delays: an exponential policy, or an explicit list of delays in
- * milliseconds (the last one repeats for later attempts).
+ * Computes the delay before the next attempt. `attempt` is the attempt that just failed (1-based),
+ * `error` what it failed with. Must return a number of milliseconds from 0 to 7 days; anything
+ * else (or a throw) is reported and the default exponential policy is used for that retry.
  */
-export type BackoffOptions = ExponentialBackoff | readonly number[];
+export type BackoffFunction = (attempt: number, error: Error) => number;
+
+/**
+ * Retry delays: an exponential policy, an explicit list of delays in
+ * milliseconds (the last one repeats for later attempts), or a function.
+ */
+export type BackoffOptions = ExponentialBackoff | readonly number[] | BackoffFunction;
 
 /** A validated backoff policy. */
 export type ResolvedBackoff =
   | { kind: "exponential"; initialMs: number; maxMs: number; multiplier: number; jitter: number }
-  | { kind: "fixed"; delays: readonly number[] };
+  | { kind: "fixed"; delays: readonly number[] }
+  | { kind: "function"; fn: BackoffFunction };
 
-const MAX_DELAY_MS = 7 * 24 * 3600 * 1000;
+/** @internal The longest delay any backoff may ask for. */
+export const MAX_DELAY_MS = 7 * 24 * 3600 * 1000;
 
 function checkDelay(name: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isFinite(v) || v < 0 || v > MAX_DELAY_MS) {
@@ -40,9 +49,13 @@ function checkDelay(name: string, v: unknown): number {
 
 /** Validates a backoff option and fills in defaults. */
 export function resolveBackoff(opts: BackoffOptions | undefined): ResolvedBackoff {
+  if (typeof opts === "function") return { kind: "function", fn: opts as BackoffFunction };
   if (Array.isArray(opts)) {
     if (opts.length === 0) throw new ConfigError("Expected `backoff` to list at least one delay, got []");
-    return { kind: "fixed", delays: opts.map((d, i) => checkDelay(`backoff[${i}]`, d)) };
+    // An index loop, not map(): map() skips the holes of a sparse array ([1000, , 5000]).
+    const delays: number[] = [];
+    for (let i = 0; i < opts.length; i++) delays.push(checkDelay(`backoff[${i}]`, (opts as readonly unknown[])[i]));
+    return { kind: "fixed", delays };
   }
   if (opts !== undefined && (typeof opts !== "object" || opts === null)) {
     throw new ConfigError(`Expected \`backoff\` to be an object or an array of delays, got ${String(opts)}`);
@@ -64,12 +77,30 @@ export function resolveBackoff(opts: BackoffOptions | undefined): ResolvedBackof
   return { kind: "exponential", initialMs, maxMs, multiplier, jitter };
 }
 
+/** @internal The policy used when no backoff is given, and for a backoff function that failed. */
+export const DEFAULT_BACKOFF: ResolvedBackoff = resolveBackoff(undefined);
+
 /**
  * The delay before the attempt after `attempt` (1-based: `attempt` is the one
  * that just failed). `random` is injectable for tests; it returns [0, 1).
+ * @throws {ConfigError} a backoff function threw or returned something that is not a delay.
  */
-export function backoffDelay(policy: ResolvedBackoff, attempt: number, random: () => number = Math.random): number {
+export function backoffDelay(
+  policy: ResolvedBackoff,
+  attempt: number,
+  random: () => number = Math.random,
+  error: Error = new Error("unknown"),
+): number {
   const n = Math.max(1, Math.floor(attempt));
+  if (policy.kind === "function") {
+    let v: unknown;
+    try {
+      v = policy.fn(n, error);
+    } catch (err) {
+      throw new ConfigError(`the \`backoff\` function threw for attempt ${n}`, { cause: err });
+    }
+    return Math.round(checkDelay(`backoff(${n}, error)`, v));
+  }
   if (policy.kind === "fixed") {
     return policy.delays[Math.min(n, policy.delays.length) - 1] ?? 0;
   }

@@ -11,9 +11,23 @@ export interface QueueOptions<S extends ZodType = ZodType> {
    * validates again on receipt and dead-letters what fails. @default z.unknown() (anything JSON)
    */
   schema?: S;
-  /** Deliveries of a job before it is dead-lettered (the consumer's `max_deliver`). @default 5 */
+  /**
+   * Handler attempts before a failing job is dead-lettered (reason `max_attempts`). Only handler
+   * failures count: a redelivery because a process died, a `stop()` hand-back or a deferral does
+   * not (see docs/design/attempts.md). @default 5
+   */
   maxAttempts?: number;
-  /** Delay between attempts. @default { initialMs: 1000, maxMs: 60000, multiplier: 2, jitter: 0.2 } */
+  /**
+   * Crashes a job may cause while it runs alone before it is dead-lettered (reason `crashed`). A
+   * job redelivered without a recorded outcome (its process died, or its lease lapsed) runs alone
+   * in a worker; only a crash during such an isolated run counts, so a job is never charged for a
+   * crash another job caused. @default 2
+   */
+  maxCrashes?: number;
+  /**
+   * Delay between attempts: an exponential policy, a list of delays, or a function
+   * `(attempt, error) => ms`. @default { initialMs: 1000, maxMs: 60000, multiplier: 2, jitter: 0.2 }
+   */
   backoff?: BackoffOptions;
   /** How long the server waits for an ack before redelivering (`ack_wait`). Long jobs are kept alive with in-progress acks. @default 30000 */
   ackWaitMs?: number;
@@ -23,7 +37,7 @@ export interface QueueOptions<S extends ZodType = ZodType> {
   timeoutMs?: number;
   /** Where the server keeps jobs. @default "file" */
   storage?: "file" | "memory";
-  /** Stream replicas in a cluster (1, 3 or 5). @default 1 */
+  /** Stream replicas in a cluster: 1, 3 or 5 (an even count cannot keep a majority). @default 1 */
   replicas?: number;
   /** Bound on stored jobs; a publish beyond it fails with `QueueFullError`. @default -1 (unbounded) */
   maxMessages?: number;
@@ -31,7 +45,10 @@ export interface QueueOptions<S extends ZodType = ZodType> {
   maxBytes?: number;
   /** How long a job `id` is remembered to drop duplicate publishes. @default 120000 */
   duplicateWindowMs?: number;
-  /** Dead-letter stream bounds. @default { maxMessages: -1, maxAgeMs: 0 } (keep everything) */
+  /**
+   * Dead-letter stream bounds. `maxAgeMs` is 0 (keep forever) or at least the dead letters'
+   * duplicate window, max(120 s, 4 × `ackWaitMs`). @default { maxMessages: -1, maxAgeMs: 0 } (keep everything)
+   */
   deadLetter?: { maxMessages?: number; maxAgeMs?: number };
 }
 
@@ -40,6 +57,7 @@ export interface Queue<In = unknown, Out = In> {
   readonly name: string;
   readonly schema: ZodType<Out, In> | undefined;
   readonly maxAttempts: number;
+  readonly maxCrashes: number;
   readonly backoff: ResolvedBackoff;
   readonly ackWaitMs: number;
   readonly maxAckPending: number;
@@ -66,12 +84,10 @@ export interface QueueNames {
   readonly dlqStream: string;
   /** Subject dead letters are published to. */
   readonly dlqSubject: string;
-  /** Stream capturing the server's MAX_DELIVERIES advisories for the queue (crash loops). */
-  readonly advisoryStream: string;
-  /** Advisory subject captured by `advisoryStream`. */
-  readonly advisorySubject: string;
-  /** Durable consumer of the advisory stream. */
-  readonly advisoryConsumer: string;
+  /** Stream holding the outcome ledger: handler failures, hand-backs and isolated runs per job. */
+  readonly ledgerStream: string;
+  /** Subject prefix of ledger records (`<prefix>.<incarnation>.<seq>`). */
+  readonly ledgerSubject: string;
 }
 
 /** Type of the payload a producer publishes to `Q`. */
@@ -80,6 +96,11 @@ export type JobInput<Q> = Q extends Queue<infer In, unknown> ? In : never;
 export type JobData<Q> = Q extends Queue<unknown, infer Out> ? Out : never;
 
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
+ * `x_DLQ` would be the stream of queue `x`'s dead letters. `_ADV` was used up to jetq 0.1.
+ */
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|ADV)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -90,10 +111,18 @@ export function queueNames(name: string): QueueNames {
     consumer,
     dlqStream: `JETQ_${name}_DLQ`,
     dlqSubject: `jetq.dlq.${name}`,
-    advisoryStream: `JETQ_${name}_ADV`,
-    advisorySubject: `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${consumer}`,
-    advisoryConsumer: "dlq-mover",
+    ledgerStream: `JETQ_${name}_LEDGER`,
+    ledgerSubject: `jetq.ledger.${name}`,
   };
+}
+
+/**
+ * @internal Duplicate window of the dead-letter stream: dead letters carry a msg id derived from the
+ * job, and the window must outlast a redelivery (ack wait) so a crash between "copy to the dead
+ * letters" and "remove the original" cannot make a second one.
+ */
+export function deadLetterWindowMs(ackWaitMs: number): number {
+  return Math.max(120_000, ackWaitMs * 4);
 }
 
 function int(name: string, v: unknown, min: number, max: number): number {
@@ -140,6 +169,11 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
       `Expected \`name\` to be 1-64 letters, digits, "-" or "_", got ${describe(name)}`,
     );
   }
+  if (RESERVED_SUFFIX.test(name)) {
+    throw new ConfigError(
+      `Expected \`name\` not to end in _DLQ, _LEDGER or _ADV (the names of another queue's streams), got ${describe(name)}`,
+    );
+  }
   const schema = options.schema;
   if (schema !== undefined && (typeof schema !== "object" || schema === null || typeof schema.safeParse !== "function")) {
     throw new ConfigError(`Expected \`schema\` to be a zod schema, got ${describe(schema)}`);
@@ -148,15 +182,28 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   if (storage !== "file" && storage !== "memory") {
     throw new ConfigError(`Expected \`storage\` to be "file" or "memory", got ${describe(storage)}`);
   }
-  const replicas = int("replicas", options.replicas ?? 1, 1, 5);
+  const replicas = options.replicas ?? 1;
+  if (replicas !== 1 && replicas !== 3 && replicas !== 5) {
+    throw new ConfigError(`Expected \`replicas\` to be 1, 3 or 5 (an even count cannot keep a majority), got ${describe(replicas)}`);
+  }
   const timeoutMs = options.timeoutMs === undefined ? undefined : int("timeoutMs", options.timeoutMs, 1, 2 ** 31 - 1);
   const dl = options.deadLetter ?? {};
+  const ackWaitMs = int("ackWaitMs", options.ackWaitMs ?? 30_000, 100, 24 * 3600 * 1000);
+  const dlqMaxAgeMs = int("deadLetter.maxAgeMs", dl.maxAgeMs ?? 0, 0, Number.MAX_SAFE_INTEGER);
+  const dlqWindow = deadLetterWindowMs(ackWaitMs);
+  if (dlqMaxAgeMs !== 0 && dlqMaxAgeMs < dlqWindow) {
+    // The server refuses a duplicate window longer than the stream's max age.
+    throw new ConfigError(
+      `Expected \`deadLetter.maxAgeMs\` to be 0 (keep forever) or at least ${dlqWindow} ms (the dead letters' duplicate window, max(120 s, 4 × ackWaitMs)), got ${dlqMaxAgeMs}`,
+    );
+  }
   return Object.freeze({
     name,
     schema: schema as ZodType<S["_zod"]["output"], S["_zod"]["input"]> | undefined,
     maxAttempts: int("maxAttempts", options.maxAttempts ?? 5, 1, 10_000),
+    maxCrashes: int("maxCrashes", options.maxCrashes ?? 2, 1, 1_000),
     backoff: resolveBackoff(options.backoff),
-    ackWaitMs: int("ackWaitMs", options.ackWaitMs ?? 30_000, 100, 24 * 3600 * 1000),
+    ackWaitMs,
     maxAckPending: int("maxAckPending", options.maxAckPending ?? 1000, 1, 1_000_000),
     timeoutMs,
     storage,
@@ -166,7 +213,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     duplicateWindowMs: int("duplicateWindowMs", options.duplicateWindowMs ?? 120_000, 100, 7 * 24 * 3600 * 1000),
     deadLetter: Object.freeze({
       maxMessages: limit("deadLetter.maxMessages", dl.maxMessages ?? -1),
-      maxAgeMs: int("deadLetter.maxAgeMs", dl.maxAgeMs ?? 0, 0, Number.MAX_SAFE_INTEGER),
+      maxAgeMs: dlqMaxAgeMs,
     }),
     names: Object.freeze(queueNames(name)),
   });

@@ -9,6 +9,10 @@ export const HDR = {
   error: "Jetq-Error",
   errorName: "Jetq-Error-Name",
   attempts: "Jetq-Attempts",
+  /** Crashes counted while the job ran alone (reason `crashed`). */
+  crashes: "Jetq-Crashes",
+  /** The worker that dead-lettered the job. */
+  worker: "Jetq-Worker",
   failedAt: "Jetq-Failed-At",
   publishedAt: "Jetq-Published-At",
   sourceStream: "Jetq-Source-Stream",
@@ -23,6 +27,8 @@ export const DLQ_HEADERS: readonly string[] = [
   HDR.error,
   HDR.errorName,
   HDR.attempts,
+  HDR.crashes,
+  HDR.worker,
   HDR.failedAt,
   HDR.publishedAt,
   HDR.sourceStream,

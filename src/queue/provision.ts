@@ -12,7 +12,7 @@ import {
 } from "@nats-io/jetstream";
 import { ProvisionConflictError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
-import type { Queue } from "./define.ts";
+import { deadLetterWindowMs, type Queue } from "./define.ts";
 
 /** Options of {@link provisionQueue}. */
 export interface ProvisionOptions {
@@ -30,10 +30,19 @@ export interface ProvisionResult {
   stream: "created" | "unchanged" | "updated";
   consumer: "created" | "unchanged" | "updated";
   deadLetterStream: "created" | "unchanged" | "updated";
-  advisoryStream: "created" | "unchanged" | "updated";
+  /** The outcome ledger (handler failures, hand-backs, isolated runs; see docs/design/attempts.md). */
+  ledgerStream: "created" | "unchanged" | "updated";
+  /**
+   * A queue provisioned by jetq 0.1 was migrated: the consumer's `max_deliver` became unlimited
+   * (jetq counts attempts in its ledger now) and the obsolete advisory stream was removed.
+   */
+  migrated: boolean;
 }
 
 const ns = (ms: number): number => ms * 1_000_000;
+
+/** How long ledger records are kept: longer than any job waits between two of its deliveries. */
+const LEDGER_KEEP_MS = 7 * 24 * 3600 * 1000;
 
 type Expected = Record<string, unknown>;
 
@@ -42,8 +51,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
   stream: Partial<StreamConfig>;
   consumer: Partial<ConsumerConfig>;
   dlq: Partial<StreamConfig>;
-  advisory: Partial<StreamConfig>;
-  advisoryConsumer: Partial<ConsumerConfig>;
+  ledger: Partial<StreamConfig>;
 } {
   const n = q.names;
   const storage = q.storage === "memory" ? StorageType.Memory : StorageType.File;
@@ -65,7 +73,9 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: ns(q.ackWaitMs),
-      max_deliver: q.maxAttempts,
+      // Unlimited: jetq counts attempts and crashes in its ledger; the server's delivery count
+      // mixes failures with crashes of other jobs, hand-backs and deferrals.
+      max_deliver: -1,
       max_ack_pending: q.maxAckPending,
     },
     dlq: {
@@ -79,34 +89,29 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
       // A full dead-letter stream refuses new entries rather than dropping old ones: the job
       // then stays in its queue (retrying) instead of being lost.
       discard: DiscardPolicy.New,
-      // Dead letters carry a msg id derived from the source sequence; the window must outlast a
-      // redelivery (ack wait) so a crash between "copy to DLQ" and "remove" cannot duplicate.
-      duplicate_window: ns(Math.max(120_000, q.ackWaitMs * 4)),
+      duplicate_window: ns(deadLetterWindowMs(q.ackWaitMs)),
       allow_direct: true,
     },
-    advisory: {
-      name: n.advisoryStream,
-      subjects: [n.advisorySubject],
-      retention: RetentionPolicy.Workqueue,
+    ledger: {
+      name: n.ledgerStream,
+      subjects: [`${n.ledgerSubject}.>`],
+      retention: RetentionPolicy.Limits,
       storage,
       num_replicas: q.replicas,
+      max_msgs_per_subject: 1,
+      max_age: ns(LEDGER_KEEP_MS),
       discard: DiscardPolicy.Old,
-      max_msgs: 1_000_000,
-    },
-    advisoryConsumer: {
-      durable_name: n.advisoryConsumer,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: ns(30_000),
-      max_ack_pending: 64,
+      allow_direct: true,
     },
   };
 }
 
 const IMMUTABLE = new Set(["retention", "storage", "subjects", "ack_policy", "deliver_policy", "discard"]);
 
-function diff(expected: Expected, actual: Expected): Array<{ field: string; expected: unknown; actual: unknown }> {
-  const out: Array<{ field: string; expected: unknown; actual: unknown }> = [];
+type Conflict = { field: string; expected: unknown; actual: unknown };
+
+function diff(expected: Expected, actual: Expected): Conflict[] {
+  const out: Conflict[] = [];
   for (const [field, want] of Object.entries(expected)) {
     let have = actual[field];
     // The server reports an unset duplicate window / age as 0 or omits false booleans.
@@ -123,90 +128,86 @@ function show(field: string, v: unknown): string {
   return NANOS.has(field) && typeof v === "number" ? `${v / 1_000_000} ms` : JSON.stringify(v);
 }
 
-function conflictError(kind: string, name: string, conflicts: ReturnType<typeof diff>, canUpdate: boolean): ProvisionConflictError {
+function conflictError(kind: string, name: string, conflicts: Conflict[], canUpdate: boolean): ProvisionConflictError {
   const list = conflicts.map((c) => `${c.field} (definition: ${show(c.field, c.expected)}, server: ${show(c.field, c.actual)})`).join("; ");
   const hint = canUpdate
     ? "Pass { update: true } to apply the new settings, or change the definition to match."
-    : "These cannot be changed in place; use a new queue name, or remove the old one deliberately (nothing was changed).";
-  return new ProvisionConflictError(`${kind} "${name}" exists with a different configuration: ${list}. ${hint}`, conflicts);
+    : "These cannot be changed in place; use a new queue name, or remove the old one deliberately.";
+  return new ProvisionConflictError(`${kind} "${name}" exists with a different configuration: ${list}. ${hint} Nothing was changed.`, conflicts);
 }
 
-async function ensureStream(
+/** What one server object needs: nothing, creating, or an update with these settings. */
+type Plan<C> =
+  | { kind: "create"; cfg: C }
+  | { kind: "unchanged" }
+  | { kind: "update"; cfg: C };
+
+async function streamInfo(jsm: JetStreamManager, name: string, kind: string): Promise<StreamConfig | undefined> {
+  try {
+    return (await jsm.streams.info(name)).config;
+  } catch (err) {
+    if (apiCode(err) === API.streamNotFound) return undefined;
+    throw mapNatsError(err, `provision ${kind} "${name}"`);
+  }
+}
+
+async function planStream(
   jsm: JetStreamManager,
   cfg: Partial<StreamConfig>,
   kind: string,
   update: boolean,
-): Promise<ProvisionResult["stream"]> {
+): Promise<Plan<Partial<StreamConfig>>> {
   const name = cfg.name as string;
-  let info;
-  try {
-    info = await jsm.streams.info(name);
-  } catch (err) {
-    if (apiCode(err) !== API.streamNotFound) throw mapNatsError(err, `provision ${kind} "${name}"`);
-    try {
-      await jsm.streams.add(cfg as StreamConfig);
-      return "created";
-    } catch (addErr) {
-      // Another process may have created it between our info and add: verify instead.
-      if (apiCode(addErr) === 10058) return ensureStream(jsm, cfg, kind, update);
-      throw mapNatsError(addErr, `create ${kind} "${name}"`);
-    }
-  }
-  const conflicts = diff(cfg as Expected, info.config as unknown as Expected);
-  if (conflicts.length === 0) return "unchanged";
+  const have = await streamInfo(jsm, name, kind);
+  if (!have) return { kind: "create", cfg };
+  const conflicts = diff(cfg as Expected, have as unknown as Expected);
+  if (conflicts.length === 0) return { kind: "unchanged" };
   const immutable = conflicts.filter((c) => IMMUTABLE.has(c.field));
   if (immutable.length > 0) throw conflictError(kind, name, immutable, false);
   if (!update) throw conflictError(kind, name, conflicts, true);
-  try {
-    await jsm.streams.update(name, { ...info.config, ...cfg } as StreamConfig);
-  } catch (err) {
-    throw mapNatsError(err, `update ${kind} "${name}"`);
-  }
-  return "updated";
+  return { kind: "update", cfg: { ...have, ...cfg } };
 }
 
-async function ensureConsumer(
+async function planConsumer(
   jsm: JetStreamManager,
   stream: string,
   cfg: Partial<ConsumerConfig>,
   update: boolean,
-): Promise<ProvisionResult["consumer"]> {
+): Promise<Plan<Partial<ConsumerConfig>> & { migrate?: boolean }> {
   const name = cfg.durable_name as string;
-  let info;
+  let have: ConsumerConfig;
   try {
-    info = await jsm.consumers.info(stream, name);
+    have = (await jsm.consumers.info(stream, name)).config;
   } catch (err) {
-    if (apiCode(err) !== API.consumerNotFound) throw mapNatsError(err, `provision consumer "${name}" on "${stream}"`);
-    try {
-      await jsm.consumers.add(stream, cfg);
-      return "created";
-    } catch (addErr) {
-      throw mapNatsError(addErr, `create consumer "${name}" on "${stream}"`);
-    }
+    if (apiCode(err) === API.consumerNotFound || apiCode(err) === API.streamNotFound) return { kind: "create", cfg };
+    throw mapNatsError(err, `provision consumer "${name}" on "${stream}"`);
   }
-  const conflicts = diff(cfg as Expected, info.config as unknown as Expected);
-  if (conflicts.length === 0) return "unchanged";
+  let conflicts = diff(cfg as Expected, have as unknown as Expected);
+  // jetq 0.1 set max_deliver to maxAttempts; it is jetq's to change, so it needs no { update: true }.
+  const migrate = conflicts.some((c) => c.field === "max_deliver");
+  conflicts = conflicts.filter((c) => c.field !== "max_deliver");
   const immutable = conflicts.filter((c) => IMMUTABLE.has(c.field));
   if (immutable.length > 0) throw conflictError("consumer", name, immutable, false);
-  if (!update) throw conflictError("consumer", name, conflicts, true);
+  if (conflicts.length > 0 && !update) throw conflictError("consumer", name, conflicts, true);
+  if (conflicts.length === 0 && !migrate) return { kind: "unchanged" };
   const { durable_name: _d, ack_policy: _a, deliver_policy: _p, ...mutable } = cfg;
-  try {
-    await jsm.consumers.update(stream, name, mutable);
-  } catch (err) {
-    throw mapNatsError(err, `update consumer "${name}" on "${stream}"`);
-  }
-  return "updated";
+  return { kind: "update", cfg: mutable, migrate };
 }
 
 /**
  * Creates the queue's server objects, or verifies they match the definition:
  * the work-queue stream, the durable pull consumer shared by all workers, the
- * dead-letter stream, and the stream capturing MAX_DELIVERIES advisories (so a
- * job that crashes its worker every time still reaches the dead-letter queue).
+ * dead-letter stream, and the outcome ledger (docs/design/attempts.md).
  *
- * Idempotent: every process may call it at start. A definition that conflicts
- * with what exists throws {@link ProvisionConflictError} naming each field;
- * nothing is ever deleted.
+ * Idempotent: every process may call it at start. Everything is checked before
+ * anything is created or changed: a definition that conflicts with what exists
+ * throws {@link ProvisionConflictError} naming each field, and nothing was
+ * changed. If creating fails part-way (a permission, a lost connection), what
+ * this call created is removed again before the error is thrown.
+ *
+ * A queue provisioned by jetq 0.1 is migrated in place: its consumer's
+ * `max_deliver` becomes unlimited and the obsolete advisory stream
+ * `JETQ_<name>_ADV` (which held only advisories, never jobs) is removed.
  */
 export async function provisionQueue<In, Out>(
   nc: NatsConnection,
@@ -214,17 +215,93 @@ export async function provisionQueue<In, Out>(
   options: ProvisionOptions = {},
 ): Promise<ProvisionResult> {
   const update = options.update === true;
+  const what = `provision queue "${queue.name}"`;
   let jsm: JetStreamManager;
   try {
     jsm = await jetstreamManager(nc);
   } catch (err) {
-    throw mapNatsError(err, `provision queue "${queue.name}"`);
+    throw mapNatsError(err, what);
   }
+  const n = queue.names;
   const cfg = expectedConfigs(queue);
-  const stream = await ensureStream(jsm, cfg.stream, "stream", update);
-  const consumer = await ensureConsumer(jsm, queue.names.stream, cfg.consumer, update);
-  const deadLetterStream = await ensureStream(jsm, cfg.dlq, "dead-letter stream", update);
-  const advisoryStream = await ensureStream(jsm, cfg.advisory, "advisory stream", update);
-  await ensureConsumer(jsm, queue.names.advisoryStream, cfg.advisoryConsumer, update);
-  return { stream, consumer, deadLetterStream, advisoryStream };
+  // Every check first: nothing is created or changed until every object is known to fit.
+  const stream = await planStream(jsm, cfg.stream, "stream", update);
+  const consumer = await planConsumer(jsm, n.stream, cfg.consumer, update);
+  const dlq = await planStream(jsm, cfg.dlq, "dead-letter stream", update);
+  const ledger = await planStream(jsm, cfg.ledger, "ledger stream", update);
+  const legacy = `${n.stream}_ADV`;
+  const hasLegacy = (await streamInfo(jsm, legacy, "advisory stream")) !== undefined;
+
+  const created: string[] = [];
+  let createdConsumer = false;
+  const applyStream = async (plan: Plan<Partial<StreamConfig>>, kind: string): Promise<ProvisionResult["stream"]> => {
+    if (plan.kind === "unchanged") return "unchanged";
+    const name = plan.cfg.name as string;
+    if (plan.kind === "create") {
+      try {
+        await jsm.streams.add(plan.cfg as StreamConfig);
+        created.push(name);
+        return "created";
+      } catch (err) {
+        // Another process created it between our check and now: check it again.
+        if (apiCode(err) === 10058) return applyStream(await planStream(jsm, plan.cfg, kind, update), kind);
+        throw mapNatsError(err, `create ${kind} "${name}"`);
+      }
+    }
+    try {
+      await jsm.streams.update(name, plan.cfg as StreamConfig);
+    } catch (err) {
+      throw mapNatsError(err, `update ${kind} "${name}"`);
+    }
+    return "updated";
+  };
+  try {
+    const result: ProvisionResult = {
+      stream: await applyStream(stream, "stream"),
+      consumer: "unchanged",
+      deadLetterStream: "unchanged",
+      ledgerStream: "unchanged",
+      migrated: false,
+    };
+    if (consumer.kind === "create") {
+      try {
+        await jsm.consumers.add(n.stream, consumer.cfg);
+      } catch (err) {
+        throw mapNatsError(err, `create consumer "${n.consumer}" on "${n.stream}"`);
+      }
+      createdConsumer = true;
+      result.consumer = "created";
+    } else if (consumer.kind === "update") {
+      try {
+        await jsm.consumers.update(n.stream, n.consumer, consumer.cfg);
+      } catch (err) {
+        throw mapNatsError(err, `update consumer "${n.consumer}" on "${n.stream}"`);
+      }
+      result.consumer = "updated";
+      result.migrated = consumer.migrate === true;
+    }
+    result.deadLetterStream = await applyStream(dlq, "dead-letter stream");
+    result.ledgerStream = await applyStream(ledger, "ledger stream");
+    if (hasLegacy) {
+      // Only after the consumer no longer relies on it (max_deliver unlimited).
+      try {
+        await jsm.streams.delete(legacy);
+      } catch (err) {
+        if (apiCode(err) !== API.streamNotFound) throw mapNatsError(err, `remove the obsolete advisory stream "${legacy}"`);
+      }
+      result.migrated = true;
+    }
+    return result;
+  } catch (err) {
+    // Undo what this call created (newest first), so a failure leaves the server as it was.
+    const undo: string[] = [];
+    if (createdConsumer && !created.includes(n.stream)) {
+      await jsm.consumers.delete(n.stream, n.consumer).then(() => undo.push(`consumer "${n.consumer}"`), () => {});
+    }
+    for (const name of created.reverse()) {
+      await jsm.streams.delete(name).then(() => undo.push(`stream "${name}"`), () => {});
+    }
+    if (undo.length > 0 && err instanceof Error) err.message += ` (provisioning was rolled back: removed ${undo.join(", ")}, which this call had created)`;
+    throw err;
+  }
 }

@@ -191,24 +191,26 @@ describe("provisioning", () => {
   it("is idempotent and reports a conflicting definition without changing anything", async () => {
     const nc = await nats.connect();
     const name = uniqueName();
-    const q = defineQueue({ name, maxAttempts: 3 });
+    const q = defineQueue({ name, ackWaitMs: 30_000 });
     const first = await provisionQueue(nc, q);
-    assert.deepEqual(first, { stream: "created", consumer: "created", deadLetterStream: "created", advisoryStream: "created" });
+    assert.deepEqual(first, { stream: "created", consumer: "created", deadLetterStream: "created", ledgerStream: "created", migrated: false });
     const second = await provisionQueue(nc, q);
-    assert.deepEqual(second, { stream: "unchanged", consumer: "unchanged", deadLetterStream: "unchanged", advisoryStream: "unchanged" });
+    assert.deepEqual(second, { stream: "unchanged", consumer: "unchanged", deadLetterStream: "unchanged", ledgerStream: "unchanged", migrated: false });
+    const jsm = await jetstreamManager(nc);
+    // Attempts are counted in the ledger: the server's delivery limit is not the attempt limit.
+    assert.equal((await jsm.consumers.info(q.names.stream, q.names.consumer)).config.max_deliver, -1);
 
-    const changed = defineQueue({ name, maxAttempts: 7 });
+    const changed = defineQueue({ name, ackWaitMs: 45_000 });
     const err = await provisionQueue(nc, changed).catch((e: unknown) => e);
     assert.ok(err instanceof ProvisionConflictError, String(err));
-    assert.match(err.message, /max_deliver/);
-    const jsm = await jetstreamManager(nc);
-    assert.equal((await jsm.consumers.info(q.names.stream, q.names.consumer)).config.max_deliver, 3);
+    assert.match(err.message, /ack_wait \(definition: 45000 ms, server: 30000 ms\).*Nothing was changed/);
+    assert.equal((await jsm.consumers.info(q.names.stream, q.names.consumer)).config.ack_wait, 30_000 * 1e6);
 
     const updated = await provisionQueue(nc, changed, { update: true });
     assert.equal(updated.consumer, "updated");
-    assert.equal((await jsm.consumers.info(q.names.stream, q.names.consumer)).config.max_deliver, 7);
+    assert.equal((await jsm.consumers.info(q.names.stream, q.names.consumer)).config.ack_wait, 45_000 * 1e6);
 
-    const memory = defineQueue({ name, maxAttempts: 7, storage: "memory" });
+    const memory = defineQueue({ name, ackWaitMs: 45_000, storage: "memory" });
     const immutable = await provisionQueue(nc, memory, { update: true }).catch((e: unknown) => e);
     assert.ok(immutable instanceof ProvisionConflictError);
     assert.match(immutable.message, /storage/);

@@ -52,17 +52,20 @@ describe("workers in separate processes", () => {
     await victim.kill9();
     const rescuer = new FixtureProcess("worker-proc.ts", workerEnv(opts, "record"));
     try {
-      const done = await rescuer.waitFor((e) => e.ev === "done" && e.id === "survivor", "job completed by the rescuer");
-      assert.equal(done.attempt, 2, "the job was redelivered, not lost");
+      const start = await rescuer.waitFor((e) => e.ev === "start" && e.id === "survivor", "job redelivered to the rescuer");
+      await rescuer.waitFor((e) => e.ev === "done" && e.id === "survivor", "job completed by the rescuer");
+      // Redelivered without a recorded outcome: it runs alone, and the crash cost it no attempt.
+      assert.equal(start.attempt, 1, "a crash is not a failed attempt");
+      assert.equal(start.isolated, true, "a job whose process died runs alone next time");
     } finally {
       await rescuer.terminate();
       await producer.close();
     }
   });
 
-  it("a job that kills its worker on every attempt ends in the dead-letter queue", async () => {
+  it("a job that kills its worker on every run ends in the dead-letter queue after maxCrashes runs alone", async () => {
     const nc = await nats.connect();
-    const opts = { name: uniqueName("loop"), ackWaitMs: 700, maxAttempts: 3 };
+    const opts = { name: uniqueName("loop"), ackWaitMs: 700, maxAttempts: 3, maxCrashes: 2 };
     const q = defineQueue(opts);
     await provisionQueue(nc, q);
     const producer = new Producer(nc, q);
@@ -90,12 +93,15 @@ describe("workers in separate processes", () => {
       restarts++;
     }
     assert.equal(await dlq.count(), 1, `dead letter after ${restarts} crashes`);
-    assert.equal(starts.length, 3, "the poison job was delivered exactly maxAttempts times");
+    // Its first run was among others; then maxCrashes runs alone, each ending in a crash.
+    assert.deepEqual(starts.map((e) => [e.attempt, e.isolated]), [[1, false], [1, true], [1, true]]);
     const [entry] = await dlq.list();
     assert.equal(entry!.id, "poison");
-    assert.equal(entry!.reason, "max_deliveries");
-    assert.equal(entry!.attempts, 3);
-    assert.match(entry!.error.message, /gave up after 3 deliveries/);
+    assert.equal(entry!.reason, "crashed");
+    assert.equal(entry!.attempts, 1, "crashes are not attempts");
+    assert.equal(entry!.crashes, 2);
+    assert.match(entry!.worker ?? "", /:\d+:[0-9a-f]{6}$/, "the worker it last crashed");
+    assert.match(entry!.error.message, /crashed or stalled its worker 2 time\(s\) while it ran alone/);
     assert.ok(healthyDone, "the healthy job behind it completed");
     const jsm = await jetstreamManager(nc);
     await waitFor(async () => (await jsm.streams.info(q.names.stream)).state.messages === 0, "queue stream empty");

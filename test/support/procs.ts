@@ -10,6 +10,8 @@ export interface ProcEvent {
   ev: string;
   id?: string;
   attempt?: number;
+  isolated?: boolean;
+  reason?: string;
   message?: string;
 }
 
@@ -87,5 +89,43 @@ export class FixtureProcess {
     const t = setTimeout(() => this.proc.kill("SIGKILL"), ms);
     await this.exited;
     clearTimeout(t);
+  }
+}
+
+/**
+ * Keeps `n` fixture processes running, as a process supervisor would: each one that dies is
+ * replaced, at most `maxRestarts` times in all. `stop()` ends them all (SIGTERM, then SIGKILL).
+ */
+export class Supervisor {
+  readonly #script: string;
+  readonly #env: Record<string, string>;
+  readonly #sink: (e: ProcEvent) => void;
+  readonly #maxRestarts: number;
+  readonly live = new Set<FixtureProcess>();
+  restarts = 0;
+  #stopped = false;
+
+  constructor(n: number, script: string, env: Record<string, string>, sink: (e: ProcEvent) => void, maxRestarts: number) {
+    this.#script = script;
+    this.#env = env;
+    this.#sink = sink;
+    this.#maxRestarts = maxRestarts;
+    for (let i = 0; i < n; i++) this.#spawn();
+  }
+
+  #spawn(): void {
+    const p = new FixtureProcess(this.#script, this.#env, this.#sink);
+    this.live.add(p);
+    void p.exited.then(() => {
+      this.live.delete(p);
+      if (this.#stopped || this.restarts >= this.#maxRestarts) return;
+      this.restarts++;
+      this.#spawn();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.all([...this.live].map((p) => p.terminate()));
   }
 }

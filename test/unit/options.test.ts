@@ -21,7 +21,9 @@ describe("defineQueue", () => {
     assert.equal(q.names.stream, "JETQ_emails");
     assert.equal(q.names.subject, "jetq.q.emails");
     assert.equal(q.names.dlqStream, "JETQ_emails_DLQ");
-    assert.equal(q.names.advisorySubject, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.JETQ_emails.workers");
+    assert.equal(q.names.ledgerStream, "JETQ_emails_LEDGER");
+    assert.equal(q.names.ledgerSubject, "jetq.ledger.emails");
+    assert.equal(q.maxCrashes, 2);
     assert.ok(Object.isFrozen(q));
   });
 
@@ -42,10 +44,32 @@ describe("defineQueue", () => {
       [{ name: "q", schema: { parse() {} } }, /`schema`/],
       [{ name: "q", backoff: "fast" }, /`backoff`/],
       [{ name: "q", deadLetter: { maxMessages: 0 } }, /`deadLetter.maxMessages`/],
+      // Names that would be another queue's streams (JETQ_x_DLQ is queue x's dead letters).
+      [{ name: "x_DLQ" }, /`name` not to end in _DLQ.*got "x_DLQ"/],
+      [{ name: "x_LEDGER" }, /`name` not to end in _DLQ, _LEDGER/],
+      [{ name: "x_ADV" }, /`name`/],
+      [{ name: "q", replicas: 2 }, /`replicas` to be 1, 3 or 5.*got 2/],
+      [{ name: "q", replicas: 4 }, /`replicas`/],
+      [{ name: "q", maxCrashes: 0 }, /`maxCrashes`.*got 0/],
+      // A dead-letter max age below the duplicate window the server would refuse, part-way through provisioning.
+      [{ name: "q", deadLetter: { maxAgeMs: 60_000 } }, /`deadLetter.maxAgeMs`.*at least 120000 ms.*got 60000/],
+      [{ name: "q", ackWaitMs: 60_000, deadLetter: { maxAgeMs: 200_000 } }, /at least 240000 ms/],
+      // A sparse list: the hole is not a delay.
+      // eslint-disable-next-line no-sparse-arrays
+      [{ name: "q", backoff: [1000, , 5000] }, /`backoff\[1\]`.*got undefined/],
     ];
     for (const [opts, re] of cases) {
       assert.throws(() => defineQueue(opts as never), (e: unknown) => e instanceof ConfigError && re.test(e.message), JSON.stringify(opts));
     }
+  });
+
+  it("accepts the names and values just inside the bounds", () => {
+    assert.equal(defineQueue({ name: "x_dlq" }).name, "x_dlq");
+    assert.equal(defineQueue({ name: "DLQ" }).name, "DLQ");
+    assert.equal(defineQueue({ name: "q", replicas: 5 }).replicas, 5);
+    assert.equal(defineQueue({ name: "q", deadLetter: { maxAgeMs: 120_000 } }).deadLetter.maxAgeMs, 120_000);
+    const fn = (attempt: number): number => attempt * 10;
+    assert.deepEqual(defineQueue({ name: "q", backoff: fn }).backoff, { kind: "function", fn });
   });
 
   it("accepts a zod schema and keeps it", () => {
