@@ -279,9 +279,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         this.#pullRetryMs = 0;
         this.#accept(m);
       },
-      unfilled: () => this.#queuePull(),
+      unfilled: () => {
+        this.#maybeIsolate();
+        this.#queuePull();
+      },
       silent: () => {
         void this.#checkConsumer(undefined);
+        this.#maybeIsolate();
         this.#queuePull();
       },
       error: (err) => this.#pullFailed(err),
@@ -489,6 +493,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #maybeIsolate(): void {
     const iso = this.#isolation;
     if (!iso || iso.started || this.#running.size !== 1 || this.#acks.length > 0) return;
+    // Pull requests still open could bring jobs while the suspect runs: wait until they are
+    // filled or expire (at most pullExpiresMs), so that nothing else is held here when it runs.
+    if ((this.#puller?.outstanding ?? 0) > 0) return;
     iso.started = true;
     void this.#runIsolated(iso.r);
   }
@@ -664,10 +671,14 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   }
 
   async #recordHandBack(r: Running): Promise<void> {
-    // A redelivery whose record was not read yet cannot be written safely; unrecorded, its next
-    // delivery runs alone once, which costs no attempt.
-    if (r.msg.deliveries > 1 && r.record === undefined) return;
     try {
+      if (r.msg.deliveries > 1 && r.record === undefined) {
+        // A redelivery handed back before it was classified (it arrived while a suspect waits to
+        // run alone here): read its record first, so the hand-back keeps what it says.
+        const read = await this.#ledger!.read(r.msg.seq);
+        r.record = baseRecord(read.record, classify(r.msg.deliveries, read.record, this.#queue.maxCrashes));
+        r.revision = read.revision;
+      }
       r.revision = await this.#ledger!.write(r.msg.seq, afterHandBack(r.record ?? EMPTY_RECORD, r.msg.deliveries, this.#workerId), r.revision);
     } catch (err) {
       this.#reportError(safeError(err));

@@ -1,0 +1,128 @@
+// The attempt model (docs/design/attempts.md) against a real server and real process crashes:
+// a job whose handler never failed is never dead-lettered because another job crashed its
+// process; attempts count handler failures only; stop() costs no attempt.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { DeadLetterQueue, defineQueue, Producer, provisionQueue, type QueueOptions, Worker } from "../../src/index.ts";
+import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
+import { FixtureProcess, type ProcEvent, Supervisor } from "../support/procs.ts";
+
+const nats = useNats();
+
+function workerEnv(opts: QueueOptions, extra: Record<string, string> = {}): Record<string, string> {
+  return { NATS_URL: nats.server().servers, QUEUE: JSON.stringify(opts), MODE: "crash-on-poison", ...extra };
+}
+
+describe("crash isolation across worker processes", () => {
+  for (const where of ["first", "middle", "last"] as const) {
+    it(`a poison job ${where} among 100 ordinary ones: every ordinary job completes, the poison is dead-lettered as crashed after maxCrashes runs alone`, async () => {
+      const nc = await nats.connect();
+      const opts = { name: uniqueName(`poison_${where}`), ackWaitMs: 1000, maxAttempts: 3, maxCrashes: 2 };
+      const q = defineQueue(opts);
+      await provisionQueue(nc, q);
+      const jobs = Array.from({ length: 100 }, (_, i) => ({ id: `job-${i}`, data: { poison: false } }));
+      const at = where === "first" ? 0 : where === "middle" ? 50 : 100;
+      jobs.splice(at, 0, { id: "poison", data: { poison: true } });
+
+      const done = new Set<string>();
+      const dead: ProcEvent[] = [];
+      const poisonStarts: ProcEvent[] = [];
+      const sink = (e: ProcEvent): void => {
+        if (e.ev === "done") done.add(e.id!);
+        if (e.ev === "dead") dead.push(e);
+        if (e.ev === "start" && e.id === "poison") poisonStarts.push(e);
+      };
+      // Three worker processes of concurrency 8, restarted as they die (bounded). Short pull
+      // requests: a suspect waits for the open ones to end before it runs alone.
+      const fleet = new Supervisor(3, "worker-proc.ts", workerEnv(opts, { CONCURRENCY: "8", JOB_MS: "20", PULL_EXPIRES_MS: "1000" }), sink, 12);
+      const producer = new Producer(nc, q);
+      const dlq = new DeadLetterQueue(nc, q);
+      try {
+        await producer.publishMany(jobs.map((j) => j.data), { id: (_, i) => jobs[i]!.id });
+        await waitFor(async () => done.size === 100 && (await dlq.count()) === 1, "100 completions and one dead letter", 60_000, 100);
+        const entries = await dlq.list();
+        assert.deepEqual(entries.map((e) => [e.id, e.reason, e.crashes, e.attempts]), [["poison", "crashed", 2, 1]]);
+        assert.deepEqual(dead.map((e) => e.id), ["poison"], "no ordinary job was dead-lettered");
+        // One run among others (which crashed its process), then exactly maxCrashes runs alone.
+        assert.deepEqual(poisonStarts.map((e) => e.isolated), [false, true, true]);
+        const jsm = await jetstreamManager(nc);
+        await waitFor(async () => (await jsm.streams.info(q.names.stream)).state.messages === 0, "queue stream empty");
+        assert.equal(fleet.restarts, 3, "the poison job crashed three processes: once among others, twice alone");
+      } finally {
+        await fleet.stop();
+        await producer.close();
+      }
+    });
+  }
+
+  it("a job that fails twice then succeeds sees attempts 1, 2, 3, although a crash of another job interrupted it in between", async () => {
+    const nc = await nats.connect();
+    const opts = { name: uniqueName("attempts"), ackWaitMs: 800, maxAttempts: 5, maxCrashes: 2, backoff: [50] };
+    const q = defineQueue(opts);
+    await provisionQueue(nc, q);
+    const events: ProcEvent[] = [];
+    const sink = (e: ProcEvent): void => {
+      if (e.id === "flaky" && (e.ev === "start" || e.ev === "fail" || e.ev === "done")) events.push(e);
+    };
+    const producer = new Producer(nc, q);
+    const worker = new FixtureProcess("worker-proc.ts", workerEnv(opts, { CONCURRENCY: "2" }), sink);
+    let fleet: Supervisor | undefined;
+    try {
+      await worker.waitFor((e) => e.ev === "ready", "worker ready");
+      // Fails on attempts 1 and 2; each attempt sleeps 600 ms first.
+      await producer.publish({ failUntil: 2, sleepMs: 600 }, { id: "flaky" });
+      await worker.waitFor((e) => e.ev === "start" && e.id === "flaky" && e.attempt === 2, "the second attempt running");
+      // While attempt 2 runs, a poison job kills the process that holds it.
+      await producer.publish({ poison: true, crashAfterMs: 100 }, { id: "poison" });
+      await worker.exited;
+      // From here a supervisor restarts the worker each time the poison job kills it.
+      fleet = new Supervisor(1, "worker-proc.ts", workerEnv(opts, { CONCURRENCY: "2" }), sink, 5);
+      await waitFor(() => events.some((e) => e.ev === "done"), "the flaky job done", 30_000);
+      assert.deepEqual(
+        events.map((e) => `${e.ev}:${e.attempt}${e.ev === "start" && e.isolated ? "(alone)" : ""}`),
+        // The interrupted attempt 2 runs again as attempt 2 (alone: its process died under it).
+        ["start:1", "fail:1", "start:2", "start:2(alone)", "fail:2", "start:3", "done:3"],
+      );
+    } finally {
+      await worker.kill9();
+      await fleet?.stop();
+      await producer.close();
+    }
+  });
+});
+
+describe("stop() costs no attempt", () => {
+  it("a job handed back by stop() at the deadline of its last attempt is retried, not dead-lettered", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("last"), maxAttempts: 2, backoff: [10], ackWaitMs: 60_000 });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const seen: number[] = [];
+    const first = new Worker(nc, q, async (job) => {
+      seen.push(job.attempt);
+      if (job.attempt === 1) throw new Error("first attempt fails");
+      await new Promise((resolve) => job.signal.addEventListener("abort", resolve)); // the last attempt outlives stop()'s deadline
+      throw new Error("aborted");
+    });
+    const released: number[] = [];
+    first.on("released", (ev) => released.push(ev.attempt));
+    await first.start();
+    await producer.publish({ n: 1 }, { id: "last-attempt" });
+    await waitFor(() => seen.length === 2, "the last attempt running");
+    await first.stop({ timeoutMs: 100 });
+    assert.deepEqual(released, [2]);
+
+    let completed = 0;
+    const second = new Worker(nc, q, async (job) => {
+      seen.push(job.attempt);
+      completed++;
+    });
+    await second.start();
+    await waitFor(() => completed === 1, "the job completed on its last attempt after the hand-back", 10_000);
+    assert.deepEqual(seen, [1, 2, 2]);
+    assert.equal(await new DeadLetterQueue(nc, q).count(), 0);
+    await second.stop();
+    await producer.close();
+  });
+});
