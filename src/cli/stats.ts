@@ -4,6 +4,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { ConnectionError, QueueNotFoundError, TimeoutError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { defineQueue } from "../queue/define.ts";
+import { limitsFromDescription } from "../queue/provision.ts";
 import { queueStats, type QueueStats } from "../telemetry/stats.ts";
 import { listQueueNames, loadQueue } from "./connect.ts";
 import { UsageError } from "./exit.ts";
@@ -33,7 +34,8 @@ async function sample(nc: NatsConnection, name: string): Promise<StatsSample> {
     at: new Date().toISOString(),
     ...stats,
     published,
-    maxAttempts: consumer.config.max_deliver ?? -1,
+    // jetq 0.2+ records its limits in the consumer's description; 0.1 used max_deliver.
+    maxAttempts: limitsFromDescription(consumer.config.description)?.maxAttempts ?? consumer.config.max_deliver ?? -1,
     ackWaitMs: Math.round((consumer.config.ack_wait ?? 0) / 1e6),
   };
 }

@@ -56,7 +56,10 @@ export interface WorkerOptions<T = unknown> {
    * latency, larger ones cost fewer requests. @default max(1, concurrency / 4)
    */
   pullBatch?: number;
-  /** How long one pull request waits on the server for jobs before it is renewed. @default 5000 */
+  /**
+   * How long one pull request waits on the server for jobs before it is renewed. Keep it well
+   * below the queue's `ackWaitMs` (see docs/design/attempts.md, "server facts"). @default ackWaitMs / 3, from 1000 to 5000
+   */
   pullExpiresMs?: number;
   /** Validate payloads against the queue's schema before the handler sees them. @default true */
   validate?: boolean;
@@ -121,6 +124,16 @@ type State = "idle" | "starting" | "running" | "stopping" | "stopped";
 /** How long a job handed back without an attempt used (a deferral) waits before it is redelivered. */
 const DEFER_MS = 250;
 const OK: Settlement = { kind: "ok" };
+
+/** What a rejected chain means; `instanceof` itself can throw (a Proxy's getPrototypeOf trap). */
+function failure(err: unknown): Settlement {
+  try {
+    if (err instanceof PayloadRejected) return { kind: "rejected", reason: "validation", error: err.error };
+  } catch {
+    // not ours
+  }
+  return { kind: "failed", error: safeError(err) };
+}
 
 /**
  * Runs a handler for every job of a queue. Any number of workers, in any
@@ -189,7 +202,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     };
     this.#concurrency = int("concurrency", options.concurrency ?? 1, 1, 100_000);
     this.#pullBatch = int("pullBatch", options.pullBatch ?? Math.max(1, Math.floor(this.#concurrency / 4)), 1, this.#concurrency);
-    this.#pullExpiresMs = int("pullExpiresMs", options.pullExpiresMs ?? 5_000, 1_000, 300_000);
+    // Pull requests expire well before a crashed worker's jobs come back (ackWaitMs): nats-server
+    // 2.9.10 redelivers a job with a delivery count of 1 when the only pull requests waiting
+    // belong to a connection that is gone (a crashed worker's) and have not expired yet, and a
+    // count of 1 hides the crash from jetq's crash isolation.
+    this.#pullExpiresMs = int("pullExpiresMs", options.pullExpiresMs ?? Math.min(5_000, Math.max(1_000, Math.floor(queue.ackWaitMs / 3))), 1_000, 300_000);
     const ackMode = options.ackMode ?? "fire";
     if (ackMode !== "fire" && ackMode !== "confirmed") {
       throw new ConfigError(`Expected \`ackMode\` to be "fire" or "confirmed", got ${describe(ackMode)}`);
@@ -545,12 +562,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     const steps = span === noAttemptSpan && this.#steps[0] === telemetryStep ? this.#steps.slice(1) : this.#steps;
     runChain(steps, this.#handler, job).then(
       () => this.#settle(r, OK, started),
-      (err: unknown) =>
-        this.#settle(
-          r,
-          err instanceof PayloadRejected ? { kind: "rejected", reason: "validation", error: err.error } : { kind: "failed", error: safeError(err) },
-          started,
-        ),
+      (err: unknown) => this.#settle(r, failure(err), started),
     );
   }
 

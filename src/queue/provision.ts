@@ -1,5 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders } from "@nats-io/transport-node";
 import {
+  jetstream,
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
@@ -13,6 +15,7 @@ import {
 import { ProvisionConflictError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
 import { deadLetterWindowMs, type Queue } from "./define.ts";
+import { HDR, seqJobId } from "./headers.ts";
 
 /** Options of {@link provisionQueue}. */
 export interface ProvisionOptions {
@@ -77,6 +80,8 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
       // mixes failures with crashes of other jobs, hand-backs and deferrals.
       max_deliver: -1,
       max_ack_pending: q.maxAckPending,
+      // The limits jetq enforces itself, for tools that read the queue from the server (jetq stats).
+      description: consumerDescription(q),
     },
     dlq: {
       name: n.dlqStream,
@@ -104,6 +109,23 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
       allow_direct: true,
     },
   };
+}
+
+/** @internal The consumer's description: jetq's own limits, which the server does not enforce. */
+export function consumerDescription(q: Queue<unknown, unknown>): string {
+  return `jetq ${JSON.stringify({ maxAttempts: q.maxAttempts, maxCrashes: q.maxCrashes })}`;
+}
+
+/** @internal jetq's limits read back from a consumer's description (undefined for a foreign or 0.1 consumer). */
+export function limitsFromDescription(description: string | undefined): { maxAttempts: number; maxCrashes: number } | undefined {
+  if (!description?.startsWith("jetq {")) return undefined;
+  try {
+    const v = JSON.parse(description.slice(5)) as { maxAttempts?: unknown; maxCrashes?: unknown };
+    if (typeof v.maxAttempts === "number" && typeof v.maxCrashes === "number") return { maxAttempts: v.maxAttempts, maxCrashes: v.maxCrashes };
+  } catch {
+    // not ours
+  }
+  return undefined;
 }
 
 const IMMUTABLE = new Set(["retention", "storage", "subjects", "ack_policy", "deliver_policy", "discard"]);
@@ -185,13 +207,55 @@ async function planConsumer(
   let conflicts = diff(cfg as Expected, have as unknown as Expected);
   // jetq 0.1 set max_deliver to maxAttempts; it is jetq's to change, so it needs no { update: true }.
   const migrate = conflicts.some((c) => c.field === "max_deliver");
-  conflicts = conflicts.filter((c) => c.field !== "max_deliver");
+  if (migrate) {
+    // A 0.1 consumer: its max_deliver was maxAttempts, and it had no description.
+    conflicts = conflicts.filter((c) => c.field !== "max_deliver" && !(c.field === "description" && !have.description));
+  }
   const immutable = conflicts.filter((c) => IMMUTABLE.has(c.field));
   if (immutable.length > 0) throw conflictError("consumer", name, immutable, false);
   if (conflicts.length > 0 && !update) throw conflictError("consumer", name, conflicts, true);
   if (conflicts.length === 0 && !migrate) return { kind: "unchanged" };
   const { durable_name: _d, ack_policy: _a, deliver_policy: _p, ...mutable } = cfg;
   return { kind: "update", cfg: mutable, migrate };
+}
+
+/**
+ * A 0.1 consumer skips a job that reached `max_deliver` for good (raising the limit does not bring
+ * it back); its MAX_DELIVERIES advisory waits in the advisory stream for a mover. Each such job is
+ * published again (same data, headers and job id; a new stream sequence) and the original removed,
+ * so it runs again under the new attempt model instead of waiting forever. A crash between the
+ * two leaves both copies: at least once, never lost.
+ */
+async function requeueGivenUp(nc: NatsConnection, jsm: JetStreamManager, queue: Queue<unknown, unknown>, advisoryStream: string): Promise<void> {
+  const n = queue.names;
+  const what = `move the jobs the server gave up on from the jetq 0.1 layout of queue "${queue.name}"`;
+  try {
+    const info = await jsm.streams.info(advisoryStream);
+    if (info.state.messages === 0) return;
+    const js = jetstream(nc);
+    // Bounded: the 0.1 advisory stream keeps at most 1,000,000 advisories.
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const adv = await jsm.streams.getMessage(advisoryStream, { seq }).catch(() => null);
+      if (!adv) continue;
+      let jobSeq: unknown;
+      try {
+        jobSeq = (adv.json() as { stream_seq?: unknown }).stream_seq;
+      } catch {
+        continue;
+      }
+      if (typeof jobSeq !== "number") continue;
+      const job = await jsm.streams.getMessage(n.stream, { seq: jobSeq }).catch(() => null);
+      if (!job) continue;
+      const h = natsHeaders();
+      const id = job.header?.get(HDR.id) || job.header?.get(HDR.msgId) || seqJobId(jobSeq);
+      if (job.header) for (const [k, values] of job.header) if (k !== HDR.msgId && k !== HDR.id) for (const v of values) h.append(k, v);
+      h.set(HDR.id, id);
+      await js.publish(n.subject, job.data, { headers: h, timeout: 10_000 });
+      await jsm.streams.deleteMessage(n.stream, jobSeq, false).catch(() => false);
+    }
+  } catch (err) {
+    throw mapNatsError(err, what);
+  }
 }
 
 /**
@@ -283,6 +347,8 @@ export async function provisionQueue<In, Out>(
     result.deadLetterStream = await applyStream(dlq, "dead-letter stream");
     result.ledgerStream = await applyStream(ledger, "ledger stream");
     if (hasLegacy) {
+      // Jobs the 0.1 server gave up on and its mover had not moved yet: queue them again.
+      await requeueGivenUp(nc, jsm, queue as Queue<unknown, unknown>, legacy);
       // Only after the consumer no longer relies on it (max_deliver unlimited).
       try {
         await jsm.streams.delete(legacy);

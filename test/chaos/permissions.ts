@@ -6,7 +6,7 @@
  */
 export function rolePermissions(name: string): { producer: object; worker: object; operator: object } {
   const stream = `JETQ_${name}`;
-  const adv = `JETQ_${name}_ADV`;
+  const ledger = `JETQ_${name}_LEDGER`;
   const dlq = `JETQ_${name}_DLQ`;
   return {
     // Dead-letter operator (DeadLetterQueue / `jetq dlq`): inspect, replay (a publish to the queue), purge.
@@ -32,16 +32,16 @@ export function rolePermissions(name: string): { producer: object; worker: objec
       publish: {
         allow: [
           "$JS.API.INFO",
+          // start: the queue exists, its stream's incarnation, its ledger
           `$JS.API.CONSUMER.INFO.${stream}.workers`,
+          `$JS.API.STREAM.INFO.${stream}`,
+          `$JS.API.STREAM.INFO.${ledger}`,
           `$JS.API.CONSUMER.MSG.NEXT.${stream}.workers`,
           `$JS.ACK.${stream}.workers.>`,
           `jetq.dlq.${name}`,
-          // crash-loop mover: read the advisory stream, fetch the job by sequence, delete it
-          `$JS.API.CONSUMER.INFO.${adv}.dlq-mover`,
-          `$JS.API.CONSUMER.MSG.NEXT.${adv}.dlq-mover`,
-          `$JS.ACK.${adv}.dlq-mover.>`,
-          `$JS.API.DIRECT.GET.${stream}`,
-          `$JS.API.STREAM.MSG.DELETE.${stream}`,
+          // the outcome ledger: read a redelivered job's record, write failures, hand-backs, isolated runs
+          `$JS.API.DIRECT.GET.${ledger}.>`,
+          `jetq.ledger.${name}.>`,
         ],
       },
       subscribe: { allow: ["_INBOX.>"] },

@@ -18,7 +18,7 @@ describe("crash isolation across worker processes", () => {
   for (const where of ["first", "middle", "last"] as const) {
     it(`a poison job ${where} among 100 ordinary ones: every ordinary job completes, the poison is dead-lettered as crashed after maxCrashes runs alone`, async () => {
       const nc = await nats.connect();
-      const opts = { name: uniqueName(`poison_${where}`), ackWaitMs: 1000, maxAttempts: 3, maxCrashes: 2 };
+      const opts = { name: uniqueName(`poison_${where}`), ackWaitMs: 2500, maxAttempts: 3, maxCrashes: 2 };
       const q = defineQueue(opts);
       await provisionQueue(nc, q);
       const jobs = Array.from({ length: 100 }, (_, i) => ({ id: `job-${i}`, data: { poison: false } }));
@@ -34,7 +34,8 @@ describe("crash isolation across worker processes", () => {
         if (e.ev === "start" && e.id === "poison") poisonStarts.push(e);
       };
       // Three worker processes of concurrency 8, restarted as they die (bounded). Short pull
-      // requests: a suspect waits for the open ones to end before it runs alone.
+      // requests: a suspect waits for the open ones to end before it runs alone, and a crashed
+      // process's requests must be gone before its jobs come back (see worker.ts on pullExpiresMs).
       const fleet = new Supervisor(3, "worker-proc.ts", workerEnv(opts, { CONCURRENCY: "8", JOB_MS: "20", PULL_EXPIRES_MS: "1000" }), sink, 12);
       const producer = new Producer(nc, q);
       const dlq = new DeadLetterQueue(nc, q);
@@ -58,7 +59,7 @@ describe("crash isolation across worker processes", () => {
 
   it("a job that fails twice then succeeds sees attempts 1, 2, 3, although a crash of another job interrupted it in between", async () => {
     const nc = await nats.connect();
-    const opts = { name: uniqueName("attempts"), ackWaitMs: 800, maxAttempts: 5, maxCrashes: 2, backoff: [50] };
+    const opts = { name: uniqueName("attempts"), ackWaitMs: 2500, maxAttempts: 5, maxCrashes: 2, backoff: [50] };
     const q = defineQueue(opts);
     await provisionQueue(nc, q);
     const events: ProcEvent[] = [];
@@ -66,7 +67,7 @@ describe("crash isolation across worker processes", () => {
       if (e.id === "flaky" && (e.ev === "start" || e.ev === "fail" || e.ev === "done")) events.push(e);
     };
     const producer = new Producer(nc, q);
-    const worker = new FixtureProcess("worker-proc.ts", workerEnv(opts, { CONCURRENCY: "2" }), sink);
+    const worker = new FixtureProcess("worker-proc.ts", workerEnv(opts, { CONCURRENCY: "2", PULL_EXPIRES_MS: "1000" }), sink);
     let fleet: Supervisor | undefined;
     try {
       await worker.waitFor((e) => e.ev === "ready", "worker ready");
@@ -77,7 +78,7 @@ describe("crash isolation across worker processes", () => {
       await producer.publish({ poison: true, crashAfterMs: 100 }, { id: "poison" });
       await worker.exited;
       // From here a supervisor restarts the worker each time the poison job kills it.
-      fleet = new Supervisor(1, "worker-proc.ts", workerEnv(opts, { CONCURRENCY: "2" }), sink, 5);
+      fleet = new Supervisor(1, "worker-proc.ts", workerEnv(opts, { CONCURRENCY: "2", PULL_EXPIRES_MS: "1000" }), sink, 5);
       await waitFor(() => events.some((e) => e.ev === "done"), "the flaky job done", 30_000);
       assert.deepEqual(
         events.map((e) => `${e.ev}:${e.attempt}${e.ev === "start" && e.isolated ? "(alone)" : ""}`),

@@ -66,17 +66,17 @@ describe("jetq provision", () => {
     const again = await jetq(["--json", "provision", q, "--max-attempts", "3", "--ack-wait", "10s", ...auth()], { server: url() });
     assert.equal(again.code, 0, again.stderr);
     const j = JSON.parse(again.stdout);
-    assert.deepEqual(j.result, { stream: "unchanged", consumer: "unchanged", deadLetterStream: "unchanged", advisoryStream: "unchanged" });
+    assert.deepEqual(j.result, { stream: "unchanged", consumer: "unchanged", deadLetterStream: "unchanged", ledgerStream: "unchanged", migrated: false });
     assert.equal(j.names.stream, `JETQ_${q}`);
     assert.equal(j.config.maxAttempts, 3);
     assert.equal(j.config.ackWaitMs, 10_000);
 
-    const drift = await jetq(["provision", q, "--max-attempts", "5", "--ack-wait", "10s", ...auth()], { server: url() });
+    const drift = await jetq(["provision", q, "--max-attempts", "3", "--ack-wait", "20s", ...auth()], { server: url() });
     assert.equal(drift.code, 4);
-    assert.match(drift.stderr, /max_deliver 3 on the server, 5 requested/);
+    assert.match(drift.stderr, /ack_wait 10s on the server, 20s requested/);
     assert.match(drift.stderr, /--update/);
 
-    const upd = await jetq(["provision", q, "--max-attempts", "5", "--ack-wait", "10s", "--update", "--json", ...auth()], { server: url() });
+    const upd = await jetq(["provision", q, "--max-attempts", "3", "--ack-wait", "20s", "--update", "--json", ...auth()], { server: url() });
     assert.equal(upd.code, 0, upd.stderr);
     assert.equal(JSON.parse(upd.stdout).result.consumer, "updated");
   });
@@ -340,7 +340,7 @@ describe("jetq dlq", () => {
     assert.equal(lj.count, 3);
     assert.equal(lj.more, false);
     const e0 = lj.entries[0];
-    assert.deepEqual(Object.keys(e0).sort(), ["attempts", "data", "error", "failedAt", "headers", "id", "publishedAt", "reason", "seq", "sourceSeq"]);
+    assert.deepEqual(Object.keys(e0).sort(), ["attempts", "crashes", "data", "error", "failedAt", "headers", "id", "publishedAt", "reason", "seq", "sourceSeq", "worker"]);
     assert.equal(e0.reason, "permanent");
     assert.equal(e0.error.name, "PermanentError");
     assert.deepEqual(lj.entries.map((e: { id: string }) => e.id).sort(), ["job-a", "job-b", "job-c"]);

@@ -41,7 +41,7 @@ describe("workers in separate processes", () => {
 
   it("a job whose worker is killed with -9 mid-job completes on another worker", async () => {
     const nc = await nats.connect();
-    const opts = { name: uniqueName("kill"), ackWaitMs: 1500 };
+    const opts = { name: uniqueName("kill"), ackWaitMs: 3000 };
     const q = defineQueue(opts);
     await provisionQueue(nc, q);
     const victim = new FixtureProcess("worker-proc.ts", workerEnv(opts, "hang"));

@@ -89,7 +89,16 @@ describe("traces", () => {
         seen = job;
         app.startSpan("handler-work").end();
       },
-      { telemetry: t.telemetry },
+      {
+        telemetry: t.telemetry,
+        // User middleware runs inside the attempt's span, like the handler.
+        use: [
+          async (_job, next) => {
+            app.startSpan("middleware-work").end();
+            return next();
+          },
+        ],
+      },
     );
     await worker.start();
     const receipt = await app.startActiveSpan("http-request", async (s) => {
@@ -147,6 +156,8 @@ describe("traces", () => {
     );
     assert.equal(consumer.status.code, SpanStatusCode.UNSET);
     assert.equal(work.parentSpanContext?.spanId, idOf(consumer), "spans started in the handler are children of the process span");
+    const [mw] = t.finished("middleware-work");
+    assert.equal(mw?.parentSpanContext?.spanId, idOf(consumer), "spans started in middleware are children of the process span");
     assert.equal(seen?.headers.traceparent, `00-${publish.spanContext().traceId}-${idOf(publish)}-01`);
   });
 
