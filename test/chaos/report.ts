@@ -125,6 +125,14 @@ export function guaranteesMarkdown(rows: readonly ScenarioFigures[], info: RunIn
     `| Node.js | ${info.node} |`,
     `| nats-server | ${info.natsServer} |`,
     `| machine | ${info.machine} |`,
+    ...(failed === 0
+      ? []
+      : [
+          "",
+          `**This run failed ${failed} scenario${failed === 1 ? "" : "s"}.** A failed row backs nothing: its figures are what the`,
+          "test saw when its checks failed (a worker that could not start shows its jobs as lost), and its note",
+          "says what went wrong. Fix the cause and run `npm run test:chaos` again.",
+        ]),
     "",
     "| scenario | published | acknowledged | completed | lost | duplicates | faults | recovery | result | promise this row backs |",
     "|:--|--:|--:|--:|--:|--:|--:|--:|:--|:--|",
