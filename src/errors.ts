@@ -8,6 +8,7 @@
 
 /** Base class of every jetq error; `instanceof JetqError` catches them all. */
 export class JetqError extends Error {
+  /** The class's name, the same in every bundle and realm: test it instead of `instanceof` where copies of jetq may meet. */
   override name: string = "JetqError";
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -30,6 +31,7 @@ export interface ValidationIssue {
  * worker receives such a payload and dead-letters it.
  */
 export class ValidationError extends JetqError {
+  /** Always `"ValidationError"`. */
   override name = "ValidationError" as const;
   /** The problems found, one per offending field. */
   readonly issues: readonly ValidationIssue[];
@@ -47,6 +49,7 @@ export class ValidationError extends JetqError {
  * whether to retry, shed or slow down.
  */
 export class QueueFullError extends JetqError {
+  /** Always `"QueueFullError"`. */
   override name = "QueueFullError" as const;
   /** Which bound was hit. */
   readonly reason: "stream_full" | "window_full" | "window_timeout";
@@ -62,6 +65,7 @@ export class QueueFullError extends JetqError {
  * error as its reason, whatever attempts are left.
  */
 export class PermanentError extends JetqError {
+  /** Always `"PermanentError"`. */
   override name = "PermanentError" as const;
 }
 
@@ -76,6 +80,7 @@ export class PermanentError extends JetqError {
  * ```
  */
 export class RetryError extends JetqError {
+  /** Always `"RetryError"`. */
   override name = "RetryError" as const;
   /** How long to wait before the next attempt, in milliseconds. */
   readonly delayMs: number;
@@ -91,6 +96,7 @@ export class RetryError extends JetqError {
 
 /** An option passed to a jetq function is missing, of the wrong type, or out of range. */
 export class ConfigError extends JetqError {
+  /** Always `"ConfigError"`. */
   override name = "ConfigError" as const;
 }
 
@@ -99,6 +105,7 @@ export class ConfigError extends JetqError {
  * the queue definition. Nothing was changed or deleted.
  */
 export class ProvisionConflictError extends JetqError {
+  /** Always `"ProvisionConflictError"`. */
   override name = "ProvisionConflictError" as const;
   /** The differing fields, as `{ field, expected, actual }`. */
   readonly conflicts: ReadonlyArray<{ field: string; expected: unknown; actual: unknown }>;
@@ -110,6 +117,7 @@ export class ProvisionConflictError extends JetqError {
 
 /** The queue's stream or consumer does not exist; call `provisionQueue` first. */
 export class QueueNotFoundError extends JetqError {
+  /** Always `"QueueNotFoundError"`. */
   override name = "QueueNotFoundError" as const;
 }
 
@@ -119,26 +127,31 @@ export class QueueNotFoundError extends JetqError {
  * stored; publish again with the same `id` to be safe.
  */
 export class TimeoutError extends JetqError {
+  /** Always `"TimeoutError"`. */
   override name = "TimeoutError" as const;
 }
 
 /** The connection is closed, draining, or the server cannot be reached. */
 export class ConnectionError extends JetqError {
+  /** Always `"ConnectionError"`. */
   override name = "ConnectionError" as const;
 }
 
 /** The NATS user lacks a permission jetq needs; the message names the subject. */
 export class PermissionError extends JetqError {
+  /** Always `"PermissionError"`. */
   override name = "PermissionError" as const;
 }
 
 /** A handler ran longer than the queue's `timeoutMs`; counts as a failed attempt. */
 export class JobTimeoutError extends JetqError {
+  /** Always `"JobTimeoutError"`. */
   override name = "JobTimeoutError" as const;
 }
 
 /** The server refused the credentials (user/password, token, creds file, TLS client certificate). */
 export class AuthenticationError extends JetqError {
+  /** Always `"AuthenticationError"`. */
   override name = "AuthenticationError" as const;
 }
 
@@ -148,6 +161,7 @@ export class AuthenticationError extends JetqError {
  * to publish again once the invalid item is fixed or left out.
  */
 export class NotSentError extends JetqError {
+  /** Always `"NotSentError"`. */
   override name = "NotSentError" as const;
   /** Index in the batch of the item whose validation stopped the batch. */
   readonly invalidIndex: number;

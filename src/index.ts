@@ -6,7 +6,7 @@
  */
 export { defineQueue } from "./queue/define.ts";
 export type { Queue, QueueOptions, QueueNames, JobInput, JobData } from "./queue/define.ts";
-export type { BackoffOptions, BackoffFunction, ExponentialBackoff } from "./queue/backoff.ts";
+export type { BackoffOptions, BackoffFunction, ExponentialBackoff, ResolvedBackoff } from "./queue/backoff.ts";
 export { provisionQueue } from "./queue/provision.ts";
 export type { ProvisionOptions, ProvisionResult } from "./queue/provision.ts";
 export { Producer, PublishBatchError } from "./producer/producer.ts";

@@ -13,21 +13,20 @@
  */
 import { fork, spawnSync, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { randomBytes } from "node:crypto";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { connect, provisionQueue, queueStats, type QueueStats } from "../../src/index.ts";
-import { findNatsServerBinary, startLocalNats, startNats } from "../../test/support/nats-server.ts";
+import { connect, provisionQueue, queueStats, type QueueStats } from "jetq";
+import { startExampleServer } from "../lib/nats-server.ts";
 import type { ProducerReport } from "./producer.ts";
 import { Display, bold, dim, green, red, yellow } from "./ui.ts";
 import type { WorkerReport } from "./worker.ts";
 import { DEMO_ACK_WAIT_MS, DEMO_MAX_ATTEMPTS, demoQueue, imageId } from "./workload.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = join(here, "..", "..");
 const DEADLINE_MS = 55_000;
 
 const { values: args } = parseArgs({
@@ -75,31 +74,11 @@ interface Server {
 }
 
 async function startServer(): Promise<Server> {
-  const external = process.env.NATS_URL;
-  if (external) return { url: external, kind: "NATS_URL", ours: false, stop: async () => {} };
-  if (findNatsServerBinary()) {
-    const s = await startLocalNats();
-    return { url: s.servers, kind: `local nats-server, pid ${s.pid}`, ours: true, stop: () => s.stop() };
-  }
-  // No binary: a Docker engine still works (testcontainers); otherwise say how to get a server.
   try {
-    const s = await startNats();
-    return { url: s.servers, kind: s.kind === "container" ? "NATS container" : s.kind, ours: true, stop: () => s.stop() };
-  } catch {
-    process.stderr.write(
-      [
-        "The demo needs a NATS server with JetStream, and none was found. Any one of these works:",
-        "  - install nats-server and run the demo again (it starts and stops its own server):",
-        "      Debian/Ubuntu: sudo apt-get install nats-server",
-        "      macOS:         brew install nats-server",
-        "      anywhere:      a release from https://github.com/nats-io/nats-server/releases on PATH",
-        "                     (or NATS_SERVER_BIN=/path/to/nats-server npm run demo)",
-        "  - point it at a running server:  NATS_URL=nats://127.0.0.1:4222 npm run demo",
-        "      (start one with: nats-server -js, or docker run -p 4222:4222 nats -js)",
-        "  - start a Docker engine: the demo then runs NATS in a container",
-        "",
-      ].join("\n"),
-    );
+    const s = await startExampleServer();
+    return { url: s.servers, kind: s.kind, ours: s.ours, stop: () => s.stop() };
+  } catch (err) {
+    process.stderr.write(`The demo needs a NATS server with JetStream.\n${(err as Error).message}\n`);
     process.exit(1);
   }
 }
@@ -443,7 +422,10 @@ try {
 
   // ---- the dead letters, as an operator sees them ------------------------------------------------
   ui.event(bold(`$ jetq dlq list ${queueName}`));
-  const cli = spawnSync(process.execPath, [join(repoRoot, "src", "cli", "main.ts"), "dlq", "list", queueName, "--limit", "100"], {
+  // `npx jetq dlq list` in your project; here the `jetq` command of the jetq package this demo imports.
+  const jetqEntry = fileURLToPath(import.meta.resolve("jetq"));
+  const jetqCli = join(dirname(jetqEntry), "cli", basename(jetqEntry).replace(/^index/, "main"));
+  const cli = spawnSync(process.execPath, [jetqCli, "dlq", "list", queueName, "--limit", "100"], {
     encoding: "utf8",
     env: { ...process.env, NATS_URL: server.url },
     timeout: 20_000,

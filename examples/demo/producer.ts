@@ -4,7 +4,7 @@
  * A few jobs are published without validation on purpose (a zero width): the workers
  * dead-letter them as invalid, the way a payload from an older producer would be.
  */
-import { connect, Producer } from "../../src/index.ts";
+import { connect, Producer } from "jetq";
 import { demoQueue, fateOf, jobFor, type ThumbnailJob } from "./workload.ts";
 
 export type ProducerReport = { t: "published"; count: number } | { t: "finished"; count: number; duplicates: number } | { t: "failed"; error: string };

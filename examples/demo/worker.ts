@@ -14,7 +14,7 @@
  */
 import { readFileSync } from "node:fs";
 import { credsAuthenticator } from "@nats-io/transport-node";
-import { connect, PermanentError, provisionQueue, Worker, type TelemetryOptions } from "../../src/index.ts";
+import { connect, PermanentError, provisionQueue, Worker, type TelemetryOptions } from "jetq";
 import { demoQueue, fateOf, workMs } from "./workload.ts";
 
 /** Messages a worker sends to the demo. */

@@ -4,7 +4,7 @@
  * are meant to fail (decided by a hash of the image id, so every run behaves the same way).
  */
 import { z } from "zod";
-import { defineQueue } from "../../src/index.ts";
+import { defineQueue } from "jetq";
 
 export const thumbnailJob = z.object({
   imageId: z.string().min(1),

@@ -20,8 +20,8 @@ import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import { BasicTracerProvider, BatchSpanProcessor, ConsoleSpanExporter } from "@opentelemetry/sdk-trace-base";
-import { connect, defineQueue, observeQueues, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
-import { startNats } from "../../test/support/nats-server.ts";
+import { connect, defineQueue, observeQueues, PermanentError, Producer, provisionQueue, Worker } from "jetq";
+import { startExampleServer } from "../lib/nats-server.ts";
 
 const env = process.env;
 const metricsPort = Number(env.METRICS_PORT ?? 9464);
@@ -42,7 +42,7 @@ trace.setGlobalTracerProvider(tracerProvider);
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 
 // ---- jetq: nothing telemetry-specific beyond observeQueues; producers and workers use the globals.
-const server = await startNats();
+const server = await startExampleServer();
 const publisherConn = await connect({ servers: server.servers, user: server.user, pass: server.pass, name: "otel-example-producer" });
 const workerConn = await connect({ servers: server.servers, user: server.user, pass: server.pass, name: "otel-example-worker" });
 

@@ -31,8 +31,11 @@ export interface Job<T> {
 
 /** Summary of one job, as carried by worker events. */
 export interface JobEvent {
+  /** The job's id: the `id` given at publish, else `seq-<seq>`. */
   id: string;
+  /** The job's sequence in the queue's stream. */
   seq: number;
+  /** Which attempt this was, from 1. */
   attempt: number;
 }
 

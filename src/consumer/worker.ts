@@ -81,9 +81,13 @@ export interface WorkerOptions<T = unknown> {
 
 /** The subset of a pino-style logger jetq uses. */
 export interface Logger {
+  /** Something went wrong that jetq recovered from, or that nobody listened for. */
   warn(obj: object, msg?: string): void;
+  /** An error no `error` event listener took. */
   error(obj: object, msg?: string): void;
+  /** Lifecycle notes; optional. */
   info?(obj: object, msg?: string): void;
+  /** Detail for debugging; optional. */
   debug?(obj: object, msg?: string): void;
 }
 
@@ -264,8 +268,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   /**
    * Connects to the queue's consumer and starts pulling jobs.
-   * @throws {QueueNotFoundError} the queue was not provisioned.
-   * @throws {JetqError} the worker was stopped (before or while starting); create a new one.
+   * @throws {@link QueueNotFoundError} the queue was not provisioned.
+   * @throws {@link JetqError} the worker was stopped (before or while starting); create a new one.
    */
   async start(): Promise<void> {
     if (this.#state === "stopped" || this.#stopping) {
@@ -337,6 +341,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     return this.#stopping;
   }
 
+  /** `await using worker = …`: {@link Worker.stop} with its default deadline. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }

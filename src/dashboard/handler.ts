@@ -37,6 +37,7 @@ export interface DashboardOptions {
  * framework that exposes Node's request and response objects.
  */
 export interface DashboardHandler {
+  /** Serves one request; with `next` (Express, Connect), requests outside its mount path are passed on. */
   (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
   /** Stops sampling and ends open live-update streams. Idempotent. */
   close(): void;

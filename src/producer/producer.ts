@@ -104,7 +104,9 @@ export type PublishOutcome = { ok: true; receipt: PublishReceipt } | { ok: false
 
 /** Thrown by {@link Producer.publishMany} when at least one item failed; `results` says which. */
 export class PublishBatchError extends JetqError {
+  /** Always `"PublishBatchError"`. */
   override name = "PublishBatchError" as const;
+  /** The outcome of every item of the batch, in the order given. */
   readonly results: readonly PublishOutcome[];
   constructor(results: readonly PublishOutcome[], failed: number, first: Error) {
     super(`${failed} of ${results.length} publishes failed; the first error: ${first.message}`, { cause: first });
@@ -282,10 +284,10 @@ export class Producer<In = unknown> {
   /**
    * Validates `data`, publishes it and resolves once the server stored it.
    *
-   * @throws {ValidationError} the payload fails the schema or is not JSON (nothing sent).
-   * @throws {QueueFullError} the stream is at its bound, or the window is full (`"reject"`, or the block deadline passed).
-   * @throws {TimeoutError} no PubAck within `ackTimeoutMs`: the job may or may not be stored; retry with the same `id`.
-   * @throws {QueueNotFoundError} the queue was not provisioned.
+   * @throws {@link ValidationError} the payload fails the schema or is not JSON (nothing sent).
+   * @throws {@link QueueFullError} the stream is at its bound, or the window is full (`"reject"`, or the block deadline passed).
+   * @throws {@link TimeoutError} no PubAck within `ackTimeoutMs`: the job may or may not be stored; retry with the same `id`.
+   * @throws {@link QueueNotFoundError} the queue was not provisioned.
    */
   publish(data: In, options: PublishOptions = {}): Promise<PublishReceipt> {
     // Not an async function: a publish that gets a slot at once costs no extra promise, and one
@@ -459,6 +461,7 @@ export class Producer<In = unknown> {
     this.#status = undefined;
   }
 
+  /** `await using producer = …`: {@link Producer.close}. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -29,7 +29,7 @@ export type BackoffFunction = (attempt: number, error: Error) => number;
  */
 export type BackoffOptions = ExponentialBackoff | readonly number[] | BackoffFunction;
 
-/** A validated backoff policy. */
+/** A validated backoff policy, with every default filled in: a queue's `backoff`. */
 export type ResolvedBackoff =
   | { kind: "exponential"; initialMs: number; maxMs: number; multiplier: number; jitter: number }
   | { kind: "fixed"; delays: readonly number[] }

@@ -26,7 +26,7 @@ export interface QueueOptions<S extends ZodType = ZodType> {
   maxCrashes?: number;
   /**
    * Delay between attempts: an exponential policy, a list of delays, or a function
-   * `(attempt, error) => ms`. @default { initialMs: 1000, maxMs: 60000, multiplier: 2, jitter: 0.2 }
+   * `(attempt, error) => ms`. @default `{ initialMs: 1000, maxMs: 60000, multiplier: 2, jitter: 0.2 }`
    */
   backoff?: BackoffOptions;
   /** How long the server waits for an ack before redelivering (`ack_wait`). Long jobs are kept alive with in-progress acks. @default 30000 */
@@ -47,26 +47,40 @@ export interface QueueOptions<S extends ZodType = ZodType> {
   duplicateWindowMs?: number;
   /**
    * Dead-letter stream bounds. `maxAgeMs` is 0 (keep forever) or at least the dead letters'
-   * duplicate window, max(120 s, 4 × `ackWaitMs`). @default { maxMessages: -1, maxAgeMs: 0 } (keep everything)
+   * duplicate window, max(120 s, 4 × `ackWaitMs`). @default `{ maxMessages: -1, maxAgeMs: 0 }` (keep everything)
    */
   deadLetter?: { maxMessages?: number; maxAgeMs?: number };
 }
 
 /** A validated queue definition: what `provisionQueue`, `Producer`, `Worker` and `DeadLetterQueue` take. */
 export interface Queue<In = unknown, Out = In> {
+  /** The queue's name, as given. */
   readonly name: string;
+  /** The zod schema jobs are validated against, if any. */
   readonly schema: ZodType<Out, In> | undefined;
+  /** {@link QueueOptions.maxAttempts}, defaulted. */
   readonly maxAttempts: number;
+  /** {@link QueueOptions.maxCrashes}, defaulted. */
   readonly maxCrashes: number;
+  /** {@link QueueOptions.backoff}, validated and defaulted. */
   readonly backoff: ResolvedBackoff;
+  /** {@link QueueOptions.ackWaitMs}, defaulted. */
   readonly ackWaitMs: number;
+  /** {@link QueueOptions.maxAckPending}, defaulted. */
   readonly maxAckPending: number;
+  /** {@link QueueOptions.timeoutMs}; `undefined` for no timeout. */
   readonly timeoutMs: number | undefined;
+  /** {@link QueueOptions.storage}, defaulted. */
   readonly storage: "file" | "memory";
+  /** {@link QueueOptions.replicas}, defaulted. */
   readonly replicas: number;
+  /** {@link QueueOptions.maxMessages}; -1 for unbounded. */
   readonly maxMessages: number;
+  /** {@link QueueOptions.maxBytes}; -1 for unbounded. */
   readonly maxBytes: number;
+  /** {@link QueueOptions.duplicateWindowMs}, defaulted. */
   readonly duplicateWindowMs: number;
+  /** {@link QueueOptions.deadLetter}, defaulted. */
   readonly deadLetter: { readonly maxMessages: number; readonly maxAgeMs: number };
   /** Names of the server objects behind the queue. */
   readonly names: QueueNames;

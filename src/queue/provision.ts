@@ -30,8 +30,11 @@ export interface ProvisionOptions {
 
 /** What provisioning did to each server object. */
 export interface ProvisionResult {
+  /** The work-queue stream holding the jobs. */
   stream: "created" | "unchanged" | "updated";
+  /** The durable pull consumer the workers share. */
   consumer: "created" | "unchanged" | "updated";
+  /** The dead-letter stream. */
   deadLetterStream: "created" | "unchanged" | "updated";
   /** The outcome ledger (handler failures, hand-backs, isolated runs; see docs/design/attempts.md). */
   ledgerStream: "created" | "unchanged" | "updated";

@@ -35,6 +35,7 @@ export interface QueueObserver {
   readonly latest: readonly QueueStats[];
   /** Unregisters the gauges. Idempotent. */
   close(): void;
+  /** `using observer = …`: {@link QueueObserver.close}. */
   [Symbol.dispose](): void;
 }
 

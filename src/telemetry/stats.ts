@@ -5,6 +5,7 @@ import type { Queue } from "../queue/define.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
 export interface QueueStats {
+  /** The queue's name. */
   queue: string;
   /** Jobs waiting to be delivered (the consumer's `num_pending`). */
   pending: number;
@@ -32,7 +33,7 @@ export interface QueueStats {
 
 /**
  * Reads a queue's figures from the server (three API requests).
- * @throws {QueueNotFoundError} the queue was not provisioned.
+ * @throws {@link QueueNotFoundError} the queue was not provisioned.
  */
 export async function queueStats(nc: NatsConnection, queue: Queue<unknown, unknown>): Promise<QueueStats> {
   let jsm: JetStreamManager;

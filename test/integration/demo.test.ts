@@ -29,7 +29,7 @@ describe("demo", { skip: canRun ? false : "needs NATS_URL or a nats-server binar
     const summaryFile = join(dir, "summary.json");
     try {
       const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const p = spawn(process.execPath, [join(root, "examples", "demo", "main.ts"), "--jobs", "600", "--summary-json", summaryFile], {
+        const p = spawn(process.execPath, ["--conditions=jetq-source", join(root, "examples", "demo", "main.ts"), "--jobs", "600", "--summary-json", summaryFile], {
           cwd: root,
           env: { ...process.env },
           stdio: ["ignore", "pipe", "pipe"],

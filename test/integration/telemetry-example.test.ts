@@ -26,7 +26,7 @@ describe("examples/otel", () => {
   it("runs, serves Prometheus metrics at /metrics and prints spans", { timeout: 90_000 }, async () => {
     const queue = uniqueName("otelex");
     const port = await freePort();
-    const child = spawn(process.execPath, [example], {
+    const child = spawn(process.execPath, ["--conditions=jetq-source", example], {
       env: { ...process.env, NATS_URL: nats.server().servers, METRICS_PORT: String(port), JOBS: "40", RATE: "200", QUEUE: queue },
       stdio: ["ignore", "pipe", "pipe"],
     });
