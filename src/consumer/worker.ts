@@ -300,13 +300,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         this.#pullRetryMs = 0;
         this.#accept(m);
       },
-      unfilled: () => {
-        this.#maybeIsolate();
-        this.#queuePull();
-      },
+      unfilled: () => this.#queuePull(),
       silent: () => {
         void this.#checkConsumer(undefined);
-        this.#maybeIsolate();
         this.#queuePull();
       },
       error: (err) => this.#pullFailed(err),
@@ -514,10 +510,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   /** Starts the isolated run once the suspect is the only job this worker holds. */
   #maybeIsolate(): void {
     const iso = this.#isolation;
+    // Pull requests already open may still bring jobs while the suspect runs: each is handed back
+    // at once (recorded, never started). Waiting for those requests to expire instead cost up to
+    // pullExpiresMs per isolated run, and a kill storm makes a suspect of every job in flight.
     if (!iso || iso.started || this.#running.size !== 1 || this.#acks.length > 0) return;
-    // Pull requests still open could bring jobs while the suspect runs: wait until they are
-    // filled or expire (at most pullExpiresMs), so that nothing else is held here when it runs.
-    if ((this.#puller?.outstanding ?? 0) > 0) return;
     iso.started = true;
     void this.#runIsolated(iso.r);
   }

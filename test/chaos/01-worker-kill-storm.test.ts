@@ -1,11 +1,13 @@
 // Chaos 1: three worker processes, one SIGKILLed (and restarted) every 1-3 s while 20,000 jobs
 // with idempotency ids flow through. Every acknowledged id must complete; duplicates are counted.
+// None of these jobs ever fails or crashes by itself, so none may be dead-lettered for the crashes
+// of the processes that held them (crash isolation: docs/design/attempts.md).
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { it } from "node:test";
-import { defineQueue, Producer, provisionQueue } from "../../src/index.ts";
+import { DeadLetterQueue, defineQueue, Producer, provisionQueue } from "../../src/index.ts";
 import { startLocalNats } from "../support/nats-server.ts";
 import { uniqueName, waitFor } from "../support/ctx.ts";
 import { Child } from "./child.ts";
@@ -22,7 +24,8 @@ it(`worker kill storm: ${TOTAL} jobs, ${WORKERS} worker processes, SIGKILL every
   const children: Child[] = [];
   const nc = await connectChaos(srv.servers);
   try {
-    const opts = { name: uniqueName("storm"), ackWaitMs: 2_000, maxAttempts: 1_000, backoff: [100] };
+    // The default attempt and crash limits: a kill charges no attempt and no crash to the jobs it interrupts.
+    const opts = { name: uniqueName("storm"), ackWaitMs: 2_000, maxAttempts: 5, maxCrashes: 2, backoff: [100] };
     const q = defineQueue(opts);
     await provisionQueue(nc, q);
 
@@ -98,7 +101,9 @@ it(`worker kill storm: ${TOTAL} jobs, ${WORKERS} worker processes, SIGKILL every
     }
     await producer.close();
     const lost = missing(acked, done.ids);
-    const ok = lost.length === 0 && acked.size === TOTAL && publishErrors.length === 0;
+    const deadLetters = await new DeadLetterQueue(nc, q).list({ limit: 1_000 });
+    const deadForCrashes = deadLetters.filter((e) => e.reason === "crashed").length;
+    const ok = lost.length === 0 && acked.size === TOTAL && publishErrors.length === 0 && deadLetters.length === 0;
     record({
       scenario: "1 worker kill storm",
       published: TOTAL,
@@ -108,12 +113,13 @@ it(`worker kill storm: ${TOTAL} jobs, ${WORKERS} worker processes, SIGKILL every
       duplicates: done.duplicates,
       faults: kills,
       recoveryMs: done.maxGapMs,
-      note: `${kills} SIGKILLs over ${WORKERS} workers; ${done.duplicates} redelivered duplicates (at-least-once); recovery = longest stall in completions; ${publishErrors.length} publish errors`,
+      note: `${kills} SIGKILLs over ${WORKERS} workers; ${done.duplicates} redelivered duplicates (at-least-once); ${deadForCrashes} ordinary jobs dead-lettered for crashes (${deadLetters.length} dead letters in all); recovery = longest stall in completions; ${publishErrors.length} publish errors`,
       ok,
     });
     assert.deepEqual(publishErrors, [], "no publish failed (the server never went away)");
     assert.equal(acked.size, TOTAL);
     assert.deepEqual(lost, [], "every acknowledged id completed");
+    assert.deepEqual(deadLetters.map((e) => `${e.id}: ${e.reason}`), [], "no job was dead-lettered because another process died under it");
     assert.ok(kills >= 5, `the storm injected faults (${kills} kills)`);
   } finally {
     await Promise.allSettled(children.map((c) => c.terminate(3_000)));
