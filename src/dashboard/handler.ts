@@ -120,6 +120,23 @@ function escapeAttr(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
+/**
+ * @internal The request target as a URL, or `undefined` when it is not one a browser sends: an
+ * origin-form path (`/x?y`) or an absolute URL (`http://host/x`, from a proxy). A target starting
+ * with `//` reads as another host's address (`//[` made `new URL()` throw, `//evil.example/`
+ * names a host), so it is refused; other paths are appended to a fixed origin, never resolved.
+ */
+export function requestTarget(raw: string | undefined): URL | undefined {
+  const target = raw ?? "/";
+  try {
+    if (target.startsWith("/") && !target.startsWith("//")) return new URL(`http://localhost${target}`);
+    if (/^https?:\/\//i.test(target)) return new URL(target);
+  } catch {
+    // not a URL: the caller answers 400
+  }
+  return undefined;
+}
+
 class HttpError extends Error {
   readonly status: number;
   constructor(status: number, message: string) {
@@ -195,7 +212,8 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
   let closed = false;
 
   function mount(req: IncomingMessage): { base: string; path: string; query: URLSearchParams } | undefined {
-    const url = new URL(req.url ?? "/", "http://localhost");
+    const url = requestTarget(req.url);
+    if (!url) throw new HttpError(400, "The request target is not a valid URL path.");
     let path = url.pathname;
     let base = basePath;
     const original = (req as IncomingMessage & { originalUrl?: unknown }).originalUrl;
@@ -204,7 +222,7 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
       else if (typeof original !== "string") return undefined; // not ours (plain node:http)
     } else if (typeof original === "string") {
       // Express strips the mount path from req.url and keeps the full one in originalUrl.
-      const full = new URL(original, "http://localhost").pathname;
+      const full = requestTarget(original)?.pathname ?? path;
       let prefix = "";
       if (full !== path && full.endsWith(path)) prefix = full.slice(0, full.length - path.length);
       else if (path === "/" && full !== "/") prefix = full;
@@ -401,7 +419,8 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
       try {
         return decodeURIComponent(p);
       } catch {
-        return "\u0000"; // matches no route
+        // A page served for it would fail in the browser's router and stay blank: say why here.
+        throw new HttpError(400, `The URL has a malformed %-escape in "${p.slice(0, 100)}"; check the link.`);
       }
     });
     if (parts[0] === "api") return api(req, res, parts.slice(1), m.query);

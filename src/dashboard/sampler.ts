@@ -50,10 +50,16 @@ export interface QueueSnapshot {
 
 /** @internal A full overview at one instant. */
 export interface Snapshot {
+  /** When these figures were read (ms since the epoch). */
   at: number;
   queues: QueueSnapshot[];
-  /** Set when queue discovery itself failed. */
+  /**
+   * Set when the overview as a whole is in doubt: queue discovery failed, the NATS connection
+   * is lost, or the server has not answered for a while (then `stale` is true as well).
+   */
   error: string | null;
+  /** True when these are the last figures read, served again because NATS does not answer. */
+  stale: boolean;
 }
 
 /**
@@ -195,11 +201,14 @@ export class Sampler {
   #timer: NodeJS.Timeout | undefined;
   #lastTouch = 0;
   #closed = false;
+  /** Why the connection cannot serve figures now (lost, closed), or null. */
+  #linkError: string | null = null;
   static readonly idleMs = 60_000;
 
   constructor(nc: NatsConnection, opts: SamplerOptions) {
     this.#nc = nc;
     this.#opts = opts;
+    this.#followConnection();
     if (opts.queues) {
       this.#fixed = new Map();
       for (const q of opts.queues) {
@@ -225,12 +234,72 @@ export class Sampler {
     this.#schedule();
   }
 
-  /** The latest snapshot, reading one now if there is none or it is older than two rounds. */
+  /**
+   * The latest snapshot, reading one now if there is none or it is older than two rounds. A read
+   * that takes longer than {@link Sampler.waitMs} (a frozen or unreachable server) is not waited
+   * for: the last snapshot is served again, marked stale and saying since when.
+   */
   async snapshot(): Promise<Snapshot> {
     this.touch();
     const s = this.#snapshot;
-    if (s && Date.now() - s.at < this.#opts.refreshMs * 2) return s;
-    return this.#sample();
+    if (s && Date.now() - s.at < this.#opts.refreshMs * 2 && !this.#linkError) return s;
+    const round = this.#sample();
+    if (!s) return round;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.waitMs);
+    });
+    try {
+      return (await Promise.race([round, late])) ?? this.#stale(s);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** How long a request waits for a round before it gets the last snapshot, marked stale. */
+  get waitMs(): number {
+    return Math.max(1_000, this.#opts.refreshMs);
+  }
+
+  #stale(s: Snapshot): Snapshot {
+    const ago = Math.max(1, Math.round((Date.now() - s.at) / 1000));
+    const why = this.#linkError ?? "NATS has not answered";
+    return { ...s, stale: true, error: `${why}; these figures are ${ago} s old (read at ${new Date(s.at).toISOString()}).` };
+  }
+
+  /** Keeps {@link Sampler.#linkError} current from the connection's status. */
+  #followConnection(): void {
+    const nc = this.#nc;
+    void nc.closed().then((err) => {
+      this.#linkError = `The NATS connection is closed${err ? ` (${err.message})` : ""}`;
+      this.#notifyStale();
+    });
+    void (async () => {
+      for await (const st of nc.status()) {
+        if (st.type === "disconnect") {
+          this.#linkError = "Lost the connection to NATS; reconnecting";
+          this.#notifyStale();
+        } else if (st.type === "reconnect") {
+          this.#linkError = null;
+        }
+      }
+    })().catch(() => {});
+  }
+
+  /** Tells open pages at once that their figures are no longer current. */
+  #notifyStale(): void {
+    if (this.#closed || !this.#snapshot) return;
+    this.#emit(this.#stale(this.#snapshot));
+  }
+
+  #emit(snap: Snapshot): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn(snap);
+      } catch {
+        // A listener is a network write; its failure is handled where the stream is closed.
+      }
+    }
   }
 
   /** Subscribes to every round; returns the unsubscribe function. */
@@ -260,7 +329,13 @@ export class Sampler {
       if (this.#closed) return;
       const idle = this.#listeners.size === 0 && Date.now() - this.#lastTouch > Sampler.idleMs;
       if (idle) return; // asleep until the next request
-      void this.#sample().finally(() => this.#schedule());
+      // Open pages learn that a round is late (a frozen server) instead of showing old figures as live.
+      const late = setTimeout(() => this.#notifyStale(), this.waitMs);
+      late.unref();
+      void this.#sample().finally(() => {
+        clearTimeout(late);
+        this.#schedule();
+      });
     }, this.#opts.refreshMs);
     // An embedded dashboard must not keep its host process alive.
     this.#timer.unref();
@@ -297,15 +372,13 @@ export class Sampler {
     if (!this.#fixed && Date.now() - this.#discoveredAt >= this.#opts.discoverEveryMs) await this.#discover();
     const queues = [...this.#queues.values()];
     const out = await Promise.all(queues.map((q) => this.#readOne(q)));
-    const snap: Snapshot = { at: Date.now(), queues: out, error: this.#discoveryError };
-    this.#snapshot = snap;
-    for (const fn of this.#listeners) {
-      try {
-        fn(snap);
-      } catch {
-        // A listener is a network write; its failure is handled where the stream is closed.
-      }
-    }
+    const read = out.some((q) => q.stats !== null);
+    // Figures that could not be read are not figures: with none read and the link down, say so once for the page.
+    const error = this.#discoveryError ?? (!read && this.#linkError ? this.#linkError : null);
+    const snap: Snapshot = { at: Date.now(), queues: out, error, stale: false };
+    // A round that read nothing keeps the last good snapshot for the stale view.
+    if (read || !this.#snapshot || out.length === 0) this.#snapshot = snap;
+    this.#emit(snap);
     return snap;
   }
 

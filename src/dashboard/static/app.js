@@ -236,8 +236,9 @@ function queuePage(name) {
       error.textContent = snap.error ?? `No queue "${name}" on this dashboard.`;
       return;
     }
-    error.hidden = !q.error;
-    error.textContent = q.error ?? "";
+    // A stale overview (NATS not answering) says so here too, not only on the overview page.
+    error.hidden = !(q.error || snap.error);
+    error.textContent = q.error ?? snap.error ?? "";
     const st = q.stats ?? {};
     figures.replaceChildren(
       fig("Pending", int(st.pending), "pending"),
@@ -395,7 +396,14 @@ async function entryPage(name, seqText) {
 
 function route() {
   const path = location.pathname.startsWith(BASE) ? location.pathname.slice(BASE.length) : location.pathname;
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    // A malformed %-escape: say so rather than leave the page blank.
+    render(app, h("h1", {}, "Bad link"), h("p", {}, "This address has a malformed %-escape. "), h("p", {}, h("a", { href: url.overview() }, "← Queues")));
+    return;
+  }
   if (parts.length === 0) return overview();
   if (parts[0] === "queues" && parts.length === 2) return queuePage(parts[1]);
   if (parts[0] === "queues" && parts[2] === "dead-letters" && parts.length === 3) return dlqPage(parts[1]);
