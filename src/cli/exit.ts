@@ -22,7 +22,7 @@ export const EXIT = {
   usage: 1,
   /** The queue, or the dead letter, does not exist. */
   notFound: 2,
-  /** The server cannot be reached, timed out, rejected the credentials, or denied a permission. */
+  /** The server cannot be reached, timed out, rejected the credentials, denied a permission, or the connection closed (`publish` then reports how many lines were confirmed). */
   connection: 3,
   /** `provision` found the queue with a different configuration (nothing was changed). */
   conflict: 4,
@@ -39,7 +39,7 @@ export const EXIT_HELP = `Exit codes:
   0  ok
   1  usage error (bad arguments or options, invalid JSON payload)
   2  not found (unknown queue or dead letter)
-  3  connection problem (server unreachable, timeout, authentication or permission denied)
+  3  connection problem (server unreachable, timeout, authentication or permission denied, connection closed)
   4  provision conflict (queue exists with another configuration; nothing changed)
   5  queue full (publish refused by the queue's bound)
   6  not confirmed (destructive command declined, or no TTY and no --yes)
