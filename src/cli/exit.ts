@@ -2,6 +2,7 @@ import {
   AuthenticationError,
   ConfigError,
   ConnectionError,
+  DeadLetterNotFoundError,
   JetqError,
   PermissionError,
   ProvisionConflictError,
@@ -50,11 +51,6 @@ export class UsageError extends JetqError {
   override name = "UsageError" as const;
 }
 
-/** A dead letter named on the command line does not exist. */
-export class NotFoundError extends JetqError {
-  override name = "NotFoundError" as const;
-}
-
 /** A destructive command was not confirmed. */
 export class NotConfirmedError extends JetqError {
   override name = "NotConfirmedError" as const;
@@ -63,7 +59,7 @@ export class NotConfirmedError extends JetqError {
 /** The exit code for an error thrown by a command. */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof UsageError || err instanceof ConfigError || err instanceof ValidationError) return EXIT.usage;
-  if (err instanceof QueueNotFoundError || err instanceof NotFoundError) return EXIT.notFound;
+  if (err instanceof QueueNotFoundError || err instanceof DeadLetterNotFoundError) return EXIT.notFound;
   if (err instanceof ConnectionError || err instanceof AuthenticationError || err instanceof PermissionError || err instanceof TimeoutError) return EXIT.connection;
   if (err instanceof ProvisionConflictError) return EXIT.conflict;
   if (err instanceof QueueFullError) return EXIT.full;

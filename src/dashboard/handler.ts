@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { deadLetterJson, DeadLetterQueue, type DeadLetter } from "../dlq/dlq.ts";
-import { ConfigError, ConnectionError, JetqError, QueueNotFoundError, TimeoutError } from "../errors.ts";
+import { ConfigError, ConnectionError, DeadLetterNotFoundError, JetqError, QueueNotFoundError, TimeoutError } from "../errors.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { prettyJson } from "./pretty.ts";
 import { Sampler, type Snapshot } from "./sampler.ts";
@@ -147,10 +147,9 @@ class HttpError extends Error {
 
 function statusOf(err: unknown): number {
   if (err instanceof HttpError) return err.status;
-  if (err instanceof QueueNotFoundError) return 404;
+  if (err instanceof QueueNotFoundError || err instanceof DeadLetterNotFoundError) return 404;
   if (err instanceof ConfigError) return 400;
   if (err instanceof ConnectionError || err instanceof TimeoutError) return 503;
-  if (err instanceof JetqError && /does not exist/.test(err.message)) return 404;
   return 500;
 }
 
@@ -362,12 +361,12 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
       if (!csrfOk(req)) return json(res, 403, { error: "Missing or invalid CSRF token: reload the page and try again." });
       if (a !== "queues" || name === undefined || c !== "dead-letters") throw new HttpError(404, "No such action.");
       const dlq = dlqOf(await queueOf(name));
-      if (d === "replay-all" && e === undefined) return json(res, 200, { replayed: await dlq.replayAll() });
+      if (d === "replay-all" && e === undefined) return json(res, 200, await dlq.replayAll());
       if (d === "purge" && e === undefined) return json(res, 200, { purged: await dlq.purge() });
       if (d !== undefined && e === "replay") return json(res, 200, { replayed: await dlq.replay(seqOf(d)) });
       if (d !== undefined && e === "delete") {
         const seq = seqOf(d);
-        if (!(await dlq.remove(seq))) throw new HttpError(404, `Dead letter ${seq} does not exist (already replayed or purged?)`);
+        await dlq.remove(seq);
         return json(res, 200, { deleted: seq });
       }
       throw new HttpError(404, "No such action.");
@@ -403,7 +402,6 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     }
     if (e !== undefined) throw new HttpError(404, "No such resource.");
     const entry = await dlq.get(seqOf(d));
-    if (!entry) throw new HttpError(404, `Dead letter ${d} of queue "${q.name}" does not exist (already replayed or purged?)`);
     return json(res, 200, { queue: q.name, entry: entryJson(entry, true) });
   }
 

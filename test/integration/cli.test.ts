@@ -493,7 +493,8 @@ describe("jetq dlq", () => {
     assert.equal(lj.count, 3);
     assert.equal(lj.more, false);
     const e0 = lj.entries[0];
-    assert.deepEqual(Object.keys(e0).sort(), ["attempts", "crashes", "data", "error", "failedAt", "headers", "id", "publishedAt", "reason", "seq", "sourceSeq", "worker"]);
+    assert.deepEqual(Object.keys(e0).sort(), ["attempts", "crashes", "data", "error", "failedAt", "headers", "id", "publishedAt", "reason", "seq", "sourceSeq", "truncatedFrom", "worker"]);
+    assert.equal(e0.truncatedFrom, null, "null: the payload is whole");
     assert.equal(e0.reason, "permanent");
     assert.equal(e0.error.name, "PermanentError");
     assert.deepEqual(lj.entries.map((e: { id: string }) => e.id).sort(), ["job-a", "job-b", "job-c"]);
@@ -516,6 +517,9 @@ describe("jetq dlq", () => {
     const missing = await jetq(["dlq", "show", q, "9999", ...auth()], S);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /does not exist/);
+    const missingJson = await jetq(["--json", "dlq", "show", q, "9999", ...auth()], S);
+    assert.equal(missingJson.code, 2);
+    assert.equal(JSON.parse(missingJson.stderr).error.name, "DeadLetterNotFoundError", "the library's typed error, not a CLI copy");
 
     // Not a TTY and no --yes: refused, nothing deleted.
     const refused = await jetq(["dlq", "purge", q, "--all", ...auth()], S);

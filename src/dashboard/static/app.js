@@ -289,7 +289,7 @@ async function dlqPage(name) {
         h("button", {
           type: "button", "data-action": "replay-all",
           onclick: () => act("Replay", `Replay all ${data.count} dead letters of "${name}" back to the queue?`, `${base}/replay-all`, (r) => {
-            say(`Replayed ${r.replayed} dead letters.`);
+            say(`Replayed ${r.replayed} dead letters.${r.alreadyGone > 0 ? ` ${r.alreadyGone} were taken meanwhile by another replay or purge.` : ""}`);
             dlqPage(name);
           }),
         }, "Replay all"),
@@ -385,6 +385,9 @@ async function entryPage(name, seqText) {
     h("h2", {}, e.json ? "Payload (JSON)" : "Payload (not JSON, shown as text)"),
     h("pre", { class: "payload", id: "payload" }, e.payload),
     e.truncated ? h("p", { class: "muted" }, "Only the first MiB is shown.") : null,
+    e.truncatedFrom !== null && e.truncatedFrom !== undefined
+      ? h("p", { class: "notice err" }, `This payload was cut to fit the dead-letter stream: the job had ${e.truncatedFrom} bytes, ${e.bytes} are kept.`)
+      : null,
     h("h2", {}, "Headers"),
     headerNames.length === 0
       ? h("p", { class: "muted" }, "No headers besides jetq's own.")
