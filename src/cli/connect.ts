@@ -37,6 +37,10 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
+  // The client would quietly fall back to 127.0.0.1:4222, talking to a server nobody named.
+  if (servers.length === 0) {
+    throw new ConfigError(`Expected --server (or NATS_URL) to name at least one server, e.g. nats://127.0.0.1:4222, got ${JSON.stringify(o.server)}`);
+  }
   const opts: ConnectionOptions = {
     servers,
     name: "jetq-cli",

@@ -318,6 +318,14 @@ describe("jetq errors", () => {
     }
   });
 
+  it("refuses a server list with no address instead of connecting to 127.0.0.1:4222", async () => {
+    for (const list of [",,,", " , ", ""]) {
+      const r = await jetq(["stats", "-s", list]);
+      assert.equal(r.code, 1, `-s ${JSON.stringify(list)}: ${r.stderr}`);
+      assert.match(r.stderr, /Expected --server \(or NATS_URL\) to name at least one server/);
+    }
+  });
+
   it("says the server is unreachable with exit 3, as JSON with --json", async () => {
     const port = await freePort();
     const r = await jetq(["stats", "x", "--server", `nats://127.0.0.1:${port}`]);
