@@ -1,32 +1,16 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, JetqError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
-import { defineQueue, queueNames, type Queue } from "../queue/define.ts";
-import { queueStats, type QueueStats } from "../telemetry/stats.ts";
+import { defineQueue, type Queue } from "../queue/define.ts";
+import { listQueues } from "../queue/list.ts";
+import { type QueueRates, type QueueStats, type QueueTotals, ratesBetween, readQueueSample } from "../telemetry/stats.ts";
 
-/** @internal Cumulative counters read alongside {@link QueueStats}; rates are their differences. */
-export interface Totals {
-  /** Jobs ever stored in the queue's stream (its last sequence). */
-  published: number;
-  /** Dead letters ever stored (the dead-letter stream's last sequence). */
-  deadLettered: number;
-  /** Jobs stored now. */
-  stored: number;
-}
-
-/** @internal One point of a queue's history. */
-export interface Sample extends Totals {
-  /** When it was read (ms since the epoch). */
-  t: number;
-}
+/** @internal One point of a queue's history: its totals when read. */
+export type Sample = QueueTotals;
 
 /** @internal Per-second rates over an interval. */
-export interface Rates {
-  published: number;
-  completed: number;
-  failed: number;
-}
+export type Rates = QueueRates;
 
 /** @internal One point of the throughput chart. */
 export interface HistoryPoint extends Rates {
@@ -60,23 +44,6 @@ export interface Snapshot {
   error: string | null;
   /** True when these are the last figures read, served again because NATS does not answer. */
   stale: boolean;
-}
-
-/**
- * @internal The rates between two samples. A work-queue stream loses a job either by an ack
- * (completed) or by its move to the dead-letter stream (failed), so
- * `completed = published - Δstored - deadLettered`. The figures come from two requests that are
- * not atomic, so an interval can be off by a job or two; negatives (a recreated stream, a
- * purge) are clamped to zero rather than shown.
- */
-export function ratesBetween(a: Sample, b: Sample): Rates {
-  const dt = (b.t - a.t) / 1000;
-  if (!(dt > 0)) return { published: 0, completed: 0, failed: 0 };
-  const published = Math.max(0, b.published - a.published);
-  const failed = Math.max(0, b.deadLettered - a.deadLettered);
-  const removed = published - (b.stored - a.stored);
-  const completed = Math.max(0, removed - failed);
-  return { published: published / dt, completed: completed / dt, failed: failed / dt };
 }
 
 /** @internal Rates over the whole window of `samples` (oldest first), or null with fewer than two. */
@@ -137,33 +104,8 @@ export class History {
   }
 }
 
-const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
-
 /** @internal Most queues one dashboard watches; beyond it discovery keeps the first ones by name. */
 export const MAX_QUEUES = 200;
-
-/**
- * @internal Finds jetq queues on the server: a stream `JETQ_<name>` whose subject is
- * `jetq.q.<name>`, with a sibling dead-letter stream `JETQ_<name>_DLQ`.
- */
-export async function discoverQueues(jsm: JetStreamManager): Promise<string[]> {
-  const streams = new Map<string, string[]>();
-  // The lister pages through every stream; stop early on absurd servers so memory stays bounded.
-  for await (const si of jsm.streams.list()) {
-    streams.set(si.config.name, si.config.subjects ?? []);
-    if (streams.size > 20 * MAX_QUEUES) break;
-  }
-  const names: string[] = [];
-  for (const [stream, subjects] of streams) {
-    if (!stream.startsWith("JETQ_")) continue;
-    const name = stream.slice("JETQ_".length);
-    if (!NAME_RE.test(name)) continue;
-    const n = queueNames(name);
-    if (!subjects.includes(n.subject) || !streams.has(n.dlqStream)) continue;
-    names.push(name);
-  }
-  return names.sort().slice(0, MAX_QUEUES);
-}
 
 /** @internal Options of {@link Sampler}. */
 export interface SamplerOptions {
@@ -203,12 +145,12 @@ export class Sampler {
   #closed = false;
   /** Why the connection cannot serve figures now (lost, closed), or null. */
   #linkError: string | null = null;
+  #following = false;
   static readonly idleMs = 60_000;
 
   constructor(nc: NatsConnection, opts: SamplerOptions) {
     this.#nc = nc;
     this.#opts = opts;
-    this.#followConnection();
     if (opts.queues) {
       this.#fixed = new Map();
       for (const q of opts.queues) {
@@ -231,6 +173,10 @@ export class Sampler {
   /** Marks the dashboard as in use and starts sampling if it was asleep. */
   touch(): void {
     this.#lastTouch = Date.now();
+    if (!this.#following) {
+      this.#following = true;
+      this.#followConnection();
+    }
     this.#schedule();
   }
 
@@ -349,14 +295,14 @@ export class Sampler {
   async #discover(): Promise<void> {
     this.#discoveredAt = Date.now();
     try {
-      const names = await discoverQueues(await this.#manager());
+      const names = await listQueues(this.#nc, { jsm: await this.#manager(), max: MAX_QUEUES });
       const next = new Map<string, Queue<unknown, unknown>>();
       for (const name of names) next.set(name, this.#queues.get(name) ?? toQueue(name));
       this.#queues = next;
       for (const name of this.#histories.keys()) if (!next.has(name)) this.#histories.delete(name);
       this.#discoveryError = null;
     } catch (err) {
-      this.#discoveryError = mapNatsError(err, "list the server's streams").message;
+      this.#discoveryError = err instanceof JetqError ? err.message : mapNatsError(err, "list queues").message;
     }
   }
 
@@ -389,20 +335,12 @@ export class Sampler {
       this.#histories.set(q.name, h);
     }
     try {
-      const jsm = await this.#manager();
-      // queueStats does not return the streams' last sequences, which the rates need.
-      const [stats, si, di] = await Promise.all([
-        queueStats(this.#nc, q),
-        jsm.streams.info(q.names.stream),
-        jsm.streams.info(q.names.dlqStream),
-      ]);
-      h.push(
-        { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages },
-        stats.pending,
-      );
+      const { stats, totals } = await readQueueSample(await this.#manager(), q);
+      h.push(totals, stats.pending);
       return { name: q.name, stats, error: null, rates: averageRates(h.samples, 3), history: h.points() };
     } catch (err) {
-      return { name: q.name, stats: null, error: mapNatsError(err, `read queue "${q.name}"`).message, rates: null, history: h.points() };
+      const message = err instanceof JetqError ? err.message : mapNatsError(err, `read queue "${q.name}"`).message;
+      return { name: q.name, stats: null, error: message, rates: null, history: h.points() };
     }
   }
 }
