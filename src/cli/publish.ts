@@ -196,11 +196,28 @@ export async function publishLines(
   let serverFailed = false;
   // The connection closing must end every wait below: publishes it strands may never settle.
   let closed = false;
-  const closedSignal = nc.closed().then(() => {
+  // One listener on the connection wakes whatever waits now (at most two waits at a time): racing
+  // each wait against nc.closed() would add a reaction per line that lives until the close.
+  const wakers = new Set<() => void>();
+  void nc.closed().then(() => {
     closed = true;
+    for (const wake of wakers) wake();
   });
-  const untilClosed = (p: Promise<unknown>, graceMs = 0): Promise<unknown> =>
-    Promise.race([p, closedSignal.then(() => (graceMs > 0 ? new Promise((r) => setTimeout(r, graceMs)).then(() => undefined) : undefined))]);
+  /** `p`'s value, or undefined once the connection closed (after `graceMs` more for `p` to settle). */
+  const untilClosed = <V>(p: Promise<V>, graceMs = 0): Promise<V | undefined> =>
+    new Promise<V | undefined>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const wake = (): void => {
+        if (graceMs > 0) timer ??= setTimeout(() => resolve(undefined), graceMs);
+        else resolve(undefined);
+      };
+      wakers.add(wake);
+      if (closed) wake();
+      p.then(resolve, reject).finally(() => {
+        wakers.delete(wake);
+        clearTimeout(timer);
+      });
+    });
   const count = (r: PublishReceipt): void => {
     if (r.duplicate) res.duplicates++;
     else {
@@ -227,10 +244,8 @@ export async function publishLines(
       next.catch(() => {});
       const step = await untilClosed(next);
       // A publish refused at once (too large for the server, say) has failed by now: send no more.
-      if (step === undefined || closed || serverFailed) break;
-      const it = step as IteratorResult<Line>;
-      if (it.done) break;
-      const line = it.value;
+      if (step === undefined || closed || serverFailed || step.done) break;
+      const line = step.value;
       if ("error" in line) {
         failure = { no: line.no, error: line.error };
         break;
