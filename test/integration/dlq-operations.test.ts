@@ -1,10 +1,13 @@
 // DeadLetterQueue operations against a real server: concurrent replayAll/purge, a typed error
-// for a missing dead letter, validated list options, a missing queue, a truncated payload.
+// for a missing dead letter (and the dashboard's 404 from it), validated list options, a missing
+// queue, a truncated payload.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { ConfigError, DeadLetterNotFoundError, DeadLetterQueue, defineQueue, provisionQueue, QueueNotFoundError, type Queue } from "../../src/index.ts";
+import { ConfigError, createDashboard, DeadLetterNotFoundError, DeadLetterQueue, defineQueue, provisionQueue, QueueNotFoundError, type Queue } from "../../src/index.ts";
 import { deadLetterJson } from "../../src/dlq/dlq.ts";
 import { entryJson } from "../../src/dashboard/handler.ts";
 import { HDR } from "../../src/queue/headers.ts";
@@ -122,5 +125,37 @@ describe("DeadLetterQueue errors", () => {
     assert.equal(entryJson(e, true).truncatedFrom, 1048600);
     const [whole] = await withDeadLetters(nc, 1).then((q2) => new DeadLetterQueue(nc, q2).list());
     assert.equal(deadLetterJson(whole!).truncatedFrom, null, "null when nothing was cut");
+  });
+});
+
+describe("the dashboard's dead-letter API", () => {
+  it("answers 404 from the typed error for a missing dead letter, and replay-all reports both counts", async () => {
+    const nc = await nats.connect();
+    const q = await withDeadLetters(nc, 3);
+    const dashboard = createDashboard(nc, { queues: [q] });
+    const http = createServer(dashboard);
+    await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    try {
+      const page = await fetch(`${base}/`);
+      const csrf = /name="jetq-csrf" content="([^"]+)"/.exec(await page.text())![1]!;
+      const cookie = page.headers.get("set-cookie")!.split(";")[0]!;
+      const post = (path: string): Promise<Response> => fetch(`${base}${path}`, { method: "POST", headers: { cookie, "x-jetq-csrf": csrf } });
+      const api = `/api/queues/${q.name}/dead-letters`;
+      const missing = await fetch(`${base}${api}/999`);
+      assert.equal(missing.status, 404);
+      assert.match(((await missing.json()) as { error: string }).error, /Dead letter 999 .* does not exist/);
+      assert.equal((await post(`${api}/999/delete`)).status, 404);
+      assert.equal((await post(`${api}/999/replay`)).status, 404);
+      const one = (await (await fetch(`${base}${api}/1`)).json()) as { entry: { truncatedFrom: unknown } };
+      assert.equal(one.entry.truncatedFrom, null);
+      const all = await post(`${api}/replay-all`);
+      assert.equal(all.status, 200);
+      assert.deepEqual(await all.json(), { replayed: 3, alreadyGone: 0 });
+    } finally {
+      dashboard.close();
+      http.closeAllConnections();
+      await new Promise((r) => http.close(r));
+    }
   });
 });
