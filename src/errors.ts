@@ -148,6 +148,7 @@ export class PermissionError extends JetqError {
  * or purged already (perhaps by another operator), or the sequence is wrong.
  */
 export class DeadLetterNotFoundError extends JetqError {
+  /** Always `"DeadLetterNotFoundError"`. */
   override name = "DeadLetterNotFoundError" as const;
   /** The dead-letter sequence asked for. */
   readonly seq: number;

@@ -132,8 +132,8 @@ export class DeadLetterQueue<T = unknown> {
 
   /**
    * Lists dead letters, oldest first.
-   * @throws {ConfigError} `limit` or `fromSeq` is not a positive integer in range.
-   * @throws {QueueNotFoundError} the queue (its dead-letter stream) was not provisioned.
+   * @throws {@link ConfigError} `limit` or `fromSeq` is not a positive integer in range.
+   * @throws {@link QueueNotFoundError} the queue (its dead-letter stream) was not provisioned.
    */
   async list(options: ListOptions = {}): Promise<DeadLetter<T>[]> {
     const limit = options.limit ?? 50;
@@ -159,7 +159,7 @@ export class DeadLetterQueue<T = unknown> {
 
   /**
    * One dead letter by its sequence.
-   * @throws {DeadLetterNotFoundError} there is none with this sequence (replayed or purged already?).
+   * @throws {@link DeadLetterNotFoundError} there is none with this sequence (replayed or purged already?).
    */
   async get(seq: number): Promise<DeadLetter<T>> {
     return toEntry<T>(await this.#read(seq));
@@ -193,7 +193,7 @@ export class DeadLetterQueue<T = unknown> {
    * fresh attempt count), waits for the server to store it, then removes the dead letter.
    * Replaying the same entry twice never enqueues it twice.
    * @returns the new job's id and stream sequence.
-   * @throws {DeadLetterNotFoundError} there is no dead letter with this sequence.
+   * @throws {@link DeadLetterNotFoundError} there is no dead letter with this sequence.
    */
   async replay(seq: number): Promise<{ id: string; seq: number }> {
     const { id, seq: stored } = await this.#replay(seq);
@@ -256,7 +256,7 @@ export class DeadLetterQueue<T = unknown> {
 
   /**
    * Deletes one dead letter.
-   * @throws {DeadLetterNotFoundError} there is no dead letter with this sequence.
+   * @throws {@link DeadLetterNotFoundError} there is no dead letter with this sequence.
    */
   async remove(seq: number): Promise<void> {
     checkSeq(seq);
