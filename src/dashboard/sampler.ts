@@ -146,6 +146,7 @@ export class Sampler {
   /** Why the connection cannot serve figures now (lost, closed), or null. */
   #linkError: string | null = null;
   #following = false;
+  #status: { stop?: () => void } | undefined;
   static readonly idleMs = 60_000;
 
   constructor(nc: NatsConnection, opts: SamplerOptions) {
@@ -173,7 +174,7 @@ export class Sampler {
   /** Marks the dashboard as in use and starts sampling if it was asleep. */
   touch(): void {
     this.#lastTouch = Date.now();
-    if (!this.#following) {
+    if (!this.#following && !this.#closed) {
       this.#following = true;
       this.#followConnection();
     }
@@ -220,8 +221,10 @@ export class Sampler {
       this.#linkError = `The NATS connection is closed${err ? ` (${err.message})` : ""}`;
       this.#notifyStale();
     });
+    const status = nc.status() as AsyncIterable<{ type: string }> & { stop?: () => void };
+    this.#status = status;
     void (async () => {
-      for await (const st of nc.status()) {
+      for await (const st of status) {
         if (st.type === "disconnect") {
           this.#linkError = "Lost the connection to NATS; reconnecting";
           this.#notifyStale();
@@ -263,6 +266,8 @@ export class Sampler {
 
   close(): void {
     this.#closed = true;
+    this.#status?.stop?.();
+    this.#status = undefined;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#listeners.clear();
