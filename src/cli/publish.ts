@@ -291,12 +291,15 @@ export async function publishLines(
   const resumeAt = first?.no ?? failure!.no;
   // A line whose publish timed out or was cut off by the connection may be stored or not.
   const cause = first ? (uncertain(first.outcome) ? undefined : (first.outcome as Error)) : failure!.error;
+  // Lines sent after the first that failed, by their fate (at most `window` of them).
   const storedAfter: number[] = [];
   const unknown: number[] = [];
+  const refused: number[] = [];
   for (const x of sent) {
     if (x.no === resumeAt) continue;
     if (uncertain(x.outcome)) unknown.push(x.no);
-    else if (x.outcome !== undefined && !(x.outcome instanceof Error)) {
+    else if (x.outcome instanceof Error) refused.push(x.no);
+    else if (x.outcome !== undefined) {
       storedAfter.push(x.no);
       count(x.outcome);
     }
@@ -307,8 +310,9 @@ export async function publishLines(
   report += stored === storedAfter.length ? "" : `: every line before line ${resumeAt}`;
   report += storedAfter.length > 0 ? `, and after it also line(s) ${ranges(storedAfter)}: do not send those again` : "";
   report += `.\njetq: line ${resumeAt} was ${cause ? "not stored" : "sent but not confirmed: it may or may not be stored"}`;
+  report += refused.length > 0 ? `; line(s) ${ranges(refused)} were refused too` : "";
   report += unknown.length > 0 ? `; line(s) ${ranges(unknown)} were sent but not confirmed: they may or may not be stored` : "";
-  const last = Math.max(resumeAt, ...storedAfter, ...unknown);
+  const last = Math.max(resumeAt, ...storedAfter, ...unknown, ...refused);
   report += `; nothing after line ${last} was sent. Resume from line ${resumeAt}${storedAfter.length === 0 && unknown.length === 0 ? ` (e.g. tail -n +${resumeAt} jobs.ndjson | jetq publish ${queue})` : ""}.\n`;
   process.stderr.write(report);
   if (!cause) {
