@@ -143,6 +143,21 @@ export class PermissionError extends JetqError {
   override name = "PermissionError" as const;
 }
 
+/**
+ * No dead letter has this sequence in the queue's dead-letter stream: it was replayed, removed
+ * or purged already (perhaps by another operator), or the sequence is wrong.
+ */
+export class DeadLetterNotFoundError extends JetqError {
+  /** Always `"DeadLetterNotFoundError"`. */
+  override name = "DeadLetterNotFoundError" as const;
+  /** The dead-letter sequence asked for. */
+  readonly seq: number;
+  constructor(message: string, seq: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.seq = seq;
+  }
+}
+
 /** A handler ran longer than the queue's `timeoutMs`; counts as a failed attempt. */
 export class JobTimeoutError extends JetqError {
   /** Always `"JobTimeoutError"`. */

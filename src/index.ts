@@ -14,7 +14,7 @@ export type { ProducerOptions, PublishOptions, PublishReceipt, PublishManyOption
 export { Worker } from "./consumer/worker.ts";
 export type { Job, Handler, Middleware, WorkerOptions, WorkerEvents, JobEvent, StopOptions, Logger } from "./consumer/worker.ts";
 export { DeadLetterQueue } from "./dlq/dlq.ts";
-export type { DeadLetter, ListOptions, DeadLetterFilter } from "./dlq/dlq.ts";
+export type { DeadLetter, ListOptions, DeadLetterFilter, ReplayAllResult } from "./dlq/dlq.ts";
 export type { DeadLetterReason } from "./dlq/route.ts";
 export {
   JetqError,
@@ -31,6 +31,7 @@ export {
   JobTimeoutError,
   NotSentError,
   AuthenticationError,
+  DeadLetterNotFoundError,
 } from "./errors.ts";
 export { connect } from "./connect.ts";
 export type { ConnectOptions } from "./connect.ts";

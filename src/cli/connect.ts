@@ -13,6 +13,7 @@ import { jetstreamManager, type JetStreamManager, type StreamInfo, type Consumer
 import { AuthenticationError, ConfigError, ConnectionError, QueueNotFoundError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
 import { defineQueue, type Queue } from "../queue/define.ts";
+import { listQueues } from "../queue/list.ts";
 
 /** The connection options every command takes (global options of the program). */
 export interface ConnectOptions {
@@ -37,6 +38,10 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
+  // The client would quietly fall back to 127.0.0.1:4222, talking to a server nobody named.
+  if (servers.length === 0) {
+    throw new ConfigError(`Expected --server (or NATS_URL) to name at least one server, e.g. nats://127.0.0.1:4222, got ${JSON.stringify(o.server)}`);
+  }
   const opts: ConnectionOptions = {
     servers,
     name: "jetq-cli",
@@ -113,21 +118,6 @@ export interface LoadedQueue {
   consumer: ConsumerInfo;
 }
 
-/** Names of the jetq queues on the server (streams listening on `jetq.q.<name>`). */
-export async function listQueueNames(jsm: JetStreamManager, max = 1000): Promise<string[]> {
-  const out: string[] = [];
-  try {
-    for await (const si of jsm.streams.list()) {
-      const subject = si.config.subjects?.[0];
-      if (subject?.startsWith("jetq.q.") && si.config.name === `JETQ_${subject.slice(7)}`) out.push(subject.slice(7));
-      if (out.length >= max) break;
-    }
-  } catch (err) {
-    throw mapNatsError(err, "list queues");
-  }
-  return out.sort();
-}
-
 /**
  * Builds the queue definition for `name` and reads its stream and consumer.
  * @throws {QueueNotFoundError} with the names of the queues that do exist.
@@ -146,7 +136,7 @@ export async function loadQueue(nc: NatsConnection, name: string): Promise<Loade
     stream = await jsm.streams.info(n.stream);
   } catch (err) {
     if (apiCode(err) !== API.streamNotFound) throw mapNatsError(err, `open queue "${name}"`);
-    const known = await listQueueNames(jsm, 20).catch(() => []);
+    const known = await listQueues(nc, { jsm, max: 20 }).catch(() => []);
     const hint = known.length > 0 ? `Queues on this server: ${known.join(", ")}.` : "This server has no jetq queues yet.";
     throw new QueueNotFoundError(`Queue "${name}" not found (no stream ${n.stream}). ${hint} Create it with: jetq provision ${name}`, { cause: err });
   }

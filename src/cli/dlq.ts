@@ -3,10 +3,11 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { deadLetterJson, DeadLetterQueue, type DeadLetter, type DeadLetterFilter } from "../dlq/dlq.ts";
 import type { DeadLetterReason } from "../dlq/route.ts";
+import { DeadLetterNotFoundError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { loadQueue } from "./connect.ts";
 import { globals, print, printJson, stdoutIsTTY, withNats } from "./context.ts";
-import { NotFoundError, UsageError } from "./exit.ts";
+import { UsageError } from "./exit.ts";
 import { ago, formatDuration, parseDuration, parseInteger, table, truncate } from "./format.ts";
 import { confirm } from "./prompt.ts";
 
@@ -191,7 +192,6 @@ function showCommand(): Command {
       await withNats(g, async (nc) => {
         const { queue } = await loadQueue(nc, name);
         const e = await new DeadLetterQueue(nc, queue).get(seq);
-        if (!e) throw new NotFoundError(`Dead letter ${seq} of queue "${name}" does not exist (replayed or purged already?). List them with: jetq dlq list ${name}`);
         if (g.json) {
           printJson({ queue: name, ...entryJson(e) });
           return;
@@ -229,7 +229,6 @@ function replayCommand(): Command {
         const { queue } = await loadQueue(nc, name);
         const dlq = new DeadLetterQueue(nc, queue);
         if ("seq" in sel) {
-          if (!(await dlq.get(sel.seq))) throw new NotFoundError(`Dead letter ${sel.seq} of queue "${name}" does not exist (replayed or purged already?). List them with: jetq dlq list ${name}`);
           const r = await dlq.replay(sel.seq);
           if (g.json) printJson({ queue: name, replayed: 1, jobs: [{ deadLetterSeq: sel.seq, id: r.id, seq: r.seq }] });
           else print(`replayed dead letter ${sel.seq} as job ${r.id} (queue seq ${r.seq})`);
@@ -242,9 +241,12 @@ function replayCommand(): Command {
           return;
         }
         await confirm(`Replay ${n} dead letter(s) of queue "${name}"${describeFilter(sel.filter)} back onto the queue?`, `replay ${n} dead letter(s)`, flags.yes === true);
-        const replayed = await dlq.replayAll(sel.filter);
-        if (g.json) printJson({ queue: name, replayed });
-        else print(`replayed ${replayed} dead letter(s) of queue "${name}"`);
+        const r = await dlq.replayAll(sel.filter);
+        if (g.json) printJson({ queue: name, ...r });
+        else {
+          const gone = r.alreadyGone > 0 ? `; ${r.alreadyGone} were taken meanwhile by another replay or purge (nothing lost)` : "";
+          print(`replayed ${r.replayed} dead letter(s) of queue "${name}"${gone}`);
+        }
       });
     });
 }
@@ -267,9 +269,15 @@ function purgeCommand(): Command {
         const dlq = new DeadLetterQueue(nc, queue);
         if ("seq" in sel) {
           const e = await dlq.get(sel.seq);
-          if (!e) throw new NotFoundError(`Dead letter ${sel.seq} of queue "${name}" does not exist (replayed or purged already?). List them with: jetq dlq list ${name}`);
           await confirm(`Delete dead letter ${sel.seq} (job ${e.id}) of queue "${name}"? This cannot be undone.`, "purge a dead letter", flags.yes === true);
-          const removed = await dlq.remove(sel.seq);
+          // Someone may take it while the prompt waits: that is an answer, not a failure.
+          const removed = await dlq.remove(sel.seq).then(
+            () => true,
+            (err: unknown) => {
+              if (err instanceof DeadLetterNotFoundError) return false;
+              throw err;
+            },
+          );
           if (g.json) printJson({ queue: name, purged: removed ? 1 : 0 });
           else print(removed ? `purged dead letter ${sel.seq} of queue "${name}"` : `dead letter ${sel.seq} was already gone`);
           return;

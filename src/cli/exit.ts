@@ -2,6 +2,7 @@ import {
   AuthenticationError,
   ConfigError,
   ConnectionError,
+  DeadLetterNotFoundError,
   JetqError,
   PermissionError,
   ProvisionConflictError,
@@ -22,7 +23,7 @@ export const EXIT = {
   usage: 1,
   /** The queue, or the dead letter, does not exist. */
   notFound: 2,
-  /** The server cannot be reached, timed out, rejected the credentials, or denied a permission. */
+  /** The server cannot be reached, timed out, rejected the credentials, denied a permission, or the connection closed (`publish` then reports how many lines were confirmed). */
   connection: 3,
   /** `provision` found the queue with a different configuration (nothing was changed). */
   conflict: 4,
@@ -39,7 +40,7 @@ export const EXIT_HELP = `Exit codes:
   0  ok
   1  usage error (bad arguments or options, invalid JSON payload)
   2  not found (unknown queue or dead letter)
-  3  connection problem (server unreachable, timeout, authentication or permission denied)
+  3  connection problem (server unreachable, timeout, authentication or permission denied, connection closed)
   4  provision conflict (queue exists with another configuration; nothing changed)
   5  queue full (publish refused by the queue's bound)
   6  not confirmed (destructive command declined, or no TTY and no --yes)
@@ -50,11 +51,6 @@ export class UsageError extends JetqError {
   override name = "UsageError" as const;
 }
 
-/** A dead letter named on the command line does not exist. */
-export class NotFoundError extends JetqError {
-  override name = "NotFoundError" as const;
-}
-
 /** A destructive command was not confirmed. */
 export class NotConfirmedError extends JetqError {
   override name = "NotConfirmedError" as const;
@@ -63,7 +59,7 @@ export class NotConfirmedError extends JetqError {
 /** The exit code for an error thrown by a command. */
 export function exitCodeOf(err: unknown): number {
   if (err instanceof UsageError || err instanceof ConfigError || err instanceof ValidationError) return EXIT.usage;
-  if (err instanceof QueueNotFoundError || err instanceof NotFoundError) return EXIT.notFound;
+  if (err instanceof QueueNotFoundError || err instanceof DeadLetterNotFoundError) return EXIT.notFound;
   if (err instanceof ConnectionError || err instanceof AuthenticationError || err instanceof PermissionError || err instanceof TimeoutError) return EXIT.connection;
   if (err instanceof ProvisionConflictError) return EXIT.conflict;
   if (err instanceof QueueFullError) return EXIT.full;

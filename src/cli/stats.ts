@@ -5,8 +5,9 @@ import { ConnectionError, QueueNotFoundError, TimeoutError } from "../errors.ts"
 import { mapNatsError } from "../natserr.ts";
 import { defineQueue } from "../queue/define.ts";
 import { limitsFromDescription } from "../queue/provision.ts";
-import { queueStats, type QueueStats } from "../telemetry/stats.ts";
-import { listQueueNames, loadQueue } from "./connect.ts";
+import { listQueues } from "../queue/list.ts";
+import { type QueueStats, type QueueTotals, ratesBetween, readQueueSample } from "../telemetry/stats.ts";
+import { loadQueue } from "./connect.ts";
 import { UsageError } from "./exit.ts";
 import { globals, print, stdoutIsTTY, withNats } from "./context.ts";
 import { formatBytes, formatDuration, formatLimit, parseDuration, parseInteger, table } from "./format.ts";
@@ -26,28 +27,40 @@ export interface StatsSample extends QueueStats {
   doneRate?: number;
 }
 
-async function sample(nc: NatsConnection, name: string): Promise<StatsSample> {
-  const { queue, stream, consumer } = await loadQueue(nc, name);
-  const stats = await queueStats(nc, queue);
-  const published = stream.state.last_seq;
+/** @internal A sample with the totals its rates are computed from (not printed). */
+export interface Sampled {
+  sample: StatsSample;
+  totals: QueueTotals;
+}
+
+async function sample(nc: NatsConnection, name: string): Promise<Sampled> {
+  const { queue, consumer } = await loadQueue(nc, name);
+  let jsm;
+  try {
+    jsm = await jetstreamManager(nc);
+  } catch (err) {
+    throw mapNatsError(err, `read stats of queue "${name}"`);
+  }
+  const { stats, totals } = await readQueueSample(jsm, queue);
   return {
-    at: new Date().toISOString(),
-    ...stats,
-    published,
-    // jetq 0.2+ records its limits in the consumer's description; 0.1 used max_deliver.
-    maxAttempts: limitsFromDescription(consumer.config.description)?.maxAttempts ?? consumer.config.max_deliver ?? -1,
-    ackWaitMs: Math.round((consumer.config.ack_wait ?? 0) / 1e6),
+    sample: {
+      at: new Date(totals.t).toISOString(),
+      ...stats,
+      published: totals.published,
+      // jetq 0.2+ records its limits in the consumer's description; 0.1 used max_deliver.
+      maxAttempts: limitsFromDescription(consumer.config.description)?.maxAttempts ?? consumer.config.max_deliver ?? -1,
+      ackWaitMs: Math.round((consumer.config.ack_wait ?? 0) / 1e6),
+    },
+    totals,
   };
 }
 
-function withRates(cur: StatsSample, prev: StatsSample | undefined): StatsSample {
-  if (!prev) return cur;
-  const dt = (Date.parse(cur.at) - Date.parse(prev.at)) / 1000;
-  if (dt <= 0) return cur;
-  const publishedDelta = cur.published - prev.published;
-  // Whatever was published and is no longer stored was finished (acked or moved to the DLQ).
-  const done = publishedDelta - (cur.stored - prev.stored);
-  return { ...cur, publishRate: publishedDelta / dt, doneRate: Math.max(0, done) / dt };
+/** @internal Adds the rates since `prev`, by the formula the dashboard uses ({@link ratesBetween}). */
+export function withRates(cur: Sampled, prev: Sampled | undefined): StatsSample {
+  if (!prev || !(cur.totals.t > prev.totals.t)) return cur.sample;
+  const r = ratesBetween(prev.totals, cur.totals);
+  // Finished: acked (completed) or moved to the dead-letter stream (failed).
+  return { ...cur.sample, publishRate: r.published, doneRate: r.completed + r.failed };
 }
 
 function renderOne(s: StatsSample): string {
@@ -87,12 +100,12 @@ async function sampleAll(nc: NatsConnection): Promise<StatsSample[]> {
   } catch (err) {
     throw mapNatsError(err, "list queues");
   }
-  const names = await listQueueNames(jsm);
+  const names = await listQueues(nc, { jsm });
   const out: StatsSample[] = [];
   // One queue at a time: a server with many queues gets a steady trickle of requests, not a burst.
   for (const name of names) {
     try {
-      out.push(await sample(nc, name));
+      out.push((await sample(nc, name)).sample);
     } catch (err) {
       // Deleted since the listing, or half-provisioned right now: not a reason to fail the rest.
       if (!(err instanceof QueueNotFoundError)) throw err;
@@ -133,7 +146,7 @@ one JSON object per line per sample (NDJSON), with publishRate and doneRate per 
             if (g.json) print(JSON.stringify(all, null, 2));
             else print(renderMany(all));
           } else {
-            const s = await sample(nc, name);
+            const s = (await sample(nc, name)).sample;
             if (g.json) print(JSON.stringify(s, null, 2));
             else print(renderOne(s));
           }
@@ -146,7 +159,7 @@ one JSON object per line per sample (NDJSON), with publishRate and doneRate per 
         const tty = stdoutIsTTY() && !g.json;
         const link = { up: true };
         followStatus(nc, link);
-        let prev: StatsSample | undefined;
+        let prev: Sampled | undefined;
         try {
           for (let i = 0; i < count && !stop.signal.aborted; i++) {
             if (i > 0 && !(await nextSample(link, intervalMs, stop.signal))) continue;
@@ -157,8 +170,9 @@ one JSON object per line per sample (NDJSON), with publishRate and doneRate per 
                 else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderMany(all)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
                 else print(all.map(renderLine).join("\n"));
               } else {
-                const s = withRates(await sample(nc, name), prev);
-                prev = s;
+                const cur = await sample(nc, name);
+                const s = withRates(cur, prev);
+                prev = cur;
                 if (g.json) print(JSON.stringify(s));
                 else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderOne(s)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
                 else print(renderLine(s));

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { TLSSocket } from "node:tls";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { deadLetterJson, DeadLetterQueue, type DeadLetter } from "../dlq/dlq.ts";
-import { ConfigError, ConnectionError, JetqError, QueueNotFoundError, TimeoutError } from "../errors.ts";
+import { ConfigError, ConnectionError, DeadLetterNotFoundError, JetqError, QueueNotFoundError, TimeoutError } from "../errors.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { prettyJson } from "./pretty.ts";
 import { Sampler, type Snapshot } from "./sampler.ts";
@@ -120,6 +120,23 @@ function escapeAttr(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
+/**
+ * @internal The request target as a URL, or `undefined` when it is not one a browser sends: an
+ * origin-form path (`/x?y`) or an absolute URL (`http://host/x`, from a proxy). A target starting
+ * with `//` reads as another host's address (`//[` made `new URL()` throw, `//evil.example/`
+ * names a host), so it is refused; other paths are appended to a fixed origin, never resolved.
+ */
+export function requestTarget(raw: string | undefined): URL | undefined {
+  const target = raw ?? "/";
+  try {
+    if (target.startsWith("/") && !target.startsWith("//")) return new URL(`http://localhost${target}`);
+    if (/^https?:\/\//i.test(target)) return new URL(target);
+  } catch {
+    // not a URL: the caller answers 400
+  }
+  return undefined;
+}
+
 class HttpError extends Error {
   readonly status: number;
   constructor(status: number, message: string) {
@@ -130,10 +147,9 @@ class HttpError extends Error {
 
 function statusOf(err: unknown): number {
   if (err instanceof HttpError) return err.status;
-  if (err instanceof QueueNotFoundError) return 404;
+  if (err instanceof QueueNotFoundError || err instanceof DeadLetterNotFoundError) return 404;
   if (err instanceof ConfigError) return 400;
   if (err instanceof ConnectionError || err instanceof TimeoutError) return 503;
-  if (err instanceof JetqError && /does not exist/.test(err.message)) return 404;
   return 500;
 }
 
@@ -195,7 +211,8 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
   let closed = false;
 
   function mount(req: IncomingMessage): { base: string; path: string; query: URLSearchParams } | undefined {
-    const url = new URL(req.url ?? "/", "http://localhost");
+    const url = requestTarget(req.url);
+    if (!url) throw new HttpError(400, "The request target is not a valid URL path.");
     let path = url.pathname;
     let base = basePath;
     const original = (req as IncomingMessage & { originalUrl?: unknown }).originalUrl;
@@ -204,7 +221,7 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
       else if (typeof original !== "string") return undefined; // not ours (plain node:http)
     } else if (typeof original === "string") {
       // Express strips the mount path from req.url and keeps the full one in originalUrl.
-      const full = new URL(original, "http://localhost").pathname;
+      const full = requestTarget(original)?.pathname ?? path;
       let prefix = "";
       if (full !== path && full.endsWith(path)) prefix = full.slice(0, full.length - path.length);
       else if (path === "/" && full !== "/") prefix = full;
@@ -344,12 +361,12 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
       if (!csrfOk(req)) return json(res, 403, { error: "Missing or invalid CSRF token: reload the page and try again." });
       if (a !== "queues" || name === undefined || c !== "dead-letters") throw new HttpError(404, "No such action.");
       const dlq = dlqOf(await queueOf(name));
-      if (d === "replay-all" && e === undefined) return json(res, 200, { replayed: await dlq.replayAll() });
+      if (d === "replay-all" && e === undefined) return json(res, 200, await dlq.replayAll());
       if (d === "purge" && e === undefined) return json(res, 200, { purged: await dlq.purge() });
       if (d !== undefined && e === "replay") return json(res, 200, { replayed: await dlq.replay(seqOf(d)) });
       if (d !== undefined && e === "delete") {
         const seq = seqOf(d);
-        if (!(await dlq.remove(seq))) throw new HttpError(404, `Dead letter ${seq} does not exist (already replayed or purged?)`);
+        await dlq.remove(seq);
         return json(res, 200, { deleted: seq });
       }
       throw new HttpError(404, "No such action.");
@@ -385,7 +402,6 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     }
     if (e !== undefined) throw new HttpError(404, "No such resource.");
     const entry = await dlq.get(seqOf(d));
-    if (!entry) throw new HttpError(404, `Dead letter ${d} of queue "${q.name}" does not exist (already replayed or purged?)`);
     return json(res, 200, { queue: q.name, entry: entryJson(entry, true) });
   }
 
@@ -401,7 +417,8 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
       try {
         return decodeURIComponent(p);
       } catch {
-        return "\u0000"; // matches no route
+        // A page served for it would fail in the browser's router and stay blank: say why here.
+        throw new HttpError(400, `The URL has a malformed %-escape in "${p.slice(0, 100)}"; check the link.`);
       }
     });
     if (parts[0] === "api") return api(req, res, parts.slice(1), m.query);

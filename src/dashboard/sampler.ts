@@ -1,32 +1,16 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, JetqError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
-import { defineQueue, queueNames, type Queue } from "../queue/define.ts";
-import { queueStats, type QueueStats } from "../telemetry/stats.ts";
+import { defineQueue, type Queue } from "../queue/define.ts";
+import { listQueues } from "../queue/list.ts";
+import { type QueueRates, type QueueStats, type QueueTotals, ratesBetween, readQueueSample } from "../telemetry/stats.ts";
 
-/** @internal Cumulative counters read alongside {@link QueueStats}; rates are their differences. */
-export interface Totals {
-  /** Jobs ever stored in the queue's stream (its last sequence). */
-  published: number;
-  /** Dead letters ever stored (the dead-letter stream's last sequence). */
-  deadLettered: number;
-  /** Jobs stored now. */
-  stored: number;
-}
-
-/** @internal One point of a queue's history. */
-export interface Sample extends Totals {
-  /** When it was read (ms since the epoch). */
-  t: number;
-}
+/** @internal One point of a queue's history: its totals when read. */
+export type Sample = QueueTotals;
 
 /** @internal Per-second rates over an interval. */
-export interface Rates {
-  published: number;
-  completed: number;
-  failed: number;
-}
+export type Rates = QueueRates;
 
 /** @internal One point of the throughput chart. */
 export interface HistoryPoint extends Rates {
@@ -50,27 +34,16 @@ export interface QueueSnapshot {
 
 /** @internal A full overview at one instant. */
 export interface Snapshot {
+  /** When these figures were read (ms since the epoch). */
   at: number;
   queues: QueueSnapshot[];
-  /** Set when queue discovery itself failed. */
+  /**
+   * Set when the overview as a whole is in doubt: queue discovery failed, the NATS connection
+   * is lost, or the server has not answered for a while (then `stale` is true as well).
+   */
   error: string | null;
-}
-
-/**
- * @internal The rates between two samples. A work-queue stream loses a job either by an ack
- * (completed) or by its move to the dead-letter stream (failed), so
- * `completed = published - Δstored - deadLettered`. The figures come from two requests that are
- * not atomic, so an interval can be off by a job or two; negatives (a recreated stream, a
- * purge) are clamped to zero rather than shown.
- */
-export function ratesBetween(a: Sample, b: Sample): Rates {
-  const dt = (b.t - a.t) / 1000;
-  if (!(dt > 0)) return { published: 0, completed: 0, failed: 0 };
-  const published = Math.max(0, b.published - a.published);
-  const failed = Math.max(0, b.deadLettered - a.deadLettered);
-  const removed = published - (b.stored - a.stored);
-  const completed = Math.max(0, removed - failed);
-  return { published: published / dt, completed: completed / dt, failed: failed / dt };
+  /** True when these are the last figures read, served again because NATS does not answer. */
+  stale: boolean;
 }
 
 /** @internal Rates over the whole window of `samples` (oldest first), or null with fewer than two. */
@@ -131,33 +104,8 @@ export class History {
   }
 }
 
-const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
-
 /** @internal Most queues one dashboard watches; beyond it discovery keeps the first ones by name. */
 export const MAX_QUEUES = 200;
-
-/**
- * @internal Finds jetq queues on the server: a stream `JETQ_<name>` whose subject is
- * `jetq.q.<name>`, with a sibling dead-letter stream `JETQ_<name>_DLQ`.
- */
-export async function discoverQueues(jsm: JetStreamManager): Promise<string[]> {
-  const streams = new Map<string, string[]>();
-  // The lister pages through every stream; stop early on absurd servers so memory stays bounded.
-  for await (const si of jsm.streams.list()) {
-    streams.set(si.config.name, si.config.subjects ?? []);
-    if (streams.size > 20 * MAX_QUEUES) break;
-  }
-  const names: string[] = [];
-  for (const [stream, subjects] of streams) {
-    if (!stream.startsWith("JETQ_")) continue;
-    const name = stream.slice("JETQ_".length);
-    if (!NAME_RE.test(name)) continue;
-    const n = queueNames(name);
-    if (!subjects.includes(n.subject) || !streams.has(n.dlqStream)) continue;
-    names.push(name);
-  }
-  return names.sort().slice(0, MAX_QUEUES);
-}
 
 /** @internal Options of {@link Sampler}. */
 export interface SamplerOptions {
@@ -195,6 +143,10 @@ export class Sampler {
   #timer: NodeJS.Timeout | undefined;
   #lastTouch = 0;
   #closed = false;
+  /** Why the connection cannot serve figures now (lost, closed), or null. */
+  #linkError: string | null = null;
+  #following = false;
+  #status: { stop?: () => void } | undefined;
   static readonly idleMs = 60_000;
 
   constructor(nc: NatsConnection, opts: SamplerOptions) {
@@ -222,15 +174,81 @@ export class Sampler {
   /** Marks the dashboard as in use and starts sampling if it was asleep. */
   touch(): void {
     this.#lastTouch = Date.now();
+    if (!this.#following && !this.#closed) {
+      this.#following = true;
+      this.#followConnection();
+    }
     this.#schedule();
   }
 
-  /** The latest snapshot, reading one now if there is none or it is older than two rounds. */
+  /**
+   * The latest snapshot, reading one now if there is none or it is older than two rounds. A read
+   * that takes longer than {@link Sampler.waitMs} (a frozen or unreachable server) is not waited
+   * for: the last snapshot is served again, marked stale and saying since when.
+   */
   async snapshot(): Promise<Snapshot> {
     this.touch();
     const s = this.#snapshot;
-    if (s && Date.now() - s.at < this.#opts.refreshMs * 2) return s;
-    return this.#sample();
+    if (s && Date.now() - s.at < this.#opts.refreshMs * 2 && !this.#linkError) return s;
+    const round = this.#sample();
+    if (!s) return round;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.waitMs);
+    });
+    try {
+      return (await Promise.race([round, late])) ?? this.#stale(s);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** How long a request waits for a round before it gets the last snapshot, marked stale. */
+  get waitMs(): number {
+    return Math.max(1_000, this.#opts.refreshMs);
+  }
+
+  #stale(s: Snapshot): Snapshot {
+    const ago = Math.max(1, Math.round((Date.now() - s.at) / 1000));
+    const why = this.#linkError ?? "NATS has not answered";
+    return { ...s, stale: true, error: `${why}; these figures are ${ago} s old (read at ${new Date(s.at).toISOString()}).` };
+  }
+
+  /** Keeps {@link Sampler.#linkError} current from the connection's status. */
+  #followConnection(): void {
+    const nc = this.#nc;
+    void nc.closed().then((err) => {
+      this.#linkError = `The NATS connection is closed${err ? ` (${err.message})` : ""}`;
+      this.#notifyStale();
+    });
+    const status = nc.status() as AsyncIterable<{ type: string }> & { stop?: () => void };
+    this.#status = status;
+    void (async () => {
+      for await (const st of status) {
+        if (st.type === "disconnect") {
+          this.#linkError = "Lost the connection to NATS; reconnecting";
+          this.#notifyStale();
+        } else if (st.type === "reconnect") {
+          this.#linkError = null;
+        }
+      }
+    })().catch(() => {});
+  }
+
+  /** Tells open pages at once that their figures are no longer current. */
+  #notifyStale(): void {
+    if (this.#closed || !this.#snapshot) return;
+    this.#emit(this.#stale(this.#snapshot));
+  }
+
+  #emit(snap: Snapshot): void {
+    for (const fn of this.#listeners) {
+      try {
+        fn(snap);
+      } catch {
+        // A listener is a network write; its failure is handled where the stream is closed.
+      }
+    }
   }
 
   /** Subscribes to every round; returns the unsubscribe function. */
@@ -248,6 +266,8 @@ export class Sampler {
 
   close(): void {
     this.#closed = true;
+    this.#status?.stop?.();
+    this.#status = undefined;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#listeners.clear();
@@ -260,7 +280,13 @@ export class Sampler {
       if (this.#closed) return;
       const idle = this.#listeners.size === 0 && Date.now() - this.#lastTouch > Sampler.idleMs;
       if (idle) return; // asleep until the next request
-      void this.#sample().finally(() => this.#schedule());
+      // Open pages learn that a round is late (a frozen server) instead of showing old figures as live.
+      const late = setTimeout(() => this.#notifyStale(), this.waitMs);
+      late.unref();
+      void this.#sample().finally(() => {
+        clearTimeout(late);
+        this.#schedule();
+      });
     }, this.#opts.refreshMs);
     // An embedded dashboard must not keep its host process alive.
     this.#timer.unref();
@@ -274,14 +300,14 @@ export class Sampler {
   async #discover(): Promise<void> {
     this.#discoveredAt = Date.now();
     try {
-      const names = await discoverQueues(await this.#manager());
+      const names = await listQueues(this.#nc, { jsm: await this.#manager(), max: MAX_QUEUES });
       const next = new Map<string, Queue<unknown, unknown>>();
       for (const name of names) next.set(name, this.#queues.get(name) ?? toQueue(name));
       this.#queues = next;
       for (const name of this.#histories.keys()) if (!next.has(name)) this.#histories.delete(name);
       this.#discoveryError = null;
     } catch (err) {
-      this.#discoveryError = mapNatsError(err, "list the server's streams").message;
+      this.#discoveryError = err instanceof JetqError ? err.message : mapNatsError(err, "list queues").message;
     }
   }
 
@@ -297,15 +323,13 @@ export class Sampler {
     if (!this.#fixed && Date.now() - this.#discoveredAt >= this.#opts.discoverEveryMs) await this.#discover();
     const queues = [...this.#queues.values()];
     const out = await Promise.all(queues.map((q) => this.#readOne(q)));
-    const snap: Snapshot = { at: Date.now(), queues: out, error: this.#discoveryError };
-    this.#snapshot = snap;
-    for (const fn of this.#listeners) {
-      try {
-        fn(snap);
-      } catch {
-        // A listener is a network write; its failure is handled where the stream is closed.
-      }
-    }
+    const read = out.some((q) => q.stats !== null);
+    // Figures that could not be read are not figures: with none read and the link down, say so once for the page.
+    const error = this.#discoveryError ?? (!read && this.#linkError ? this.#linkError : null);
+    const snap: Snapshot = { at: Date.now(), queues: out, error, stale: false };
+    // A round that read nothing keeps the last good snapshot for the stale view.
+    if (read || !this.#snapshot || out.length === 0) this.#snapshot = snap;
+    this.#emit(snap);
     return snap;
   }
 
@@ -316,20 +340,12 @@ export class Sampler {
       this.#histories.set(q.name, h);
     }
     try {
-      const jsm = await this.#manager();
-      // queueStats does not return the streams' last sequences, which the rates need.
-      const [stats, si, di] = await Promise.all([
-        queueStats(this.#nc, q),
-        jsm.streams.info(q.names.stream),
-        jsm.streams.info(q.names.dlqStream),
-      ]);
-      h.push(
-        { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages },
-        stats.pending,
-      );
+      const { stats, totals } = await readQueueSample(await this.#manager(), q);
+      h.push(totals, stats.pending);
       return { name: q.name, stats, error: null, rates: averageRates(h.samples, 3), history: h.points() };
     } catch (err) {
-      return { name: q.name, stats: null, error: mapNatsError(err, `read queue "${q.name}"`).message, rates: null, history: h.points() };
+      const message = err instanceof JetqError ? err.message : mapNatsError(err, `read queue "${q.name}"`).message;
+      return { name: q.name, stats: null, error: message, rates: null, history: h.points() };
     }
   }
 }

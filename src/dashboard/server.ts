@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigError } from "../errors.ts";
-import { createDashboard, parseCookies, type DashboardOptions } from "./handler.ts";
+import { createDashboard, parseCookies, requestTarget, type DashboardOptions } from "./handler.ts";
 
 /** @internal How the standalone server admits a browser. */
 export type DashboardAuth =
@@ -56,6 +56,12 @@ export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+function badRequest(res: ServerResponse): void {
+  res.statusCode = 400;
+  res.setHeader("Content-Type", "text/plain; charset=utf-8");
+  res.end("Bad request: the request target is not a valid URL path.\n");
+}
+
 /**
  * @internal Admits a request or answers it (401, or a redirect that trades `?token=` for a
  * cookie so the token leaves the address bar and the history). Returns whether to go on.
@@ -82,13 +88,19 @@ export function authenticate(auth: DashboardAuth, cookieName: string, req: Incom
   if (bearer !== undefined && same(bearer, auth.token)) return true;
   const cookie = parseCookies(req.headers.cookie).get(cookieName);
   if (cookie !== undefined && same(cookie, cookieValue)) return true;
-  const url = new URL(req.url ?? "/", "http://localhost");
+  // Parsed only now, after the credentials that need no URL: a target that is not one is a 400.
+  const url = requestTarget(req.url);
+  if (!url) {
+    badRequest(res);
+    return false;
+  }
   const given = url.searchParams.get("token");
   if (given !== null && same(given, auth.token) && req.method === "GET") {
     url.searchParams.delete("token");
     res.statusCode = 303;
     res.setHeader("Set-Cookie", `${cookieName}=${cookieValue}; Path=/; HttpOnly; SameSite=Strict`);
-    res.setHeader("Location", `${url.pathname}${url.search}`);
+    // One leading slash: "//host/..." in a Location header would send the browser to that host.
+    res.setHeader("Location", `${url.pathname.replace(/^\/+/, "/")}${url.search}`);
     res.setHeader("Referrer-Policy", "no-referrer");
     res.end();
     return false;
@@ -116,14 +128,26 @@ export async function startDashboardServer(nc: NatsConnection, options: Dashboar
   const checkHost = isLoopback(host) && auth.kind === "none";
   const allowed = new Set(allowedHosts.map((h) => h.toLowerCase()));
   const server = createServer((req, res) => {
-    const name = hostnameOf(req.headers.host);
-    if (checkHost && !isLoopback(name) && !allowed.has(name)) {
-      res.statusCode = 421;
+    // Runs before authentication, for anyone who can connect: nothing thrown here may reach the
+    // event loop (an uncaught exception would end the process, a remote denial of service).
+    try {
+      const name = hostnameOf(req.headers.host);
+      if (checkHost && !isLoopback(name) && !allowed.has(name)) {
+        res.statusCode = 421;
+        res.setHeader("Content-Type", "text/plain; charset=utf-8");
+        res.end("This dashboard only answers requests addressed to localhost, 127.0.0.1 or [::1]; allow other names with --allow-host.\n");
+        return;
+      }
+      if (authenticate(auth, cookieName, req, res)) dashboard(req, res);
+    } catch {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      res.statusCode = 500;
       res.setHeader("Content-Type", "text/plain; charset=utf-8");
-      res.end("This dashboard only answers requests addressed to localhost, 127.0.0.1 or [::1]; allow other names with --allow-host.\n");
-      return;
+      res.end("Internal error.\n");
     }
-    if (authenticate(auth, cookieName, req, res)) dashboard(req, res);
   });
   // Live-update streams hold connections open: bound how long an idle one may linger.
   server.keepAliveTimeout = 5_000;

@@ -1,6 +1,6 @@
 import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import { ConfigError, JetqError } from "../errors.ts";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type MsgRequest, type StoredMsg } from "@nats-io/jetstream";
+import { ConfigError, DeadLetterNotFoundError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { DLQ_HEADERS, HDR } from "../queue/headers.ts";
@@ -66,7 +66,21 @@ export function deadLetterJson(e: DeadLetter): Record<string, unknown> {
     publishedAt: e.publishedAt?.toISOString() ?? null,
     sourceSeq: e.sourceSeq,
     headers: e.headers,
+    // A cut payload must not look complete: its original size, or null when it was not cut.
+    truncatedFrom: e.truncatedFrom ?? null,
   };
+}
+
+/** What {@link DeadLetterQueue.replayAll} did. */
+export interface ReplayAllResult {
+  /** Jobs this call put back on the queue (their dead letters are removed). */
+  replayed: number;
+  /**
+   * Matching dead letters another caller took first (a concurrent `replayAll`, `replay`,
+   * `remove` or `purge`), or whose job an earlier replay had already put back: not a failure,
+   * nothing was lost.
+   */
+  alreadyGone: number;
 }
 
 /** Selects dead letters for `replayAll` and `purge`. */
@@ -116,17 +130,25 @@ export class DeadLetterQueue<T = unknown> {
     }
   }
 
-  /** Lists dead letters, oldest first. */
+  /**
+   * Lists dead letters, oldest first.
+   * @throws {@link ConfigError} `limit` or `fromSeq` is not a positive integer in range.
+   * @throws {@link QueueNotFoundError} the queue (its dead-letter stream) was not provisioned.
+   */
   async list(options: ListOptions = {}): Promise<DeadLetter<T>[]> {
     const limit = options.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
       throw new ConfigError(`Expected \`limit\` to be an integer from 1 to 10000, got ${describe(limit)}`);
     }
+    const from = options.fromSeq ?? 1;
+    if (!Number.isSafeInteger(from) || from < 1) {
+      throw new ConfigError(`Expected \`fromSeq\` to be a dead-letter sequence (a positive integer), got ${describe(from)}`);
+    }
     const out: DeadLetter<T>[] = [];
     const match = matcher(options);
-    let seq = options.fromSeq ?? 1;
+    let seq = from;
     while (out.length < limit) {
-      const m = await this.#next(seq);
+      const m = await this.#next(seq, seq === from);
       if (!m) break;
       const e = toEntry<T>(m);
       if (match(e)) out.push(e);
@@ -135,37 +157,56 @@ export class DeadLetterQueue<T = unknown> {
     return out;
   }
 
-  /** One dead letter by its sequence, or `undefined` when there is none. */
-  async get(seq: number): Promise<DeadLetter<T> | undefined> {
+  /**
+   * One dead letter by its sequence.
+   * @throws {@link DeadLetterNotFoundError} there is none with this sequence (replayed or purged already?).
+   */
+  async get(seq: number): Promise<DeadLetter<T>> {
+    return toEntry<T>(await this.#read(seq));
+  }
+
+  #notFound(seq: number, cause?: unknown): DeadLetterNotFoundError {
+    const q = this.#queue.name;
+    return new DeadLetterNotFoundError(
+      `Dead letter ${seq} of queue "${q}" does not exist (already replayed or purged?). List them with DeadLetterQueue.list() or: jetq dlq list ${q}`,
+      seq,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+
+  async #read(seq: number): Promise<StoredMsg> {
     checkSeq(seq);
     const jsm = await this.#manager();
+    let m: StoredMsg | null;
     try {
-      const m = await jsm.streams.getMessage(this.#queue.names.dlqStream, { seq });
-      return m ? toEntry<T>(m) : undefined;
+      m = await jsm.streams.getMessage(this.#queue.names.dlqStream, { seq });
     } catch (err) {
-      if (apiCode(err) === API.noMessageFound) return undefined;
+      if (apiCode(err) === API.noMessageFound) throw this.#notFound(seq, err);
       throw mapNatsError(err, `read dead letter ${seq} of queue "${this.#queue.name}"`);
     }
+    if (!m) throw this.#notFound(seq);
+    return m;
   }
 
   /**
    * Publishes the dead letter back to the queue as a new job (same id, payload and headers; a
    * fresh attempt count), waits for the server to store it, then removes the dead letter.
    * Replaying the same entry twice never enqueues it twice.
-   * @returns the new job's stream sequence.
+   * @returns the new job's id and stream sequence.
+   * @throws {@link DeadLetterNotFoundError} there is no dead letter with this sequence.
    */
   async replay(seq: number): Promise<{ id: string; seq: number }> {
-    checkSeq(seq);
-    const jsm = await this.#manager();
+    const { id, seq: stored } = await this.#replay(seq);
+    return { id, seq: stored };
+  }
+
+  /**
+   * {@link replay}, also saying whether the job was already on the queue: the server dropped
+   * this publish as a duplicate of an earlier replay of the same entry (another caller's, now).
+   */
+  async #replay(seq: number): Promise<{ id: string; seq: number; duplicate: boolean }> {
+    const m = await this.#read(seq);
     const n = this.#queue.names;
-    let m: StoredMsg | null;
-    try {
-      m = await jsm.streams.getMessage(n.dlqStream, { seq });
-    } catch (err) {
-      if (apiCode(err) === API.noMessageFound) m = null;
-      else throw mapNatsError(err, `read dead letter ${seq} of queue "${this.#queue.name}"`);
-    }
-    if (!m) throw new JetqError(`Dead letter ${seq} of queue "${this.#queue.name}" does not exist (already replayed or purged?)`);
     const entry = toEntry<T>(m);
     const h = natsHeaders();
     for (const [k, values] of m.header ?? []) {
@@ -176,35 +217,60 @@ export class DeadLetterQueue<T = unknown> {
     h.set(HDR.replayOf, String(seq));
     this.#js ??= jetstream(this.#nc);
     let stored: number;
+    let duplicate: boolean;
     try {
       // The msg id makes a repeated replay (or a crash before the delete below) harmless.
       const ack = await this.#js.publish(n.subject, m.data, { headers: h, msgID: `jetq-replay:${n.dlqStream}:${seq}`, timeout: 10_000 });
       stored = ack.seq;
+      duplicate = ack.duplicate;
     } catch (err) {
       throw mapNatsError(err, `replay dead letter ${seq} of queue "${this.#queue.name}"`);
     }
-    await this.remove(seq);
-    return { id: entry.id, seq: stored };
+    // Gone already: another caller replayed it at the same time (the msg id kept the job single)
+    // or removed it; the job is on the queue either way.
+    await this.#delete(seq);
+    return { id: entry.id, seq: stored, duplicate };
   }
 
-  /** Replays every dead letter that matches `filter` (all of them without one). @returns how many were replayed. */
-  async replayAll(filter: DeadLetterFilter = {}): Promise<number> {
-    let replayed = 0;
+  /**
+   * Replays every dead letter that matches `filter` (all of them without one). Entries another
+   * caller takes meanwhile (a concurrent `replayAll` or `purge`) are counted, not failures.
+   */
+  async replayAll(filter: DeadLetterFilter = {}): Promise<ReplayAllResult> {
+    const result: ReplayAllResult = { replayed: 0, alreadyGone: 0 };
     await this.#each(filter, async (e) => {
-      await this.replay(e.seq);
-      replayed++;
+      let fresh: boolean;
+      try {
+        fresh = !(await this.#replay(e.seq)).duplicate;
+      } catch (err) {
+        if (!(err instanceof DeadLetterNotFoundError)) throw err;
+        fresh = false;
+      }
+      // The msg id lets exactly one replay of an entry enqueue its job: counted by that caller,
+      // so concurrent callers' `replayed` add up to the jobs put back on the queue.
+      if (fresh) result.replayed++;
+      else result.alreadyGone++;
     });
-    return replayed;
+    return result;
   }
 
-  /** Deletes one dead letter. @returns whether it existed. */
-  async remove(seq: number): Promise<boolean> {
+  /**
+   * Deletes one dead letter.
+   * @throws {@link DeadLetterNotFoundError} there is no dead letter with this sequence.
+   */
+  async remove(seq: number): Promise<void> {
     checkSeq(seq);
+    if (!(await this.#delete(seq))) throw this.#notFound(seq);
+  }
+
+  /** Deletes one dead letter; false when there was none. */
+  async #delete(seq: number): Promise<boolean> {
     const jsm = await this.#manager();
     try {
       return await jsm.streams.deleteMessage(this.#queue.names.dlqStream, seq, false);
     } catch (err) {
-      if (apiCode(err) === API.noMessageFound || /no message found|not found/i.test(String(err))) return false;
+      // A sequence past the stream's end fails with "stream store EOF" (10057), not "no message found".
+      if (apiCode(err) === API.noMessageFound || /no message found|not found|store EOF/i.test(String(err))) return false;
       throw mapNatsError(err, `delete dead letter ${seq} of queue "${this.#queue.name}"`);
     }
   }
@@ -222,7 +288,7 @@ export class DeadLetterQueue<T = unknown> {
     }
     let removed = 0;
     await this.#each(filter, async (e) => {
-      if (await this.remove(e.seq)) removed++;
+      if (await this.#delete(e.seq)) removed++;
     });
     return removed;
   }
@@ -247,10 +313,17 @@ export class DeadLetterQueue<T = unknown> {
     }
   }
 
-  async #next(seq: number): Promise<StoredMsg | null> {
+  /**
+   * The first dead letter at or after `seq`. `first` asks the stream API rather than a direct
+   * get: a direct get of a stream that does not exist has no responder and times out after
+   * ~5 s, where the API answers "stream not found" at once (a QueueNotFoundError).
+   */
+  async #next(seq: number, first = false): Promise<StoredMsg | null> {
     const jsm = await this.#manager();
     const n = this.#queue.names;
     try {
+      // The server's msg-get API takes next_by_subj (2.9+); the client's type only lists seq and last_by_subj.
+      if (first) return await jsm.streams.getMessage(n.dlqStream, { seq, next_by_subj: n.dlqSubject } as unknown as MsgRequest);
       return await jsm.direct.getMessage(n.dlqStream, { seq, next_by_subj: n.dlqSubject });
     } catch (err) {
       if (apiCode(err) === API.noMessageFound) return null;

@@ -45,8 +45,55 @@ export async function queueStats(nc: NatsConnection, queue: Queue<unknown, unkno
   return readQueueStats(jsm, queue);
 }
 
+/**
+ * @internal A queue's cumulative counters at one instant, read with its {@link QueueStats}
+ * (no extra request): rates are the differences of two of them.
+ */
+export interface QueueTotals {
+  /** When they were read (ms since the epoch). */
+  t: number;
+  /** Jobs ever stored in the queue's stream (its last sequence). */
+  published: number;
+  /** Dead letters ever stored (the dead-letter stream's last sequence). */
+  deadLettered: number;
+  /** Jobs stored now. */
+  stored: number;
+}
+
+/** @internal Per-second rates of a queue over an interval. */
+export interface QueueRates {
+  /** Jobs published. */
+  published: number;
+  /** Jobs acked by a worker. */
+  completed: number;
+  /** Jobs moved to the dead-letter stream. */
+  failed: number;
+}
+
+/**
+ * @internal The rates between two readings: the one formula the CLI and the dashboard share.
+ * A work-queue stream loses a job either by an ack (completed) or by its move to the dead-letter
+ * stream (failed), so `completed = published - Δstored - deadLettered`. The figures come from
+ * requests that are not atomic, so an interval can be off by a job or two; negatives (a
+ * recreated stream, a purge) are clamped to zero rather than shown.
+ */
+export function ratesBetween(a: QueueTotals, b: QueueTotals): QueueRates {
+  const dt = (b.t - a.t) / 1000;
+  if (!(dt > 0)) return { published: 0, completed: 0, failed: 0 };
+  const published = Math.max(0, b.published - a.published);
+  const failed = Math.max(0, b.deadLettered - a.deadLettered);
+  const removed = published - (b.stored - a.stored);
+  const completed = Math.max(0, removed - failed);
+  return { published: published / dt, completed: completed / dt, failed: failed / dt };
+}
+
 /** @internal {@link queueStats} on a manager the caller keeps (no API check per read). */
 export async function readQueueStats(jsm: JetStreamManager, queue: Queue<unknown, unknown>): Promise<QueueStats> {
+  return (await readQueueSample(jsm, queue)).stats;
+}
+
+/** @internal {@link readQueueStats} with the totals that rates are computed from (the same three requests). */
+export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknown, unknown>): Promise<{ stats: QueueStats; totals: QueueTotals }> {
   const n = queue.names;
   try {
     const [si, ci, di] = await Promise.all([
@@ -54,7 +101,7 @@ export async function readQueueStats(jsm: JetStreamManager, queue: Queue<unknown
       jsm.consumers.info(n.stream, n.consumer),
       jsm.streams.info(n.dlqStream),
     ]);
-    return {
+    const stats: QueueStats = {
       queue: queue.name,
       pending: ci.num_pending,
       inFlight: ci.num_ack_pending,
@@ -66,6 +113,7 @@ export async function readQueueStats(jsm: JetStreamManager, queue: Queue<unknown
       maxAckPending: ci.config.max_ack_pending ?? -1,
       maxMessages: si.config.max_msgs,
     };
+    return { stats, totals: { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages } };
   } catch (err) {
     throw mapNatsError(err, `read stats of queue "${queue.name}"`);
   }

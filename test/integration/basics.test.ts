@@ -4,6 +4,7 @@ import { z } from "zod";
 import { jetstreamManager } from "@nats-io/jetstream";
 import {
   ConfigError,
+  DeadLetterNotFoundError,
   DeadLetterQueue,
   defineQueue,
   NotSentError,
@@ -326,7 +327,7 @@ describe("dead-letter operations", () => {
     assert.equal(page1.length, 3);
     assert.equal(page2.length, 1);
     assert.equal(await dlq.get(page2[0]!.seq).then((e) => e?.id), page2[0]!.id);
-    assert.equal(await dlq.get(999_999), undefined);
+    await assert.rejects(dlq.get(999_999), DeadLetterNotFoundError);
     assert.equal(await dlq.purge({ errorIncludes: "timeout" }), 2);
     assert.equal(await dlq.count(), 2);
     const done: string[] = [];
@@ -334,7 +335,7 @@ describe("dead-letter operations", () => {
       done.push(job.data.k);
     });
     await healed.start();
-    assert.equal(await dlq.replayAll(), 2);
+    assert.deepEqual(await dlq.replayAll(), { replayed: 2, alreadyGone: 0 });
     await waitFor(() => done.length === 2, "replayed jobs done");
     assert.deepEqual(done.sort(), ["a", "b"]);
     assert.equal(await dlq.count(), 0);

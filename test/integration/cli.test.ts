@@ -10,6 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { connect as natsConnect } from "@nats-io/transport-node";
 import { defineQueue, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { findNatsServerBinary, freePort, startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
@@ -24,7 +25,7 @@ interface Run {
 }
 
 /** Runs the CLI with stdin closed (not a TTY) or fed `input`; bounded by a deadline. */
-function jetq(args: string[], opts: { server?: string; input?: string; env?: Record<string, string> } = {}): Promise<Run> {
+function jetq(args: string[], opts: { server?: string; input?: string | Buffer; env?: Record<string, string> } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", ...opts.env };
     delete env.NATS_USER;
@@ -146,11 +147,167 @@ describe("jetq publish to a bounded queue", () => {
   it("exits 5 when the queue is full and says how many jobs made it", async () => {
     const q = uniqueName("cli");
     assert.equal((await jetq(["provision", q, "--max-messages", "2", ...auth()], { server: url() })).code, 0);
-    const r = await jetq(["publish", q, ...auth()], { server: url(), input: '{"n":1}\n{"n":2}\n{"n":3}\n' });
+    const r = await jetq(["publish", q, ...auth()], { server: url(), input: '{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n{"n":5}\n' });
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /full/);
     assert.match(r.stderr, /line 3/);
-    assert.match(r.stderr, /2 job\(s\) were published before the failure/);
+    assert.match(r.stderr, /2 job\(s\) were published to queue "[^"]+": every line before line 3\./);
+    assert.match(r.stderr, /Resume from line 3/);
+    // Lines pipelined behind line 3 were refused as well, and the report says so rather than
+    // claiming they were never sent.
+    const last = Number(/nothing after line (\d+) was sent/.exec(r.stderr)?.[1]);
+    if (last > 3) assert.match(r.stderr, new RegExp(`line\\(s\\) 4${last > 4 ? `-${last}` : ""} were refused too`), r.stderr);
+  });
+});
+
+/** Resolves when `w` drained, closed or failed (a CLI that stopped reading), or the process exited. */
+function drained(w: NodeJS.WritableStream, exited: Promise<unknown>): Promise<unknown> {
+  return Promise.race([
+    new Promise<void>((resolve) => {
+      const done = (): void => {
+        w.off("drain", done);
+        w.off("close", done);
+        w.off("error", done);
+        resolve();
+      };
+      w.on("drain", done);
+      w.on("close", done);
+      w.on("error", done);
+    }),
+    exited,
+  ]);
+}
+
+describe("jetq publish from NDJSON: an exact report of what was stored", () => {
+  /** The payloads stored in queue `name`'s stream, in order. */
+  async function stored(name: string): Promise<unknown[]> {
+    const nc = await nats.connect();
+    const q = defineQueue({ name });
+    const jsm = await jetstreamManager(nc);
+    const n = (await jsm.streams.info(q.names.stream)).state.messages;
+    const out: unknown[] = [];
+    for (let seq = 1; out.length < n; seq++) {
+      const m = await jsm.streams.getMessage(q.names.stream, { seq }).catch(() => null);
+      if (m) out.push(JSON.parse(new TextDecoder().decode(m.data)));
+    }
+    return out;
+  }
+  async function provisioned(): Promise<string> {
+    const q = uniqueName("cli");
+    assert.equal((await jetq(["provision", q, ...auth()], { server: url() })).code, 0);
+    return q;
+  }
+
+  it("stops at a line too large for the server: lines 1-2 stored, line 4 not sent, resume from 3", async () => {
+    const q = await provisioned();
+    const big = JSON.stringify({ n: 3, pad: "x".repeat(1024 * 1024 - 600) }); // under max_payload, over what a job may be
+    const r = await jetq(["publish", q, ...auth()], { server: url(), input: `{"n":1}\n{"n":2}\n${big}\n{"n":4}\n` });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /2 job\(s\) were published to queue "[^"]+": every line before line 3\./);
+    assert.match(r.stderr, /line 3 was not stored; nothing after line 3 was sent\. Resume from line 3/);
+    assert.match(r.stderr, /line 3: Job for queue "[^"]+" is too large/);
+    assert.deepEqual(await stored(q), [{ n: 1 }, { n: 2 }]);
+  });
+
+  it("says how many earlier lines were stored when a line is not JSON", async () => {
+    const q = await provisioned();
+    const r = await jetq(["publish", q, ...auth()], { server: url(), input: '{"n":1}\n\n{"n":2}\n{oops\n{"n":5}\n' });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /2 job\(s\) were published to queue "[^"]+": every line before line 4\./);
+    assert.match(r.stderr, /Line 4 of stdin is not valid JSON/);
+    assert.deepEqual(await stored(q), [{ n: 1 }, { n: 2 }]);
+  });
+
+  it("accepts a UTF-8 byte order mark and CRLF line ends", async () => {
+    const q = await provisioned();
+    const r = await jetq(["publish", q, "--json", ...auth()], { server: url(), input: '\uFEFF{"n":1}\r\n{"s":"é"}\r\n' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).published, 2);
+    assert.deepEqual(await stored(q), [{ n: 1 }, { s: "é" }]);
+  });
+
+  it("refuses invalid UTF-8 with its line number instead of storing U+FFFD", async () => {
+    const q = await provisioned();
+    const input = Buffer.concat([Buffer.from('{"n":1}\n{"s":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n{"n":3}\n')]);
+    const r = await jetq(["publish", q, ...auth()], { server: url(), input });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /Line 2 of stdin is not valid UTF-8/);
+    assert.match(r.stderr, /1 job\(s\) were published/);
+    assert.deepEqual(await stored(q), [{ n: 1 }]);
+  });
+
+  it("refuses a line longer than max_payload without reading all of it", async () => {
+    const q = await provisioned();
+    const p = spawn(process.execPath, [CLI, "publish", q, ...auth()], { env: { ...process.env, NATS_URL: url() }, stdio: ["pipe", "pipe", "pipe"] });
+    let stderr = "";
+    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise<number | null>((resolve) => p.on("exit", (code) => resolve(code)));
+    const kill = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    // One 64 MiB line, written as the pipe takes it: the CLI must stop reading long before its end.
+    const chunk = Buffer.alloc(64 * 1024, "a");
+    let written = 0;
+    p.stdin.on("error", () => {});
+    p.stdin.write('{"n":1}\n["');
+    while (written < 64 * 1024 * 1024 && p.exitCode === null && p.stdin.writable) {
+      if (!p.stdin.write(chunk)) await drained(p.stdin, exited);
+      written += chunk.length;
+    }
+    p.stdin.destroy();
+    const code = await exited;
+    clearTimeout(kill);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /Line 2 of stdin is longer than \d+ bytes/);
+    assert.match(stderr, /1 job\(s\) were published/);
+    assert.ok(written < 16 * 1024 * 1024, `the CLI took ${written} bytes of the line before refusing it`);
+    assert.deepEqual(await stored(q), [{ n: 1 }]);
+  });
+});
+
+describe("jetq publish when the connection closes under it", { skip: findNatsServerBinary() ? false : "needs a nats-server binary" }, () => {
+  it("prints how many lines were confirmed and exits 3, never hanging or exiting 0/13", async () => {
+    const srv = await startLocalNats();
+    try {
+      assert.equal((await jetq(["provision", "cut"], { server: srv.servers })).code, 0);
+      const p = spawn(process.execPath, [CLI, "publish", "cut"], { env: { ...process.env, NATS_URL: srv.servers }, stdio: ["pipe", "pipe", "pipe"] });
+      let stderr = "";
+      p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+      const exited = new Promise<number | null>((resolve) => p.on("exit", (code) => resolve(code)));
+      const kill = setTimeout(() => p.kill("SIGKILL"), 60_000);
+      p.stdin.on("error", () => {});
+      // Lines keep coming (stdin stays open) until the CLI is gone.
+      let n = 0;
+      const writing = (async () => {
+        while (p.exitCode === null && p.stdin.writable) {
+          let batch = "";
+          for (let i = 0; i < 500; i++) batch += `{"n":${++n}}\n`;
+          if (!p.stdin.write(batch)) await drained(p.stdin, exited);
+        }
+      })();
+      const nc = await natsConnect({ servers: srv.servers, noAsyncTraces: true });
+      const jsm = await jetstreamManager(nc);
+      await waitFor(async () => (await jsm.streams.info("JETQ_cut")).state.messages >= 2000, "2000 jobs stored", 30_000);
+      await nc.close();
+      await srv.kill();
+      const code = await exited;
+      clearTimeout(kill);
+      await writing;
+      assert.equal(code, 3, stderr);
+      const m = /(\d+) job\(s\) were published to queue "cut": every line before line (\d+)/.exec(stderr);
+      assert.ok(m, stderr);
+      const confirmed = Number(m[1]);
+      assert.equal(Number(m[2]), confirmed + 1, "lines are contiguous from line 1");
+      assert.match(stderr, /ConnectionError|connection closed/i);
+      // What the server holds (after a restart on the same store) is what was confirmed, plus at
+      // most the lines reported as sent but unconfirmed.
+      await srv.start();
+      const nc2 = await natsConnect({ servers: srv.servers, noAsyncTraces: true });
+      const held = (await (await jetstreamManager(nc2)).streams.info("JETQ_cut")).state.messages;
+      await nc2.close();
+      const unknown = /sent but not confirmed/.test(stderr) ? 256 : 0;
+      assert.ok(held >= confirmed && held <= confirmed + unknown, `stored ${held}, reported ${confirmed}\n${stderr}`);
+    } finally {
+      await srv.stop();
+    }
   });
 });
 
@@ -162,6 +319,14 @@ describe("jetq errors", () => {
       assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, new RegExp(`Queue "${q}" not found`));
       assert.match(r.stderr, new RegExp(`jetq provision ${q}`));
+    }
+  });
+
+  it("refuses a server list with no address instead of connecting to 127.0.0.1:4222", async () => {
+    for (const list of [",,,", " , ", ""]) {
+      const r = await jetq(["stats", "-s", list]);
+      assert.equal(r.code, 1, `-s ${JSON.stringify(list)}: ${r.stderr}`);
+      assert.match(r.stderr, /Expected --server \(or NATS_URL\) to name at least one server/);
     }
   });
 
@@ -340,7 +505,8 @@ describe("jetq dlq", () => {
     assert.equal(lj.count, 3);
     assert.equal(lj.more, false);
     const e0 = lj.entries[0];
-    assert.deepEqual(Object.keys(e0).sort(), ["attempts", "crashes", "data", "error", "failedAt", "headers", "id", "publishedAt", "reason", "seq", "sourceSeq", "worker"]);
+    assert.deepEqual(Object.keys(e0).sort(), ["attempts", "crashes", "data", "error", "failedAt", "headers", "id", "publishedAt", "reason", "seq", "sourceSeq", "truncatedFrom", "worker"]);
+    assert.equal(e0.truncatedFrom, null, "null: the payload is whole");
     assert.equal(e0.reason, "permanent");
     assert.equal(e0.error.name, "PermanentError");
     assert.deepEqual(lj.entries.map((e: { id: string }) => e.id).sort(), ["job-a", "job-b", "job-c"]);
@@ -363,6 +529,9 @@ describe("jetq dlq", () => {
     const missing = await jetq(["dlq", "show", q, "9999", ...auth()], S);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /does not exist/);
+    const missingJson = await jetq(["--json", "dlq", "show", q, "9999", ...auth()], S);
+    assert.equal(missingJson.code, 2);
+    assert.equal(JSON.parse(missingJson.stderr).error.name, "DeadLetterNotFoundError", "the library's typed error, not a CLI copy");
 
     // Not a TTY and no --yes: refused, nothing deleted.
     const refused = await jetq(["dlq", "purge", q, "--all", ...auth()], S);

@@ -4,7 +4,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { ConfigError, createDashboard } from "../../src/index.ts";
 import { parseCookies } from "../../src/dashboard/handler.ts";
 import { prettyJson } from "../../src/dashboard/pretty.ts";
-import { averageRates, History, ratesBetween, type Sample } from "../../src/dashboard/sampler.ts";
+import { averageRates, History, type Sample } from "../../src/dashboard/sampler.ts";
+import { ratesBetween } from "../../src/telemetry/stats.ts";
+import { withRates, type StatsSample } from "../../src/cli/stats.ts";
 import { hostnameOf, isLoopback, parseBasicAuth } from "../../src/dashboard/server.ts";
 
 const at = (t: number, published: number, stored: number, deadLettered = 0): Sample => ({ t, published, stored, deadLettered });
@@ -26,6 +28,25 @@ describe("dashboard rates", () => {
     assert.deepEqual(averageRates(s, 5), { published: 2.5, completed: 2.5, failed: 0 });
     assert.deepEqual(averageRates(s, 1), { published: 0, completed: 0, failed: 0 }, "only the last interval");
     assert.equal(averageRates(s.slice(0, 1), 3), null);
+  });
+
+  it("is one formula for the CLI and the dashboard", () => {
+    const sample = {} as StatsSample;
+    const pairs: Array<[Sample, Sample]> = [
+      [at(1000, 10, 5, 0), at(3000, 20, 8, 2)],
+      [at(0, 10, 0), at(1000, 5, 7)], // a recreated stream: nothing negative
+      [at(0, 0, 0, 0), at(500, 100, 0, 40)],
+    ];
+    for (const [a, b] of pairs) {
+      const cli = withRates({ sample, totals: b }, { sample, totals: a });
+      const h = new History(2);
+      h.push(a, 0);
+      h.push(b, 0);
+      const dash = h.points()[0] ?? { published: 0, completed: 0, failed: 0 };
+      assert.equal(cli.publishRate, dash.published, `${JSON.stringify([a, b])}`);
+      assert.equal(cli.doneRate, dash.completed + dash.failed, `${JSON.stringify([a, b])}`);
+      assert.ok(cli.publishRate! >= 0 && cli.doneRate! >= 0);
+    }
   });
 
   it("keeps a bounded history and starts over when a stream was recreated", () => {

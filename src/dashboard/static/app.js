@@ -236,8 +236,9 @@ function queuePage(name) {
       error.textContent = snap.error ?? `No queue "${name}" on this dashboard.`;
       return;
     }
-    error.hidden = !q.error;
-    error.textContent = q.error ?? "";
+    // A stale overview (NATS not answering) says so here too, not only on the overview page.
+    error.hidden = !(q.error || snap.error);
+    error.textContent = q.error ?? snap.error ?? "";
     const st = q.stats ?? {};
     figures.replaceChildren(
       fig("Pending", int(st.pending), "pending"),
@@ -288,7 +289,7 @@ async function dlqPage(name) {
         h("button", {
           type: "button", "data-action": "replay-all",
           onclick: () => act("Replay", `Replay all ${data.count} dead letters of "${name}" back to the queue?`, `${base}/replay-all`, (r) => {
-            say(`Replayed ${r.replayed} dead letters.`);
+            say(`Replayed ${r.replayed} dead letters.${r.alreadyGone > 0 ? ` ${r.alreadyGone} were taken meanwhile by another replay or purge.` : ""}`);
             dlqPage(name);
           }),
         }, "Replay all"),
@@ -384,6 +385,9 @@ async function entryPage(name, seqText) {
     h("h2", {}, e.json ? "Payload (JSON)" : "Payload (not JSON, shown as text)"),
     h("pre", { class: "payload", id: "payload" }, e.payload),
     e.truncated ? h("p", { class: "muted" }, "Only the first MiB is shown.") : null,
+    e.truncatedFrom !== null && e.truncatedFrom !== undefined
+      ? h("p", { class: "notice err" }, `This payload was cut to fit the dead-letter stream: the job had ${e.truncatedFrom} bytes, ${e.bytes} are kept.`)
+      : null,
     h("h2", {}, "Headers"),
     headerNames.length === 0
       ? h("p", { class: "muted" }, "No headers besides jetq's own.")
@@ -395,7 +399,14 @@ async function entryPage(name, seqText) {
 
 function route() {
   const path = location.pathname.startsWith(BASE) ? location.pathname.slice(BASE.length) : location.pathname;
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    // A malformed %-escape: say so rather than leave the page blank.
+    render(app, h("h1", {}, "Bad link"), h("p", {}, "This address has a malformed %-escape. "), h("p", {}, h("a", { href: url.overview() }, "← Queues")));
+    return;
+  }
   if (parts.length === 0) return overview();
   if (parts[0] === "queues" && parts.length === 2) return queuePage(parts[1]);
   if (parts[0] === "queues" && parts[2] === "dead-letters" && parts.length === 3) return dlqPage(parts[1]);
