@@ -97,7 +97,7 @@ export function mapNatsError(err: unknown, what: string): Error {
     return new ConnectionError(`${what}: the NATS connection is closed or draining.`, { cause: err });
   }
   if (err instanceof Error && err.constructor.name === "JetStreamNotEnabled") {
-    return new ConnectionError(`${what}: JetStream is not enabled on this server or account.`, { cause: err });
+    return new ConnectionError(`${what}: JetStream is not enabled on this server or account, or not in the queue's \`domain\` (is it right?).`, { cause: err });
   }
   if (err instanceof JetStreamApiError) {
     const code = err.code;
