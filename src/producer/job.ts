@@ -31,8 +31,8 @@ export function checkId(id: unknown, index?: number): string {
 
 /**
  * @internal Validates `data` against the queue's schema (when `validate`) and encodes it.
- * @throws {ValidationError} fails the schema, or is not JSON-encodable (the reason in the message, the thrown error as `cause`).
- * @throws {JobTooLargeError} above the server's `max_payload`, or not below the queue's `maxBytes`.
+ * @throws {@link ValidationError} fails the schema, or is not JSON-encodable (the reason in the message, the thrown error as `cause`).
+ * @throws {@link JobTooLargeError} above the server's `max_payload`, or not below the queue's `maxBytes`.
  */
 export function encodeJob(queue: Queue<unknown, unknown>, data: unknown, validate: boolean, maxPayload: number | undefined, index?: number): string {
   const schema = queue.schema;
@@ -92,8 +92,8 @@ export function encodeJob(queue: Queue<unknown, unknown>, data: unknown, validat
  * @internal The headers a job carries: `Nats-Msg-Id` when the caller gave an id, and the caller's
  * own. `undefined` when there are none: such a job's id is `seq-<stream sequence>`, and a message
  * without headers is about 45 bytes smaller and cheaper for client and server.
- * @throws {ConfigError} a reserved name (Jetq-…, Nats-…), or `extra` not an object.
- * @throws {ValidationError} an empty or invalid name, or a value with a control character.
+ * @throws {@link ConfigError} a reserved name (Jetq-…, Nats-…), or `extra` not an object.
+ * @throws {@link ValidationError} an empty or invalid name, or a value with a control character.
  */
 export function jobHeaders(id: string | undefined, extra: Readonly<Record<string, string>> | undefined): MsgHdrs | undefined {
   if (id === undefined && extra === undefined) return undefined;
