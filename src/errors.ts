@@ -31,8 +31,8 @@ export interface ValidationIssue {
  * worker receives such a payload and dead-letters it.
  */
 export class ValidationError extends JetqError {
-  /** Always `"ValidationError"`. */
-  override name = "ValidationError" as const;
+  /** `"ValidationError"`, or `"JobTooLargeError"` for that subclass. */
+  override name: "ValidationError" | "JobTooLargeError" = "ValidationError";
   /** The problems found, one per offending field. */
   readonly issues: readonly ValidationIssue[];
   constructor(message: string, issues: readonly ValidationIssue[], options?: { cause?: unknown }) {
@@ -183,5 +183,28 @@ export class NotSentError extends JetqError {
   constructor(message: string, invalidIndex: number, cause: Error) {
     super(message, { cause });
     this.invalidIndex = invalidIndex;
+  }
+}
+
+/**
+ * A job is larger than the queue can ever store: above the server's `max_payload`, or not
+ * below the queue's `maxBytes`. Thrown by `publish` before anything is sent. Unlike
+ * {@link QueueFullError} waiting does not help: make the job smaller (store large data
+ * elsewhere and send a reference) or raise the limit it names.
+ */
+export class JobTooLargeError extends ValidationError {
+  /** Always `"JobTooLargeError"`. */
+  override name = "JobTooLargeError" as const;
+  /** The job's size in bytes (its encoded payload). */
+  readonly size: number;
+  /** The limit it exceeds, in bytes. */
+  readonly limit: number;
+  /** Which limit: the server's `max_payload` or the queue's `maxBytes`. */
+  readonly limitName: "max_payload" | "maxBytes";
+  constructor(message: string, size: number, limit: number, limitName: JobTooLargeError["limitName"]) {
+    super(message, [{ path: [], message: `${size} bytes exceeds ${limitName} (${limit})`, code: "too_big" }]);
+    this.size = size;
+    this.limit = limit;
+    this.limitName = limitName;
   }
 }

@@ -32,6 +32,7 @@ export {
   NotSentError,
   AuthenticationError,
   DeadLetterNotFoundError,
+  JobTooLargeError,
 } from "./errors.ts";
 export { connect } from "./connect.ts";
 export type { ConnectOptions } from "./connect.ts";

@@ -31,6 +31,41 @@ export function apiCode(err: unknown): number | undefined {
 }
 
 /**
+ * Who should have answered a request that got a 503 "no responders" (nobody subscribes to its
+ * subject): a queue's stream (a publish), a queue's consumer (an ack with a reply), or JetStream
+ * itself (an API request, a pull).
+ */
+export type Responder = "stream" | "consumer" | "api";
+
+/**
+ * The one mapping of a 503 "no responders", for the producer, the ack confirmer, the puller and
+ * every API request. What it means depends on who should have listened: no stream on a queue's
+ * subject, or no consumer on its ack subject, means the queue (or part of it) does not exist:
+ * {@link QueueNotFoundError}. No JetStream on the API subject means no JetStream server answers
+ * (disabled, another domain, or no permission to reach it): {@link ConnectionError}.
+ */
+export function noResponders(who: Responder, what: string, cause?: unknown): Error {
+  const opts = cause === undefined ? undefined : { cause };
+  switch (who) {
+    case "stream":
+      return new QueueNotFoundError(
+        `${what}: no stream listens on the queue's subject. Call provisionQueue() (or \`jetq provision\`) first; if the queue lives in a JetStream domain, check its \`domain\`.`,
+        opts,
+      );
+    case "consumer":
+      return new QueueNotFoundError(
+        `${what}: nobody answers the job's ack subject: the queue's consumer is gone (deleted?). Provision the queue again (provisionQueue() or \`jetq provision\`); the job is delivered again.`,
+        opts,
+      );
+    case "api":
+      return new ConnectionError(
+        `${what}: no JetStream server answered (503). Is JetStream enabled (nats-server -js), is the queue's \`domain\` right, and may this user publish to the JetStream API ($JS.API.> or $JS.<domain>.API.>)?`,
+        opts,
+      );
+  }
+}
+
+/**
  * Turns an error from the NATS client into the jetq error a user can act on.
  * `what` names the operation ("publish to emails"), so the message says what failed.
  */
@@ -46,10 +81,8 @@ export function mapNatsError(err: unknown, what: string): Error {
     return mapNatsError(err.cause, what);
   }
   if (err instanceof NoRespondersError || (err instanceof RequestError && err.isNoResponders())) {
-    return new ConnectionError(
-      `${what}: no JetStream server answered. Is JetStream enabled (nats-server -js) and does this user have access to $JS.API?`,
-      { cause: err },
-    );
+    // The client's own requests (nats.js's JetStream API) go to API subjects.
+    return noResponders("api", what, err);
   }
   if (err instanceof NatsTimeoutError) {
     return new TimeoutError(`${what}: the server did not answer in time.`, { cause: err });
@@ -64,7 +97,7 @@ export function mapNatsError(err: unknown, what: string): Error {
     return new ConnectionError(`${what}: the NATS connection is closed or draining.`, { cause: err });
   }
   if (err instanceof Error && err.constructor.name === "JetStreamNotEnabled") {
-    return new ConnectionError(`${what}: JetStream is not enabled on this server or account.`, { cause: err });
+    return new ConnectionError(`${what}: JetStream is not enabled on this server or account, or not in the queue's \`domain\` (is it right?).`, { cause: err });
   }
   if (err instanceof JetStreamApiError) {
     const code = err.code;

@@ -1,5 +1,8 @@
-import { createInbox, type Msg, type MsgHdrs, type NatsConnection, PermissionViolationError, type Status, type Subscription } from "@nats-io/transport-node";
+import { type Msg, type MsgHdrs, type NatsConnection, PermissionViolationError } from "@nats-io/transport-node";
 import { ConnectionError, JetqError, PermissionError, QueueNotFoundError } from "../errors.ts";
+import { mapNatsError, noResponders } from "../natserr.ts";
+import { ConnectionHub, type TransportUser } from "../transport/hub.ts";
+import { Inbox } from "../transport/inbox.ts";
 import { deliveryOf } from "./delivery.ts";
 
 const ACK = "+ACK";
@@ -91,6 +94,14 @@ export interface PullerHooks {
   error(err: Error): void;
 }
 
+/** Options of a {@link Puller}. */
+export interface PullerOptions {
+  /** How long past a request's expiry its answer may still come (tests set it). @default max(2000, expiresMs / 2) */
+  graceMs?: number;
+  /** The JetStream API prefix: `$JS.<domain>.API` for a queue in a domain. @default "$JS.API" */
+  apiPrefix?: string;
+}
+
 /** One pull request the worker believes open. */
 interface OpenRequest {
   readonly token: string;
@@ -119,21 +130,27 @@ interface OpenRequest {
  * filled leaves no trace. When every request is past its expiry plus a grace period with no
  * word from the server, they were lost (a server restart, a deleted consumer): the rest of the
  * window is given up and the worker told.
+ *
+ * The inbox, the sweep timer and the connection's status (reconnects, permission errors, the
+ * close) come from the shared transport (src/transport).
  */
 export class Puller {
   readonly #nc: NatsConnection;
   readonly #subject: string;
-  readonly #inboxPrefix: string | undefined;
-  /** The inbox of this connection epoch; a new one after each reconnect. */
-  #prefix: string;
+  readonly #inbox: Inbox;
+  readonly #hub: ConnectionHub;
   readonly #expiresMs: number;
   readonly #graceMs: number;
   readonly #hooks: PullerHooks;
   readonly #where: string;
-  #sub: Subscription | undefined;
-  #status: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #next = 0;
+  readonly #user: TransportUser = {
+    sweep: (now) => this.#sweep(now),
+    reconnected: () => this.#rekey(),
+    closed: () => this.#connectionClosed(),
+    denied: (e) => this.#denied(e),
+  };
+  #joined = false;
+  #closed = false;
   /** Jobs asked for and neither received nor reported unfilled. */
   #outstanding = 0;
   /** When the last request was sent plus its expiry and a grace period. */
@@ -141,15 +158,24 @@ export class Puller {
   /** Open requests, oldest first. Bounded: the worker asks only for free slots. */
   readonly #open: OpenRequest[] = [];
 
-  /** `graceMs`: how long past a request's expiry its answer may still come (tests set it). */
-  constructor(nc: NatsConnection, stream: string, consumer: string, expiresMs: number, hooks: PullerHooks, graceMs = Math.max(2_000, expiresMs / 2)) {
-    const apiPrefix = "$JS.API";
+  constructor(nc: NatsConnection, stream: string, consumer: string, expiresMs: number, hooks: PullerHooks, options: PullerOptions = {}) {
     this.#nc = nc;
-    this.#subject = `${apiPrefix}.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
-    this.#inboxPrefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
-    this.#prefix = createInbox(this.#inboxPrefix);
+    this.#subject = `${options.apiPrefix ?? "$JS.API"}.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
+    this.#hub = ConnectionHub.of(nc);
+    this.#inbox = new Inbox(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix, (err, m, current) => {
+      if (err) {
+        this.#abandonAll();
+        this.#hooks.error(err instanceof PermissionViolationError
+          ? new PermissionError(`${this.#where}: ${err.message}. Grant this NATS user subscribe permission on its inbox.`, { cause: err })
+          : new ConnectionError(`${this.#where}: ${err.message}`, { cause: err }));
+        return;
+      }
+      const reply = m.reply;
+      if (reply) this.#onJob(m, reply);
+      else if (current) this.#onStatus(this.#inbox.tokenOf(m.subject), m);
+    });
     this.#expiresMs = expiresMs;
-    this.#graceMs = graceMs;
+    this.#graceMs = options.graceMs ?? Math.max(2_000, expiresMs / 2);
     this.#hooks = hooks;
     this.#where = `pull jobs from ${stream}/${consumer}`;
   }
@@ -164,33 +190,48 @@ export class Puller {
     return this.#open.length;
   }
 
+  /** The inbox prefix jobs come on now (tests). */
+  get inboxPrefix(): string {
+    return this.#inbox.prefix;
+  }
+
+  /** The subject pull requests go to (tests). */
+  get requestSubject(): string {
+    return this.#subject;
+  }
+
   /** Asks for up to `n` more jobs. */
   pull(n: number): void {
-    this.#ensureSubscribed();
-    const token = (this.#next++).toString(36);
+    if (this.#closed) return;
+    const token = this.#inbox.token();
     const now = Date.now();
     const grace = this.#graceMs;
     this.#open.push({ token, want: n, got: 0, giveUpAt: now + this.#expiresMs + grace });
     this.#outstanding += n;
     this.#quietUntil = now + this.#expiresMs + grace;
     try {
-      this.#nc.publish(this.#subject, JSON.stringify({ batch: n, expires: this.#expiresMs * 1e6 }), { reply: `${this.#prefix}.${token}` });
+      if (!this.#inbox.subscribed) this.#subscribe();
+      this.#nc.publish(this.#subject, JSON.stringify({ batch: n, expires: this.#expiresMs * 1e6 }), { reply: `${this.#inbox.prefix}.${token}` });
     } catch (err) {
       this.#forget(token);
       this.#giveUp(n);
-      this.#hooks.error(new ConnectionError(`${this.#where}: ${(err as Error).message}`, { cause: err }));
+      this.#hooks.error(mapNatsError(err, this.#where));
     }
   }
 
   /** Stops: no more jobs arrive after this (the server drops requests whose inbox has no subscriber). */
   stop(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    this.#sub?.unsubscribe();
-    this.#sub = undefined;
-    this.#status?.stop?.();
-    this.#status = undefined;
+    this.#hub.leave(this.#user);
+    this.#joined = false;
+    this.#inbox.close();
     this.#abandonAll();
+  }
+
+  #subscribe(): void {
+    this.#inbox.open();
+    if (this.#joined) return;
+    this.#joined = true;
+    this.#hub.join(this.#user, 1_000);
   }
 
   /** Every open request is gone (reconnect, stop, the server said so for all): give up the window. */
@@ -217,30 +258,6 @@ export class Puller {
     return undefined;
   }
 
-  #ensureSubscribed(): void {
-    if (this.#sub) return;
-    const cut = this.#prefix.length + 1;
-    const sub = this.#nc.subscribe(`${this.#prefix}.*`, {
-      callback: (err, m) => {
-        if (err) {
-          this.#abandonAll();
-          this.#hooks.error(err instanceof PermissionViolationError
-            ? new PermissionError(`${this.#where}: ${err.message}. Grant this NATS user subscribe permission on its inbox.`, { cause: err })
-            : new ConnectionError(`${this.#where}: ${err.message}`, { cause: err }));
-          return;
-        }
-        const reply = m.reply;
-        if (reply) this.#onJob(m, reply);
-        else if (sub === this.#sub) this.#onStatus(m.subject.slice(cut), m);
-      },
-    });
-    this.#sub = sub;
-    if (this.#timer) return;
-    this.#timer = setInterval(() => this.#sweep(), 1_000);
-    this.#timer.unref();
-    this.#watchStatus();
-  }
-
   /**
    * After a reconnect: requests sent before it may be gone (a new server) or still waiting (the
    * same server, and the client subscribed the inbox again), and which is unknowable. Move to a
@@ -248,15 +265,31 @@ export class Puller {
    * and the window starts over clean instead of being handed out twice.
    */
   #rekey(): void {
-    const old = this.#sub;
-    this.#sub = undefined;
-    this.#prefix = createInbox(this.#inboxPrefix);
-    old?.unsubscribe();
+    this.#inbox.rekey(0);
     this.#abandonAll();
   }
 
-  #sweep(): void {
-    const now = Date.now();
+  /**
+   * The connection closed: nothing more can be pulled. The requests are dropped without a word to
+   * the worker, which learns of the close itself and reports it once.
+   */
+  #connectionClosed(): void {
+    this.#closed = true;
+    this.#open.length = 0;
+    this.#outstanding = 0;
+    this.#hub.leave(this.#user);
+    this.#joined = false;
+    this.#inbox.close();
+  }
+
+  #denied(e: PermissionViolationError): void {
+    if ((e.operation === "publish" && e.subject === this.#subject) || (e.operation === "subscription" && this.#inbox.owns(e.subject))) {
+      this.#abandonAll();
+      this.#hooks.error(new PermissionError(`${this.#where}: ${e.message}. Grant this NATS user that permission.`, { cause: e }));
+    }
+  }
+
+  #sweep(now: number): void {
     // Requests filled but counted against others, or lost: drop them from the count of open ones.
     while (this.#open.length > 0 && this.#open[0]!.giveUpAt < now) this.#open.shift();
     if (this.#outstanding > 0 && now > this.#quietUntil) {
@@ -294,32 +327,9 @@ export class Puller {
       return;
     }
     if (code === 503) {
-      this.#hooks.error(new ConnectionError(`${this.#where}: no JetStream server answered (503). Is JetStream enabled and the queue provisioned?`));
+      this.#hooks.error(noResponders("api", this.#where));
       return;
     }
     this.#hooks.error(new JetqError(`${this.#where}: the server answered ${code} ${description}`));
-  }
-
-  /** Permission violations and reconnects arrive on the connection's status stream. */
-  #watchStatus(): void {
-    const status = this.#nc.status() as AsyncIterable<Status> & { stop?: () => void };
-    this.#status = status;
-    void (async () => {
-      try {
-        for await (const s of status) {
-          if (s.type === "reconnect") {
-            this.#rekey();
-          } else if (s.type === "error" && s.error instanceof PermissionViolationError) {
-            const e = s.error;
-            if ((e.operation === "publish" && e.subject === this.#subject) || (e.operation === "subscription" && e.subject === `${this.#prefix}.*`)) {
-              this.#abandonAll();
-              this.#hooks.error(new PermissionError(`${this.#where}: ${e.message}. Grant this NATS user that permission.`, { cause: e }));
-            }
-          }
-        }
-      } catch {
-        // the status stream ends with the connection
-      }
-    })();
   }
 }

@@ -11,6 +11,7 @@ import { describe, type Queue } from "../queue/define.ts";
 import { copyToDeadLetters, type DeadLetterReason, jobIdOf } from "../dlq/route.ts";
 import { type Delivered, Puller } from "./pull.ts";
 import { AckConfirmer } from "./ack-confirmer.ts";
+import { apiPrefix, domainOf, jsOptions } from "../transport/api.ts";
 import { SlotTable } from "./slots.ts";
 import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
 import {
@@ -279,8 +280,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#state = "starting";
     const n = this.#queue.names;
     try {
-      this.#js = jetstream(this.#nc);
-      this.#jsm = await jetstreamManager(this.#nc);
+      this.#js = jetstream(this.#nc, jsOptions(this.#queue));
+      this.#jsm = await jetstreamManager(this.#nc, jsOptions(this.#queue));
       // Fails with a clear error now if the queue was not provisioned.
       await this.#jsm.consumers.info(n.stream, n.consumer);
       const si = await this.#jsm.streams.info(n.stream);
@@ -306,7 +307,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         this.#queuePull();
       },
       error: (err) => this.#pullFailed(err),
-    });
+    }, { apiPrefix: apiPrefix(domainOf(this.#queue)) });
     void this.#nc.closed().then(() => this.#onClosed());
     this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));

@@ -2,6 +2,7 @@ import { headers as natsHeaders, type MsgHdrs, type NatsConnection } from "@nats
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type MsgRequest, type StoredMsg } from "@nats-io/jetstream";
 import { ConfigError, DeadLetterNotFoundError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
+import { jsOptions } from "../transport/api.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { DLQ_HEADERS, HDR } from "../queue/headers.ts";
 import type { DeadLetterReason } from "./route.ts";
@@ -111,7 +112,7 @@ export class DeadLetterQueue<T = unknown> {
   async #manager(): Promise<JetStreamManager> {
     if (!this.#jsm) {
       try {
-        this.#jsm = await jetstreamManager(this.#nc);
+        this.#jsm = await jetstreamManager(this.#nc, jsOptions(this.#queue));
       } catch (err) {
         throw mapNatsError(err, `open dead letters of queue "${this.#queue.name}"`);
       }
@@ -215,7 +216,7 @@ export class DeadLetterQueue<T = unknown> {
     }
     h.set(HDR.id, entry.id);
     h.set(HDR.replayOf, String(seq));
-    this.#js ??= jetstream(this.#nc);
+    this.#js ??= jetstream(this.#nc, jsOptions(this.#queue));
     let stored: number;
     let duplicate: boolean;
     try {

@@ -14,6 +14,7 @@ import {
 } from "@nats-io/jetstream";
 import { ProvisionConflictError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
+import { jsOptions } from "../transport/api.ts";
 import { deadLetterWindowMs, type Queue } from "./define.ts";
 import { HDR, seqJobId } from "./headers.ts";
 
@@ -235,7 +236,7 @@ async function requeueGivenUp(nc: NatsConnection, jsm: JetStreamManager, queue: 
   try {
     const info = await jsm.streams.info(advisoryStream);
     if (info.state.messages === 0) return;
-    const js = jetstream(nc);
+    const js = jetstream(nc, jsOptions(queue));
     // Bounded: the 0.1 advisory stream keeps at most 1,000,000 advisories.
     for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
       const adv = await jsm.streams.getMessage(advisoryStream, { seq }).catch(() => null);
@@ -285,7 +286,7 @@ export async function provisionQueue<In, Out>(
   const what = `provision queue "${queue.name}"`;
   let jsm: JetStreamManager;
   try {
-    jsm = await jetstreamManager(nc);
+    jsm = await jetstreamManager(nc, jsOptions(queue));
   } catch (err) {
     throw mapNatsError(err, what);
   }

@@ -1,6 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { mapNatsError } from "../natserr.ts";
+import { jsOptions } from "../transport/api.ts";
 import type { Queue } from "../queue/define.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
@@ -38,7 +39,7 @@ export interface QueueStats {
 export async function queueStats(nc: NatsConnection, queue: Queue<unknown, unknown>): Promise<QueueStats> {
   let jsm: JetStreamManager;
   try {
-    jsm = await jetstreamManager(nc);
+    jsm = await jetstreamManager(nc, jsOptions(queue));
   } catch (err) {
     throw mapNatsError(err, `read stats of queue "${queue.name}"`);
   }

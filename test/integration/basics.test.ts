@@ -7,6 +7,7 @@ import {
   DeadLetterNotFoundError,
   DeadLetterQueue,
   defineQueue,
+  JobTooLargeError,
   NotSentError,
   PermanentError,
   Producer,
@@ -160,6 +161,41 @@ describe("publish and process", () => {
     assert.equal(full, 3);
     const jsm = await jetstreamManager(nc);
     assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 5);
+    await producer.close();
+  });
+
+  it("tells a job that can never fit (JobTooLargeError) from a full queue, and sends nothing", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName(), maxBytes: 4_096 });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const err = await producer.publish({ blob: "x".repeat(5_000) }).catch((e: unknown) => e);
+    assert.ok(err instanceof JobTooLargeError && err instanceof ValidationError, String(err));
+    assert.equal(err.limitName, "maxBytes");
+    assert.doesNotMatch(err.message, /full/);
+    assert.ok((await producer.publish({ small: true })).seq === 1, "nothing of the large job was stored");
+    await producer.close();
+  });
+
+  it("refuses bad header names and values as ValidationError, and names what was not JSON-encodable", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName() });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const bad: Array<Record<string, string>> = [{ "X-Bad\r\nInjected": "1" }, { "": "empty name" }, { "X-Nul": "a\0b" }, { "X-Crlf": "a\r\nInjected: yes" }];
+    for (const headers of bad) {
+      const err = await producer.publish({ ok: true }, { headers }).catch((e: unknown) => e);
+      assert.ok(err instanceof ValidationError, `${JSON.stringify(headers)}: ${String(err)}`);
+    }
+    const cause = new Error("cannot serialise a socket");
+    const notJson = await producer.publish({ socket: { toJSON: () => { throw cause; } } }).catch((e: unknown) => e);
+    assert.ok(notJson instanceof ValidationError, String(notJson));
+    assert.match(notJson.message, /not JSON-encodable: encoding it threw: cannot serialise a socket/);
+    assert.equal(notJson.cause, cause);
+    const receipt = await producer.publish({ ok: true }, { headers: { "X-Tenant": "acme" } });
+    const jsm = await jetstreamManager(nc);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 1, "only the valid job was sent");
+    assert.equal((await jsm.streams.getMessage(q.names.stream, { seq: receipt.seq }))?.header?.get("X-Tenant"), "acme");
     await producer.close();
   });
 

@@ -22,7 +22,7 @@ describe("Puller (several pull requests on one inbox)", () => {
       unfilled: (n) => unfilled.push(n),
       silent: () => silent++,
       error: (e) => errors.push(e),
-    }, 600_000);
+    }, { graceMs: 600_000 });
     try {
       const js = jetstream(nc);
       for (let i = 0; i < 5; i++) await js.publish(q.names.subject, JSON.stringify({ i }));
@@ -64,7 +64,7 @@ describe("Puller (several pull requests on one inbox)", () => {
       unfilled: (n) => unfilled.push(n),
       silent: () => silent++,
       error: () => {},
-    }, 200);
+    }, { graceMs: 200 });
     try {
       puller.pull(3);
       puller.pull(2);

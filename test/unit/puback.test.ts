@@ -33,6 +33,14 @@ describe("parsePubAck", () => {
       }),
       { numRuns: 2000 },
     );
+    // The spaced form nats-server writes for a stream in a domain, with any names.
+    fc.assert(
+      fc.property(stream, fc.string({ maxLength: 10, unit: "grapheme" }), seq, (name, domain, n) => {
+        const text = `{"stream":${JSON.stringify(name)}, "domain":${JSON.stringify(domain)}, "seq":${n}}`;
+        same(parsePubAck(bytes(text)), slow(text));
+      }),
+      { numRuns: 2000 },
+    );
     fc.assert(
       fc.property(fc.json(), (text) => {
         let expected: unknown;
@@ -57,6 +65,11 @@ describe("parsePubAck", () => {
       seq: 0,
       error: { code: 503, err_code: 10077, description: "maximum messages exceeded" },
     });
+    // A stream in a JetStream domain, as nats-server writes it (checked on 2.9.10).
+    assert.deepEqual(parsePubAck(bytes('{"stream":"JETQ_orders", "domain":"hub", "seq":42}')), { seq: 42 });
+    for (const bad of ['{"stream":"S", "domain":"", "seq":1}x', '{"stream":"S", "domain":"hub", "seq":01}', '{"stream":"S", "domain":"hub"', '{"stream":"S", "domain":"h']) {
+      assert.throws(() => parsePubAck(bytes(bad)), SyntaxError, bad);
+    }
     for (const bad of ['{"stream":"S","seq":01}', '{"stream":"S","seq":}', '{"stream":"S","seq":1}x', '{"stream":"S","seq":1', "", "nope"]) {
       assert.throws(() => parsePubAck(bytes(bad)), SyntaxError, bad);
     }

@@ -1,0 +1,67 @@
+import { JetqError, QueueFullError } from "../errors.ts";
+import { API, noResponders } from "../natserr.ts";
+import { seqJobId } from "../queue/headers.ts";
+import { parsePubAck, type PubAck } from "./puback.ts";
+
+/** What the server confirmed for one publish. */
+export interface PublishReceipt {
+  /**
+   * The job id: the `id` option, or `seq-<seq>` when none was given (such a job is sent without
+   * headers; workers and dead letters use the same id).
+   */
+  id: string;
+  /** Stream sequence of the stored job (of the original one when `duplicate`). */
+  seq: number;
+  /** True when the id was already in the duplicate window and nothing new was stored. */
+  duplicate: boolean;
+}
+
+/** Outcome of one item of {@link Producer.publishMany} when some failed. */
+export type PublishOutcome = { ok: true; receipt: PublishReceipt } | { ok: false; error: Error };
+
+/** Thrown by {@link Producer.publishMany} when at least one item failed; `results` says which. */
+export class PublishBatchError extends JetqError {
+  /** Always `"PublishBatchError"`. */
+  override name = "PublishBatchError" as const;
+  /** The outcome of every item of the batch, in the order given. */
+  readonly results: readonly PublishOutcome[];
+  constructor(results: readonly PublishOutcome[], failed: number, first: Error) {
+    super(`${failed} of ${results.length} publishes failed; the first error: ${first.message}`, { cause: first });
+    this.results = results;
+  }
+}
+
+/**
+ * @internal What the server's answer to a publish means: a receipt, or the error to settle it
+ * with. `status` is the answer's status header (a 503 when no stream listens), `data` its body (a
+ * PubAck, or a JetStream error in its place); `id` the caller's id, if any.
+ */
+export function publishOutcome(
+  status: { code: number; description: string } | undefined,
+  data: Uint8Array,
+  id: string | undefined,
+  queue: string,
+): PublishReceipt | Error {
+  if (status !== undefined) {
+    const what = `publish to queue "${queue}"`;
+    if (status.code === 503) return noResponders("stream", what);
+    return new JetqError(`${what}: server answered ${status.code} ${status.description}`);
+  }
+  let ack: PubAck;
+  try {
+    ack = parsePubAck(data);
+  } catch (err) {
+    return new JetqError(`publish to queue "${queue}": unreadable PubAck`, { cause: err });
+  }
+  if (ack.error) return pubAckError(ack.error, queue);
+  const seq = ack.seq ?? 0;
+  return { id: id ?? seqJobId(seq), seq, duplicate: ack.duplicate === true };
+}
+
+/** @internal The error a PubAck's JetStream error stands for. */
+export function pubAckError(e: NonNullable<PubAck["error"]>, queue: string): Error {
+  if (e.err_code === API.streamStoreFailed || e.err_code === API.maximumMessagesExceeded || /maximum (messages|bytes)/i.test(e.description ?? "")) {
+    return new QueueFullError(`Queue "${queue}" is full: ${e.description} (bounded by maxMessages/maxBytes). Nothing was enqueued.`, "stream_full");
+  }
+  return new JetqError(`publish to queue "${queue}": ${e.description} (JetStream error ${e.err_code ?? e.code})`);
+}
