@@ -1,5 +1,6 @@
 import type { ZodType } from "zod";
 import { ConfigError } from "../errors.ts";
+import { domainOf } from "../transport/api.ts";
 import { type BackoffOptions, type ResolvedBackoff, resolveBackoff } from "./backoff.ts";
 
 /** Options of {@link defineQueue}. Every field but `name` has a documented default. */
@@ -35,6 +36,12 @@ export interface QueueOptions<S extends ZodType = ZodType> {
   maxAckPending?: number;
   /** Per-attempt handler timeout; at the deadline the job's `signal` aborts and the attempt fails. @default undefined (no timeout) */
   timeoutMs?: number;
+  /**
+   * JetStream domain the queue lives in (a leaf node's hub, for example): jetq then uses
+   * `$JS.<domain>.API` for every JetStream call. One subject token.
+   * @default the connection's own JetStream
+   */
+  domain?: string;
   /** Where the server keeps jobs. @default "file" */
   storage?: "file" | "memory";
   /** Stream replicas in a cluster: 1, 3 or 5 (an even count cannot keep a majority). @default 1 */
@@ -221,6 +228,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     maxAckPending: int("maxAckPending", options.maxAckPending ?? 1000, 1, 1_000_000),
     timeoutMs,
     storage,
+    domain: domainOf(options),
     replicas,
     maxMessages: limit("maxMessages", options.maxMessages ?? -1),
     maxBytes: limit("maxBytes", options.maxBytes ?? -1),

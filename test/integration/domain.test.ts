@@ -29,9 +29,6 @@ import { uniqueName, waitFor } from "../support/ctx.ts";
  * A queue definition in `domain`. The field is `defineQueue({ domain })`'s; until define.ts has
  * it, the definition is extended here, which is what jetq reads (transport/api.ts).
  */
-function inDomain<In, Out>(q: Queue<In, Out>, domain: string): Queue<In, Out> {
-  return Object.freeze({ ...q, domain });
-}
 
 async function streamNames(nc: NatsConnection, domain?: string): Promise<string[]> {
   const jsm = await jetstreamManager(nc, domain === undefined ? {} : { domain });
@@ -59,7 +56,7 @@ after(async () => {
 
 describe("a JetStream domain", () => {
   it("provisions, publishes, works, dead-letters and reads through $JS.<domain>.API", async () => {
-    const q = inDomain(defineQueue({ name: uniqueName("dom"), maxAttempts: 2 }), "hub");
+    const q = defineQueue({ name: uniqueName("dom"), maxAttempts: 2, domain: "hub" });
     await provisionQueue(nc, q);
     const producer = new Producer(nc, q);
     const receipts = await producer.publishMany([{ n: 1 }, { n: 2 }, { n: 3 }, { poison: true }]);
@@ -92,7 +89,7 @@ describe("a JetStream domain", () => {
   });
 
   it("a domain no server serves is a ConnectionError that names the domain", async () => {
-    const q = inDomain(defineQueue({ name: uniqueName("elsewhere") }), "elsewhere");
+    const q = defineQueue({ name: uniqueName("elsewhere"), domain: "elsewhere" });
     const err = await provisionQueue(nc, q).catch((e: unknown) => e);
     assert.ok(err instanceof ConnectionError, String(err));
     assert.match(err.message, /domain/);
