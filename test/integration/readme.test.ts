@@ -9,34 +9,43 @@ import { useNats } from "../support/ctx.ts";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const nats = useNats();
 
-/** The code block that follows the `readme-example` marker in README.md. */
-function readmeExample(): string {
+/**
+ * Every code block that follows a `readme-example` marker in README.md, with what its output must
+ * show: `<!-- readme-example expect="regex" -->` (several `expect`s may follow one another).
+ */
+function readmeExamples(): Array<{ code: string; expect: RegExp[]; line: number }> {
   const md = readFileSync(join(root, "README.md"), "utf8");
-  const m = /<!-- readme-example[^>]*-->\s*```ts\n([\s\S]*?)```/.exec(md);
-  assert.ok(m?.[1], "README.md has a marked example");
-  return m[1];
+  const out: Array<{ code: string; expect: RegExp[]; line: number }> = [];
+  for (const m of md.matchAll(/<!-- readme-example([^>]*)-->\s*```ts\n([\s\S]*?)```/g)) {
+    const expect = [...m[1]!.matchAll(/expect="([^"]*)"/g)].map((e) => new RegExp(e[1]!));
+    out.push({ code: m[2]!, expect, line: md.slice(0, m.index).split("\n").length });
+  }
+  return out;
 }
 
-it("runs the README example as written", () => {
-  const code = readmeExample();
-  assert.match(code, /from "jetq";/, "the example imports jetq by name");
-  // Inside the repository "jetq" is the package's reference to itself (package.json `exports`);
-  // the jetq-source condition maps it to src/index.ts, so no build is needed.
+it("runs every README example as written", () => {
+  const examples = readmeExamples();
+  assert.ok(examples.length >= 2, `README.md has marked examples (${examples.length})`);
   const dir = join(root, ".tmp");
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, "readme-example.ts");
-  writeFileSync(file, code);
   const srv = nats.server();
-  assert.equal(srv.user, undefined, "the example connects without credentials");
-  const r = spawnSync(process.execPath, ["--conditions=jetq-source", file], {
-    cwd: root,
-    env: { ...process.env, NATS_URL: srv.servers },
-    encoding: "utf8",
-    timeout: 60_000,
-  });
-  assert.equal(r.status, 0, `exit ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
-  assert.match(r.stdout, /sent to ada@example\.com \(job welcome-ada, attempt 1\)/);
-  assert.match(r.stdout, /dead letter \S+: permanent \(no such domain\)/);
+  assert.equal(srv.user, undefined, "the examples connect without credentials");
+  for (const { code, expect, line } of examples) {
+    assert.match(code, /from "jetq";/, `the example at README.md:${line} imports jetq by name`);
+    assert.ok(expect.length > 0, `the example at README.md:${line} says what its output shows`);
+    // Inside the repository "jetq" is the package's reference to itself (package.json `exports`);
+    // the jetq-source condition maps it to src/index.ts, so no build is needed.
+    const file = join(dir, `readme-example-${line}.ts`);
+    writeFileSync(file, code);
+    const r = spawnSync(process.execPath, ["--conditions=jetq-source", file], {
+      cwd: root,
+      env: { ...process.env, NATS_URL: srv.servers },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, `README.md:${line}: exit ${r.status}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    for (const re of expect) assert.match(r.stdout, re, `README.md:${line}`);
+  }
 });
 
 it("examples are user code: they import jetq by name, nothing from src/ or test/", () => {
