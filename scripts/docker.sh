@@ -14,7 +14,8 @@
 #    directory. It has no bridge and touches no iptables: containers run with host networking
 #    only, so they get no addresses of their own and all traffic stays on loopback. No registry is
 #    needed: the NATS image is built `FROM scratch` from Debian's /usr/sbin/nats-server and the
-#    shared libraries `ldd` lists for it, tagged `jetq-nats:<server version>`. The engine is
+#    shared libraries `ldd` lists for it (and bash, for compose's healthcheck), tagged
+#    `jetq-nats:<server version>`. The engine is
 #    stopped by its PID when the command ends (or on jetq_docker_down), and its directory removed.
 # 3. Otherwise: says why there is no engine and returns 1.
 #
@@ -66,10 +67,14 @@ jetq_build_nats_image() {
     ctx=$(mktemp -d "${TMPDIR:-/tmp}/jetq-nats-image.XXXXXX")
     mkdir -p "$ctx/rootfs/usr/sbin" "$ctx/rootfs/tmp"
     cp "$bin" "$ctx/rootfs/usr/sbin/nats-server"
+    # bash only for infra/compose's healthcheck, which has no wget here: it asks the monitoring
+    # port for /healthz through bash's /dev/tcp (infra/compose/docker-compose.local.yml).
+    mkdir -p "$ctx/rootfs/bin"
+    cp /bin/bash "$ctx/rootfs/bin/bash"
     # Every absolute path ldd prints (libc and the loader for 2.9.10), copied to the same path.
-    for lib in $(ldd "$bin" | grep -o '/[^ )]*'); do
+    for lib in $({ ldd "$bin"; ldd /bin/bash; } | grep -o '/[^ )]*' | sort -u); do
       mkdir -p "$ctx/rootfs$(dirname "$lib")"
-      cp -L "$lib" "$ctx/rootfs$lib"
+      cp -L "$lib" "$ctx/rootfs$lib" || { rm -rf "$ctx"; return 1; }
     done
     chmod 1777 "$ctx/rootfs/tmp"
     cat >"$ctx/Dockerfile" <<'EOF'
@@ -83,7 +88,7 @@ EOF
       return 1
     fi
     rm -rf "$ctx"
-    jetq_docker_log "built $tag from $bin ($(ldd "$bin" | grep -c '/') shared libraries)"
+    jetq_docker_log "built $tag from $bin and the $(ldd "$bin" | grep -c '/') shared libraries it links (plus bash for healthchecks)"
   fi
   JETQ_NATS_IMAGE=$tag
   export JETQ_NATS_IMAGE
