@@ -24,7 +24,8 @@
 #   TESTCONTAINERS_RYUK_DISABLED     true in case 2: the reaper image cannot be pulled; the engine's
 #                                    own shutdown removes what a crashed test leaves
 #   TESTCONTAINERS_HOST_OVERRIDE     127.0.0.1 in case 2: no bridge network to find a gateway on
-#   JETQ_NATS_IMAGE                  the image the tests run (unset: nats:2.10-alpine)
+#   JETQ_NATS_IMAGE                  the image testcontainers runs (unset: nats:2.10-alpine)
+#   JETQ_LOCAL_NATS_IMAGE            jetq-nats:<version>, built here (the infra/compose run uses it)
 #   JETQ_DOCKER_NETWORK              `host` when containers must use host networking (case 2)
 #   JETQ_DOCKER_CLI                  the docker client that matches the engine
 
@@ -90,8 +91,8 @@ EOF
     rm -rf "$ctx"
     jetq_docker_log "built $tag from $bin and the $(ldd "$bin" | grep -c '/') shared libraries it links (plus bash for healthchecks)"
   fi
-  JETQ_NATS_IMAGE=$tag
-  export JETQ_NATS_IMAGE
+  JETQ_LOCAL_NATS_IMAGE=$tag
+  export JETQ_LOCAL_NATS_IMAGE
 }
 
 jetq_docker_start_private() {
@@ -110,7 +111,7 @@ jetq_docker_start_private() {
     --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
     -H "unix://$d/docker.sock" >"$d/dockerd.log" 2>&1 &
   JETQ_DOCKERD_PID=$!
-  export JETQ_DOCKERD_DIR JETQ_DOCKERD_PID
+  # Not exported: only this shell owns the engine (a nested scripts/docker.sh must not stop it).
   DOCKER_HOST="unix://$d/docker.sock"
   TESTCONTAINERS_RYUK_DISABLED=true
   TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1
@@ -145,6 +146,8 @@ jetq_docker_down() {
     fi
     jetq_docker_log "stopped the private dockerd (pid $JETQ_DOCKERD_PID)"
     JETQ_DOCKERD_PID=
+    # What pointed at it points nowhere now.
+    unset DOCKER_HOST TESTCONTAINERS_RYUK_DISABLED TESTCONTAINERS_HOST_OVERRIDE JETQ_DOCKER_NETWORK JETQ_NATS_IMAGE JETQ_LOCAL_NATS_IMAGE
   fi
   if [ -n "${JETQ_DOCKERD_DIR:-}" ] && [ -d "$JETQ_DOCKERD_DIR" ]; then
     # dockerd unmounts its overlays on exit but leaves the bind mount of its default network
@@ -163,14 +166,19 @@ jetq_docker_up() {
     cli=$(jetq_docker_cli)
     JETQ_DOCKER_CLI=$cli
     export JETQ_DOCKER_CLI
+    # The compose run always uses the local image (its healthcheck needs the bash inside).
+    jetq_build_nats_image || jetq_docker_log "no local NATS image: the infra/compose test will say so"
     if [ -n "${JETQ_NATS_IMAGE:-}" ]; then
       jetq_docker_log "Docker engine at ${DOCKER_HOST:-the default socket}; NATS image $JETQ_NATS_IMAGE (JETQ_NATS_IMAGE)"
     elif "$cli" image inspect "$JETQ_OFFICIAL_NATS_IMAGE" >/dev/null 2>&1 \
       || timeout 120 "$cli" pull -q "$JETQ_OFFICIAL_NATS_IMAGE" >/dev/null 2>&1; then
       jetq_docker_log "Docker engine at ${DOCKER_HOST:-the default socket}; NATS image $JETQ_OFFICIAL_NATS_IMAGE"
+    elif [ -n "${JETQ_LOCAL_NATS_IMAGE:-}" ]; then
+      jetq_docker_log "Docker engine at ${DOCKER_HOST:-the default socket} cannot pull $JETQ_OFFICIAL_NATS_IMAGE; NATS image $JETQ_LOCAL_NATS_IMAGE (built here)"
+      JETQ_NATS_IMAGE=$JETQ_LOCAL_NATS_IMAGE
+      export JETQ_NATS_IMAGE
     else
-      jetq_docker_log "Docker engine at ${DOCKER_HOST:-the default socket} cannot pull $JETQ_OFFICIAL_NATS_IMAGE; building a local image"
-      jetq_build_nats_image || return 1
+      return 1
     fi
     return 0
   fi
@@ -182,6 +190,8 @@ jetq_docker_up() {
   JETQ_DOCKER_CLI=$(jetq_docker_cli)
   export JETQ_DOCKER_CLI
   jetq_build_nats_image || { jetq_docker_down; return 1; }
+  JETQ_NATS_IMAGE=$JETQ_LOCAL_NATS_IMAGE
+  export JETQ_NATS_IMAGE
   jetq_docker_log "NATS image $JETQ_NATS_IMAGE, host networking"
 }
 

@@ -29,7 +29,7 @@ import { connectChaos, missing } from "../chaos/common.ts";
 import { record } from "../chaos/report.ts";
 import { waitFor } from "../support/ctx.ts";
 import { docker, requireDocker } from "../support/docker.ts";
-import { freePort } from "../support/nats-server.ts";
+import { freePort, reportServerPath } from "../support/nats-server.ts";
 
 const JOBS = 1_500;
 const PUBLISHERS = 8;
@@ -59,6 +59,11 @@ async function httpJson(url: string): Promise<Record<string, unknown>> {
 it("infra/compose: the cluster forms, workers provision an R3 queue and process a batch, a NATS container killed mid-run loses nothing", { timeout: 420_000 }, async () => {
   requireDocker();
   const compose = composeCli();
+  const natsImage = process.env.JETQ_LOCAL_NATS_IMAGE;
+  if (!natsImage) {
+    throw new Error("This test runs the NATS image built from the nats-server binary (it needs bash inside for the healthcheck): " +
+      "run it through scripts/docker.sh (npm run test:containers), which builds it and sets JETQ_LOCAL_NATS_IMAGE.");
+  }
   const dir = mkdtempSync(join(tmpdir(), "jetq-compose-"));
   const file = join(dir, "docker-compose.yml");
   writeFileSync(file, localCompose());
@@ -67,6 +72,7 @@ it("infra/compose: the cluster forms, workers provision an R3 queue and process 
   const ports = { "nats-1": { client: c1!, http: h1! }, "nats-2": { client: c2!, http: h2! }, "nats-3": { client: c3!, http: h3! } };
   const env = {
     ...process.env,
+    JETQ_LOCAL_NATS_IMAGE: natsImage,
     NATS_1_PORT: String(c1), NATS_2_PORT: String(c2), NATS_3_PORT: String(c3),
     NATS_1_ROUTE_PORT: String(r1), NATS_2_ROUTE_PORT: String(r2), NATS_3_ROUTE_PORT: String(r3),
     NATS_1_HTTP_PORT: String(h1), NATS_2_HTTP_PORT: String(h2), NATS_3_HTTP_PORT: String(h3),
@@ -85,6 +91,7 @@ it("infra/compose: the cluster forms, workers provision an R3 queue and process 
     started = true;
     run(["up", "-d", "--no-build", "--scale", "worker=3", ...NODES, "worker"]);
     const up = Date.now();
+    reportServerPath("container", "container-test", `docker-compose, 3 × ${natsImage} + 3 × jetq-demo-worker:local, host network`);
 
     // The cluster forms: every node routes to the two others, and JetStream has a meta leader.
     for (const n of NODES) {

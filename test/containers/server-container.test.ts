@@ -103,7 +103,7 @@ class Load {
 async function withServer(name: string, fn: (srv: ContainerNatsServer, pnc: NatsConnection, wnc: NatsConnection, q: Queue) => Promise<void>): Promise<void> {
   requireDocker();
   const srv = await ContainerNatsServer.start();
-  reportServerPath("container", srv.describe());
+  reportServerPath("container", "container-test", srv.describe());
   const pnc = await connectChaos(srv.servers);
   const wnc = await connectChaos(srv.servers);
   try {

@@ -76,18 +76,27 @@ function forcedPath(): "container" | "binary" | undefined {
   throw new Error(`JETQ_NATS_SERVER must be "container" or "binary" (or unset), got ${JSON.stringify(v)}`);
 }
 
-let announced = false;
 /**
- * Makes the path a server took visible: printed once per process on stderr, and one JSON line
- * per server in `JETQ_SERVER_REPORT` when set.
+ * Who asked for a server: `startNats` (the shared server of a test file: NATS_URL, container or
+ * binary), `startLocalNats` (a test's own binary server, to kill, restart or reconfigure), or
+ * `container-test` (test/containers' own containers).
  */
-export function reportServerPath(kind: NatsServer["kind"], detail: string): void {
-  if (!announced) {
-    announced = true;
-    process.stderr.write(`jetq test server: ${kind} (${detail})\n`);
+export type ServerRequest = "startNats" | "startLocalNats" | "container-test";
+
+const announced = new Set<string>();
+/**
+ * Makes the path a server took visible: under the test runner, printed on stderr the first time
+ * a process starts a server of a kind for a caller; with `JETQ_SERVER_REPORT` set, one JSON line
+ * per server (.ci/run tallies them).
+ */
+export function reportServerPath(kind: NatsServer["kind"], via: ServerRequest, detail: string): void {
+  const key = `${kind}/${via}`;
+  if (process.env.NODE_TEST_CONTEXT && !announced.has(key)) {
+    announced.add(key);
+    process.stderr.write(`jetq test server: ${kind} via ${via} (${detail})\n`);
   }
   const file = process.env.JETQ_SERVER_REPORT;
-  if (file) appendFileSync(file, `${JSON.stringify({ kind, detail, pid: process.pid, script: process.argv[1] ?? "" })}\n`);
+  if (file) appendFileSync(file, `${JSON.stringify({ kind, via, detail, script: process.argv[1] ?? "" })}\n`);
 }
 
 /** A `nats-server` process this code started and owns (by PID). */
@@ -211,7 +220,7 @@ export class LocalNatsServer implements NatsServer {
 }
 
 /** Starts a local nats-server binary on a free loopback port. */
-export async function startLocalNats(opts: { storeDir?: string; args?: string[]; config?: string } = {}): Promise<LocalNatsServer> {
+export async function startLocalNats(opts: { storeDir?: string; args?: string[]; config?: string; via?: ServerRequest } = {}): Promise<LocalNatsServer> {
   const bin = findNatsServerBinary();
   if (!bin) throw new Error(INSTALL_HINT);
   let lastErr: unknown;
@@ -228,6 +237,7 @@ export async function startLocalNats(opts: { storeDir?: string; args?: string[];
     const srv = new LocalNatsServer(bin, await freePort(), opts.storeDir, args, owned);
     try {
       await srv.start();
+      reportServerPath("binary", opts.via ?? "startLocalNats", `${bin} on ${srv.servers}`);
       return srv;
     } catch (err) {
       // A port taken between freePort() and the server's bind: try another.
@@ -245,7 +255,7 @@ export async function startLocalNats(opts: { storeDir?: string; args?: string[];
 export async function startNats(): Promise<NatsServer> {
   const url = process.env.NATS_URL;
   if (url) {
-    reportServerPath("external", url);
+    reportServerPath("external", "startNats", url);
     return { kind: "external", servers: url, stop: async () => {} };
   }
   const forced = forcedPath();
@@ -253,7 +263,7 @@ export async function startNats(): Promise<NatsServer> {
     try {
       const { ContainerNatsServer } = await import("./nats-container.ts");
       const c = await ContainerNatsServer.start();
-      reportServerPath("container", c.describe());
+      reportServerPath("container", "startNats", c.describe());
       return c;
     } catch (err) {
       const msg = (err as Error).message;
@@ -265,7 +275,5 @@ export async function startNats(): Promise<NatsServer> {
       process.stderr.write(`jetq test server: testcontainers failed (${msg.split("\n")[0]}); falling back to the nats-server binary\n`);
     }
   }
-  const srv = await startLocalNats();
-  reportServerPath("binary", `${findNatsServerBinary()} on ${srv.servers}`);
-  return srv;
+  return startLocalNats({ via: "startNats" });
 }
