@@ -186,7 +186,13 @@ it("infra/compose: the cluster forms, workers provision an R3 queue and process 
     // Asked again until it answers: the admin connection may have been on the killed node.
     const after = await waitFor(() => jsm.streams.info(queue.names.stream).catch(() => undefined), "stream info after the kill", 30_000, 250);
     const newLeader = after.cluster?.leader;
-    const remaining = after.state.messages;
+    // Publishes that failed for their caller (no PubAck in time) may have been stored anyway:
+    // the workers run those too, so the stream empties, a little after the acknowledged ones.
+    let remaining = after.state.messages;
+    await waitFor(async () => {
+      remaining = (await jsm.streams.info(queue.names.stream).catch(() => after)).state.messages;
+      return remaining === 0;
+    }, "the work-queue stream to empty", 60_000, 250).catch(() => {}); // asserted below
     if (lost.length > 0) {
       // Lost, or stuck in the stream? Say which, with the consumer's view.
       const c = await waitFor(() => jsm.consumers.info(queue.names.stream, queue.names.consumer).catch(() => undefined), "consumer info", 30_000, 250);
@@ -197,7 +203,7 @@ it("infra/compose: the cluster forms, workers provision an R3 queue and process 
       console.log(`[compose] stream ${JSON.stringify(after.state)}; consumer pending ${c.num_pending}, ack pending ${c.num_ack_pending}, redelivered ${c.num_redelivered}, ack floor ${JSON.stringify(c.ack_floor)}, delivered ${JSON.stringify(c.delivered)}`);
     }
     const wrongDead = [...state.dead].filter((id) => !shouldDie(id));
-    const expectedDead = [...seqOf.keys()].filter(shouldDie);
+    const expectedDead = [...seqOf.keys()].filter(shouldDie); // acknowledged ones
     record({
       scenario: "C3 compose cluster, leader container killed",
       published: JOBS,
@@ -216,7 +222,8 @@ it("infra/compose: the cluster forms, workers provision an R3 queue and process 
     for (const f of failed) assert.ok(f.err instanceof JetqError, `publish errors are typed jetq errors: ${String(f.err)}`);
     assert.deepEqual(lost.slice(0, 10), [], `no acknowledged job lost (${lost.length} of ${seqOf.size} neither acked by a worker nor dead-lettered)`);
     assert.deepEqual(wrongDead, [], "only jobs the workload fails on purpose are dead-lettered");
-    assert.equal(state.dead.size, expectedDead.filter((id) => seqOf.has(id)).length, "every job meant to fail is in the dead-letter queue");
+    // (Jobs whose publish failed for the caller but was stored anyway may be there too.)
+    assert.deepEqual(expectedDead.filter((id) => !state.dead.has(id)), [], "every acknowledged job meant to fail is in the dead-letter queue");
     assert.ok(newLeader && SERVER_NAME[newLeader] !== victim, `a surviving node leads the stream (${newLeader})`);
     assert.equal(remaining, 0, "the work-queue stream is empty");
     assert.ok(killedAt > 0);

@@ -96,7 +96,13 @@ export function reportServerPath(kind: NatsServer["kind"], via: ServerRequest, d
     process.stderr.write(`jetq test server: ${kind} via ${via} (${detail})\n`);
   }
   const file = process.env.JETQ_SERVER_REPORT;
-  if (file) appendFileSync(file, `${JSON.stringify({ kind, via, detail, script: process.argv[1] ?? "" })}\n`);
+  if (!file) return;
+  try {
+    appendFileSync(file, `${JSON.stringify({ kind, via, detail, script: process.argv[1] ?? "" })}\n`);
+  } catch (err) {
+    // The server is running and the test may go on; the tally will miss it, and says so here.
+    process.stderr.write(`jetq test server: could not record the server in JETQ_SERVER_REPORT=${file}: ${(err as Error).message}\n`);
+  }
 }
 
 /** A `nats-server` process this code started and owns (by PID). */
