@@ -29,6 +29,10 @@ export interface NatsContainerOptions {
   args?: string[];
   /** Deadline for the server to answer after a start. @default 60_000 */
   readyMs?: number;
+  /** The host port clients use, chosen by the caller (no retry on another port). @default a free port */
+  port?: number;
+  /** Host files or directories mounted read-only into the container (a config file, say). */
+  mounts?: Array<{ source: string; target: string }>;
 }
 
 /** Resolves once `nats://127.0.0.1:port` answers with the server's INFO line, within `ms`. */
@@ -103,14 +107,15 @@ export class ContainerNatsServer implements NatsServer {
     const hostNetwork = opts.hostNetwork ?? process.env.JETQ_DOCKER_NETWORK === "host";
     const readyMs = opts.readyMs ?? 60_000;
     let lastErr: unknown;
-    for (let i = 0; i < 3; i++) {
-      const port = await freePort();
+    for (let i = 0; i < (opts.port === undefined ? 3 : 1); i++) {
+      const port = opts.port ?? (await freePort());
       const listen = hostNetwork ? ["-a", "127.0.0.1", "-p", String(port)] : ["-a", "0.0.0.0", "-p", "4222"];
       let c = new GenericContainer(image)
         .withCommand([...listen, "-js", "-sd", "/data/jetstream", ...(opts.args ?? [])])
         .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
         .withStartupTimeout(readyMs)
-        .withLabels({ "org.jetq.test": "nats" });
+        .withLabels({ "org.jetq.test": "nats" })
+        .withBindMounts((opts.mounts ?? []).map((m) => ({ ...m, mode: "ro" as const })));
       c = hostNetwork ? c.withNetworkMode("host") : c.withExposedPorts({ container: 4222, host: port });
       try {
         const started = await c.start();
@@ -149,6 +154,11 @@ export class ContainerNatsServer implements NatsServer {
   async startContainer(): Promise<void> {
     await this.#container.start();
     await waitForNatsInfo(this.port, this.#readyMs);
+  }
+
+  /** {@link startContainer}, under the name a cluster node's restart uses (test/support/cluster.ts). */
+  start(): Promise<void> {
+    return this.startContainer();
   }
 
   /** Whether the container is running, paused, exited... (`docker inspect`'s State.Status). */

@@ -78,10 +78,10 @@ function forcedPath(): "container" | "binary" | undefined {
 
 /**
  * Who asked for a server: `startNats` (the shared server of a test file: NATS_URL, container or
- * binary), `startLocalNats` (a test's own binary server, to kill, restart or reconfigure), or
- * `container-test` (test/containers' own containers).
+ * binary), `startLocalNats` (a test's own binary server, to kill, restart or reconfigure),
+ * `container-test` (test/containers' own containers), or `cluster` (a node of a 3-node cluster).
  */
-export type ServerRequest = "startNats" | "startLocalNats" | "container-test";
+export type ServerRequest = "startNats" | "startLocalNats" | "container-test" | "cluster";
 
 const announced = new Set<string>();
 /**
