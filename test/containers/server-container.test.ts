@@ -5,9 +5,9 @@
 // either got its PubAck or failed visibly for its caller with a typed error, and no acknowledged
 // job is lost.
 //
-// Runs only where a Docker engine is requested: `.ci/run` and `npm run test:containers` (both
-// through scripts/docker.sh). It is not part of `npm test`; run on its own without an engine it
-// fails with a message that says how to get one.
+// Runs only where Docker is asked for: `.ci/run`, `npm run test:containers`, `JETQ_DOCKER=1 npm test`
+// (all through scripts/docker.sh). Plain `npm test` leaves it out; run without an engine it fails
+// with a message that says how to get one.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { defineQueue, JetqError, Producer, provisionQueue, Worker, type Queue } from "../../src/index.ts";
