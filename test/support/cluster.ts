@@ -148,7 +148,12 @@ export class LocalNatsCluster {
     return cluster;
   }
 
-  /** Waits until the JetStream API answers (a meta leader is elected). */
+  /**
+   * Waits until the JetStream API answers (a meta leader is elected) and the meta leader sees
+   * both other nodes as current peers. Without the second step, a replicas-3 stream created at
+   * once can fail with "no suitable peers for placement" (seen with containers, whose nodes
+   * start less evenly than processes).
+   */
   async waitForMetaLeader(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
@@ -158,8 +163,9 @@ export class LocalNatsCluster {
         try {
           const r = await nc.request("$JS.API.INFO", "", { timeout: 1_000 });
           const info = r.json<{ error?: { description: string } }>();
-          if (!info.error) return;
-          last = info.error.description;
+          if (info.error) last = info.error.description;
+          else if (await this.#metaPeersCurrent()) return;
+          else last = "the meta leader does not see both other nodes as current peers yet";
         } catch (err) {
           last = err;
         }
@@ -168,7 +174,22 @@ export class LocalNatsCluster {
     } finally {
       await nc.close();
     }
-    throw new Error(`cluster had no JetStream meta leader within ${timeoutMs} ms (last: ${String(last)})`);
+    throw new Error(`cluster had no JetStream meta leader with all peers current within ${timeoutMs} ms (last: ${String(last)})`);
+  }
+
+  /** The meta leader's /jsz lists the two other nodes, current and online. */
+  async #metaPeersCurrent(): Promise<boolean> {
+    type Meta = { leader?: string; replicas?: Array<{ name: string; current: boolean; offline?: boolean }> };
+    for (const n of this.nodes) {
+      const jsz = await fetch(`http://127.0.0.1:${n.httpPort}/jsz`, { signal: AbortSignal.timeout(1_000) })
+        .then((r) => r.json() as Promise<{ meta_cluster?: Meta }>)
+        .catch(() => undefined);
+      const meta = jsz?.meta_cluster;
+      if (meta?.leader !== n.name) continue;
+      const peers = meta.replicas ?? [];
+      return peers.length === this.nodes.length - 1 && peers.every((p) => p.current && !p.offline);
+    }
+    return false;
   }
 
   /** Reads a stream's leader and replicas through `$JS.API.STREAM.INFO` (answered by the leader). */
