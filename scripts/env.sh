@@ -3,7 +3,7 @@
 # ~/.cache/jetq when the machine's Node is older), npm packages (npm ci when node_modules is
 # missing or stale), and a NATS server option (NATS_URL, Docker, or a nats-server binary; installs
 # Debian's nats-server when running as root with apt-get, otherwise says how to get one).
-# Usage: sh scripts/env.sh <command> [args...]
+# Usage: sh scripts/env.sh <command> [args...]      (JETQ_DOCKER=1: NATS in containers, see scripts/docker.sh)
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -59,6 +59,21 @@ jetq: no NATS server found. Any one of these works:
 MSG
     exit 1
   fi
+fi
+
+# JETQ_DOCKER=1: the tests run their NATS servers in containers (scripts/docker.sh finds a Docker
+# engine or starts a private one, and stops it when the command ends).
+if [ "${JETQ_DOCKER:-}" = 1 ]; then
+  . ./scripts/docker.sh
+  trap 'jetq_docker_down' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  jetq_docker_up || exit 1
+  JETQ_NATS_SERVER=${JETQ_NATS_SERVER:-container}
+  export JETQ_NATS_SERVER
+  status=0
+  "$@" || status=$?
+  exit "$status"
 fi
 
 exec "$@"

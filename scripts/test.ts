@@ -16,7 +16,9 @@ function files(dir: string): string[] {
 }
 
 const args = process.argv.slice(2);
-const targets = args.length > 0 ? args : [...files("test/unit"), ...files("test/integration"), ...files("test/e2e")];
+// test/containers only when Docker is asked for (JETQ_DOCKER=1, scripts/env.sh provides the engine).
+const containers = process.env.JETQ_DOCKER === "1" ? files("test/containers") : [];
+const targets = args.length > 0 ? args : [...files("test/unit"), ...files("test/integration"), ...files("test/e2e"), ...containers];
 const r = spawnSync(
   process.execPath,
   ["--test", "--test-concurrency=2", "--test-timeout=120000", ...targets],

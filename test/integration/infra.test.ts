@@ -2,7 +2,8 @@
  * The deployment files under infra/: every nats-server config passes the server's own config
  * test (also with the flags docker-compose adds), and the compose, Prometheus, Kubernetes, Helm
  * and KEDA files parse and agree with each other and with jetq's naming (stream JETQ_<queue>,
- * consumer "workers", monitoring port 8222).
+ * consumer "workers", monitoring port 8222). The compose file's variant for local images and host
+ * networking is checked here too; test/containers/compose.test.ts runs it.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -13,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 import { parse, parseAllDocuments } from "yaml";
 import { defineQueue } from "../../src/index.ts";
+import { localCompose } from "../../infra/compose/local.ts";
 import { findNatsServerBinary } from "../support/nats-server.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -177,6 +179,72 @@ describe("docker-compose", () => {
     const sd = obj(arr(workers.dns_sd_configs, "dns_sd_configs")[0], "dns sd");
     assert.deepEqual(sd.names, ["worker"]);
     assert.equal(String(sd.port), obj(obj(services.worker, "worker").environment, "env").METRICS_PORT);
+  });
+});
+
+describe("docker-compose on local images and host networking (docker-compose.local.yml, run by test/containers/compose.test.ts)", () => {
+  const local = obj(parse(localCompose()), "local compose");
+  const localServices = obj(local.services, "services");
+  /** Compose's `${VAR:-default}` with every variable unset. */
+  const defaults = (v: string): string => v.replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, "$1");
+
+  it("keeps docker-compose.yml's services, configs and volumes, with host networking and no ports or hostnames", () => {
+    for (const name of [...natsServices, "worker"]) {
+      const svc = obj(localServices[name], name);
+      assert.equal(svc.network_mode, "host", `${name} uses host networking`);
+      assert.equal(svc.ports, undefined, `${name} publishes no ports`);
+      assert.equal(svc.hostname, undefined, `${name} sets no hostname`);
+      assert.deepEqual(svc.depends_on, obj(services[name], name).depends_on, `${name} keeps its dependencies`);
+    }
+    for (const name of natsServices) {
+      const base = arr(obj(services[name], name).volumes, "volumes").map(String);
+      const vols = arr(obj(localServices[name], name).volumes, "volumes").map(String);
+      assert.deepEqual(vols.map((v) => v.split(":").slice(1).join(":")), base.map((v) => v.split(":").slice(1).join(":")));
+      for (const v of vols.filter((x) => x.startsWith("/"))) assert.ok(existsSync(v.split(":")[0]!), `${v} exists`);
+    }
+    assert.equal(obj(localServices.worker, "worker").image, "jetq-demo-worker:local");
+  });
+
+  it("gives every node its own loopback ports, routes to all three, and points the workers at their client ports", () => {
+    const seen = new Set<string>();
+    const clients: string[] = [];
+    const routeLists = new Set<string>();
+    for (const name of natsServices) {
+      const command = arr(obj(localServices[name], name).command, "command").map((a) => defaults(String(a)));
+      assert.equal(flag(command, "-a"), "127.0.0.1", `${name} listens on loopback only`);
+      const ports = [flag(command, "-p")!, flag(command, "-m")!, new URL(flag(command, "--cluster")!).port];
+      for (const p of ports) {
+        assert.ok(!seen.has(p), `port ${p} of ${name} is its own`);
+        seen.add(p);
+      }
+      clients.push(flag(command, "-p")!);
+      routeLists.add(flag(command, "--routes")!);
+      const test = arr(obj(obj(localServices[name], name).healthcheck, "healthcheck").test, "test").map(String);
+      assert.ok(defaults(test.at(-1)!).includes(`/dev/tcp/127.0.0.1/${flag(command, "-m")}`), `${name}'s healthcheck asks its own monitoring port`);
+    }
+    assert.equal(routeLists.size, 1, "every node lists the same routes");
+    const routes = [...routeLists][0]!.split(",").map((r) => new URL(r).port).sort();
+    assert.deepEqual(routes, natsServices.map((n) => new URL(flag(arr(obj(localServices[n], n).command, "c").map((a) => defaults(String(a))), "--cluster")!).port).sort());
+    const env = obj(obj(localServices.worker, "worker").environment, "worker env");
+    assert.deepEqual(defaults(str(env.NATS_URL, "NATS_URL")).split(",").map((u) => new URL(u).port), clients);
+    assert.equal(env.METRICS_PORT, "", "three replicas on one host cannot share a metrics port");
+  });
+
+  it("each node's command line passes nats-server -t", { skip: bin ? false : "needs a nats-server binary" }, () => {
+    const store = mkdtempSync(join(tmpdir(), "jetq-infra-"));
+    try {
+      for (const name of natsServices) {
+        const svc = obj(localServices[name], name);
+        const command = arr(svc.command, "command").map((a) => defaults(String(a)));
+        const mount = arr(svc.volumes, "volumes").map(String).find((v) => v.split(":")[1] === flag(command, "-c"))!;
+        const args = command.map((a) => (a === flag(command, "-c") ? mount.split(":")[0]! : a));
+        args[args.indexOf("-sd") + 1] = join(store, name);
+        const r = natsConfigTest(args);
+        assert.equal(r.status, 0, `${name}: nats-server -t ${args.join(" ")}\n${r.output}`);
+      }
+    } finally {
+      rmSync(store, { recursive: true, force: true });
+    }
   });
 });
 

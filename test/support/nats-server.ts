@@ -2,9 +2,18 @@
  * Starts NATS servers for tests, the demo and the benchmarks, in the order DESIGN.md gives:
  * `NATS_URL` (an external server) → testcontainers (when a Docker engine answers) → a local
  * `nats-server` binary on a free loopback port with a temporary store.
+ *
+ * Environment (scripts/docker.sh sets the Docker ones):
+ * - `JETQ_NATS_SERVER=container|binary` forces a path: `container` fails with a clear message
+ *   when no container can be started (no silent fallback), `binary` never asks Docker.
+ * - `JETQ_NATS_IMAGE`: the image testcontainers runs (default `nats:2.10-alpine`, nats-container.ts).
+ * - `JETQ_DOCKER_NETWORK=host`: host networking (an engine without a bridge); each server gets
+ *   its own free loopback port, since host networking shares the port space.
+ * - `JETQ_SERVER_REPORT=<file>`: one JSON line per server started, saying which path it took
+ *   (.ci/run prints the tally); the path is also printed once per process on stderr.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -57,6 +66,43 @@ export function freePort(): Promise<number> {
 
 function dockerReachable(): boolean {
   return Boolean(process.env.DOCKER_HOST) || existsSync("/var/run/docker.sock");
+}
+
+/** Which server path this process's tests take, from `JETQ_NATS_SERVER` (unset: automatic). */
+function forcedPath(): "container" | "binary" | undefined {
+  const v = process.env.JETQ_NATS_SERVER;
+  if (v === undefined || v === "") return undefined;
+  if (v === "container" || v === "binary") return v;
+  throw new Error(`JETQ_NATS_SERVER must be "container" or "binary" (or unset), got ${JSON.stringify(v)}`);
+}
+
+/**
+ * Who asked for a server: `startNats` (the shared server of a test file: NATS_URL, container or
+ * binary), `startLocalNats` (a test's own binary server, to kill, restart or reconfigure),
+ * `container-test` (test/containers' own containers), or `cluster` (a node of a 3-node cluster).
+ */
+export type ServerRequest = "startNats" | "startLocalNats" | "container-test" | "cluster";
+
+const announced = new Set<string>();
+/**
+ * Makes the path a server took visible: under the test runner, printed on stderr the first time
+ * a process starts a server of a kind for a caller; with `JETQ_SERVER_REPORT` set, one JSON line
+ * per server (.ci/run tallies them).
+ */
+export function reportServerPath(kind: NatsServer["kind"], via: ServerRequest, detail: string): void {
+  const key = `${kind}/${via}`;
+  if (process.env.NODE_TEST_CONTEXT && !announced.has(key)) {
+    announced.add(key);
+    process.stderr.write(`jetq test server: ${kind} via ${via} (${detail})\n`);
+  }
+  const file = process.env.JETQ_SERVER_REPORT;
+  if (!file) return;
+  try {
+    appendFileSync(file, `${JSON.stringify({ kind, via, detail, script: process.argv[1] ?? "" })}\n`);
+  } catch (err) {
+    // The server is running and the test may go on; the tally will miss it, and says so here.
+    process.stderr.write(`jetq test server: could not record the server in JETQ_SERVER_REPORT=${file}: ${(err as Error).message}\n`);
+  }
 }
 
 /** A `nats-server` process this code started and owns (by PID). */
@@ -180,7 +226,7 @@ export class LocalNatsServer implements NatsServer {
 }
 
 /** Starts a local nats-server binary on a free loopback port. */
-export async function startLocalNats(opts: { storeDir?: string; args?: string[]; config?: string } = {}): Promise<LocalNatsServer> {
+export async function startLocalNats(opts: { storeDir?: string; args?: string[]; config?: string; via?: ServerRequest } = {}): Promise<LocalNatsServer> {
   const bin = findNatsServerBinary();
   if (!bin) throw new Error(INSTALL_HINT);
   let lastErr: unknown;
@@ -197,6 +243,7 @@ export async function startLocalNats(opts: { storeDir?: string; args?: string[];
     const srv = new LocalNatsServer(bin, await freePort(), opts.storeDir, args, owned);
     try {
       await srv.start();
+      reportServerPath("binary", opts.via ?? "startLocalNats", `${bin} on ${srv.servers}`);
       return srv;
     } catch (err) {
       // A port taken between freePort() and the server's bind: try another.
@@ -209,28 +256,30 @@ export async function startLocalNats(opts: { storeDir?: string; args?: string[];
 
 /**
  * A server for tests that only need one (they must not kill or reconfigure it):
- * NATS_URL, else testcontainers, else a local binary.
+ * NATS_URL, else testcontainers, else a local binary (`JETQ_NATS_SERVER` forces one path).
  */
 export async function startNats(): Promise<NatsServer> {
   const url = process.env.NATS_URL;
-  if (url) return { kind: "external", servers: url, stop: async () => {} };
-  if (dockerReachable()) {
+  if (url) {
+    reportServerPath("external", "startNats", url);
+    return { kind: "external", servers: url, stop: async () => {} };
+  }
+  const forced = forcedPath();
+  if (forced === "container" || (forced === undefined && dockerReachable())) {
     try {
-      const { NatsContainer } = await import("@testcontainers/nats");
-      const c = await new NatsContainer("nats:2.10-alpine").withJetStream().start();
-      const o = c.getConnectionOptions();
-      return {
-        kind: "container",
-        servers: Array.isArray(o.servers) ? o.servers[0]! : String(o.servers),
-        ...(o.user ? { user: o.user } : {}),
-        ...(o.pass ? { pass: o.pass } : {}),
-        stop: async () => {
-          await c.stop();
-        },
-      };
+      const { ContainerNatsServer } = await import("./nats-container.ts");
+      const c = await ContainerNatsServer.start();
+      reportServerPath("container", "startNats", c.describe());
+      return c;
     } catch (err) {
-      if (!findNatsServerBinary()) throw new Error(`${INSTALL_HINT}\n(testcontainers failed: ${(err as Error).message})`);
+      const msg = (err as Error).message;
+      if (forced === "container") {
+        throw new Error(`JETQ_NATS_SERVER=container, but no NATS container could be started: ${msg}\n` +
+          "Make a Docker engine reachable (sh scripts/docker.sh <command> starts one on Debian as root), or unset JETQ_NATS_SERVER.");
+      }
+      if (!findNatsServerBinary()) throw new Error(`${INSTALL_HINT}\n(testcontainers failed: ${msg})`);
+      process.stderr.write(`jetq test server: testcontainers failed (${msg.split("\n")[0]}); falling back to the nats-server binary\n`);
     }
   }
-  return startLocalNats();
+  return startLocalNats({ via: "startNats" });
 }
