@@ -119,7 +119,7 @@ bool open[NK];         /* slot is an isolated run that started and has not recor
 byte guilt[NJ];        /* isolated runs of the job during which its process died or stalled */
 byte neediso[NJ];      /* the delivery of the job whose process died or stalled before its outcome was recorded (0: none) */
 
-byte ht, hu, hj;     /* scratch, always reset to 0 */
+byte ht, hj;         /* scratch, always reset to 0 */
 
 #define AV(j) (inq[j] && avail[j] && dcnt[j] < DMAX)
 #if NJ > 2
