@@ -23,6 +23,11 @@ export interface LedgerRecord {
   readonly worker?: string;
   /** The last failure's message (kept for the dead letter of a later crash). */
   readonly error?: string;
+  /**
+   * The job is being dead-lettered (written before the copy to the dead letters): a later
+   * delivery finishes that dead letter and never runs the handler again.
+   */
+  readonly dead?: { readonly reason: DeadLetterReason; readonly attempts: number };
 }
 
 /** @internal The record of a job nothing was written for. */
@@ -35,7 +40,15 @@ export type Classification =
   /** A suspect: run it alone, after recording the start of the isolated run. */
   | { kind: "isolate"; attempt: number; crashes: number }
   /** A suspect that crashed `maxCrashes` times while alone: dead-letter it. */
-  | { kind: "crashed"; attempt: number; crashes: number };
+  | { kind: "crashed"; attempt: number; crashes: number }
+  /** A dead letter was decided (and maybe written) by an earlier delivery: finish it, never run the handler. */
+  | { kind: "finish-dead"; attempt: number; reason: DeadLetterReason; crashes: number }
+  /**
+   * The record was written by a later delivery of the job: this one is stale (its worker stalled
+   * while another took the job). Drop it without answering: a nak or ack would act on the job
+   * another worker holds now.
+   */
+  | { kind: "stale"; attempt: number };
 
 /**
  * @internal Classifies a delivery by the server's delivery count and the job's ledger record
@@ -45,6 +58,8 @@ export function classify(deliveries: number, record: LedgerRecord | undefined, m
   if (deliveries <= 1) return { kind: "run", attempt: 1 };
   const r = record ?? EMPTY_RECORD;
   const attempt = r.failures + 1;
+  if (r.dead) return { kind: "finish-dead", attempt: r.dead.attempts, reason: r.dead.reason, crashes: r.crashes };
+  if (r.seen >= deliveries || (r.isolated ?? 0) >= deliveries) return { kind: "stale", attempt };
   if (r.seen === deliveries - 1 && r.isolated === undefined && !r.suspect) return { kind: "run", attempt };
   // A delivery nobody recorded an outcome for: the job was in a process that died or stalled.
   // Only a run that was alone when that happened is the job's own crash.
@@ -56,7 +71,7 @@ export function classify(deliveries: number, record: LedgerRecord | undefined, m
 /** @internal The record in force for a delivery once classified: a suspect's counted crash is kept. */
 export function baseRecord(record: LedgerRecord | undefined, c: Classification): LedgerRecord {
   const r = record ?? EMPTY_RECORD;
-  return c.kind === "run" ? r : { ...r, crashes: c.crashes, isolated: undefined, suspect: true };
+  return c.kind === "isolate" || c.kind === "crashed" ? { ...r, crashes: c.crashes, isolated: undefined, suspect: true } : r;
 }
 
 /** @internal Written before an isolated run starts at delivery `deliveries`. */
@@ -67,6 +82,23 @@ export function isolatedStart(r: LedgerRecord, deliveries: number, worker: strin
 /** @internal Written before a failed job is handed back for another attempt. */
 export function afterFailure(r: LedgerRecord, deliveries: number, worker: string, error: Error): LedgerRecord {
   return { failures: r.failures + 1, crashes: r.crashes, seen: deliveries, worker, error: error.message.slice(0, 512) };
+}
+
+/**
+ * @internal Written before a job is copied to the dead letters: the failure that killed it, the
+ * crash of a pending isolated run, and the decision, so that no later delivery runs it again.
+ */
+export function afterDead(r: LedgerRecord, deliveries: number, worker: string, reason: DeadLetterReason, attempts: number, crashes: number, error: Error): LedgerRecord {
+  const { isolated: _i, ...rest } = r;
+  return {
+    ...rest,
+    failures: reason === "max_attempts" ? r.failures + 1 : r.failures,
+    crashes,
+    seen: deliveries,
+    worker,
+    error: error.message.slice(0, 512),
+    dead: { reason, attempts },
+  };
 }
 
 /** @internal Written before a job is handed back without an attempt used (stop, deferral). A suspect stays one. */

@@ -3,6 +3,7 @@ import { JetqError } from "../errors.ts";
 import { apiCode, mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 import type { LedgerRecord } from "./decide.ts";
+import type { DeadLetterReason } from "../dlq/route.ts";
 
 /** The server refused a ledger write because someone wrote the record since it was read. */
 export class LedgerConflictError extends JetqError {
@@ -70,6 +71,11 @@ export class Ledger {
   }
 }
 
+const REASONS = new Set(["max_attempts", "permanent", "decode", "validation", "crashed"]);
+function isDead(v: unknown): v is { reason: string; attempts: unknown } {
+  return typeof v === "object" && v !== null && REASONS.has((v as { reason?: unknown }).reason as string);
+}
+
 const count = (v: unknown): number => (typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0);
 
 /** @internal Reads a stored record leniently: unknown fields are dropped, bad counts are 0. */
@@ -84,5 +90,6 @@ export function parseRecord(v: unknown): LedgerRecord | undefined {
     ...(o.suspect === true ? { suspect: true } : {}),
     ...(typeof o.worker === "string" ? { worker: o.worker } : {}),
     ...(typeof o.error === "string" ? { error: o.error } : {}),
+    ...(isDead(o.dead) ? { dead: { reason: o.dead.reason as DeadLetterReason, attempts: count(o.dead.attempts) } } : {}),
   };
 }

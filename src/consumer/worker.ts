@@ -15,6 +15,7 @@ import { apiPrefix, domainOf, jsOptions } from "../transport/api.ts";
 import { SlotTable } from "./slots.ts";
 import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
 import {
+  afterDead,
   afterFailure,
   afterHandBack,
   baseRecord,
@@ -486,7 +487,18 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     r.record = baseRecord(read.record, c);
     r.revision = read.revision;
     r.event.attempt = c.attempt;
-    if (this.#state !== "running") {
+    if (c.kind === "stale") {
+      // A later delivery of this job wrote its record: another worker holds it now (this worker
+      // stalled past ackWaitMs). Answering would act on that delivery: drop this one silently.
+      r.answered = true;
+      this.#finish(r);
+    } else if (c.kind === "finish-dead") {
+      // An earlier delivery decided to dead-letter it (and may have copied it) before it died:
+      // finish that, never run the handler again. The copy's msg id makes a second one a no-op.
+      r.span = this.#telemetry.start(this.#queue.name, r.msg, r.event);
+      const error = new JetqError(read.record?.error ?? "dead-lettered by an earlier delivery");
+      await this.#deadLetter(r, c.reason, error, c.crashes || undefined, read.record?.worker, true);
+    } else if (this.#state !== "running") {
       this.#handBack(r, 0, "released");
     } else if (c.kind === "run") {
       this.#begin(r);
@@ -675,33 +687,61 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #handBack(r: Running, delayMs: number, why: "released" | "deferred"): void {
     if (r.answered || r.settled) return;
     r.answered = true;
-    const p = this.#recordHandBack(r).then(() => {
-      this.#tell(r, "hand back", () => r.msg.nak(delayMs));
+    const p = this.#recordHandBack(r).then((answer) => {
+      if (answer) this.#tell(r, "hand back", () => r.msg.nak(delayMs));
       this.#finish(r);
-      if (why === "released") this.#emit("released", r.event);
+      if (answer && why === "released") this.#emit("released", r.event);
     });
     this.#handingBack.add(p);
     void p.finally(() => this.#handingBack.delete(p));
   }
 
-  async #recordHandBack(r: Running): Promise<void> {
+  /** Records a hand-back; false when the delivery turned out stale (nothing must answer it). */
+  async #recordHandBack(r: Running): Promise<boolean> {
     try {
       if (r.msg.deliveries > 1 && r.record === undefined) {
         // A redelivery handed back before it was classified (it arrived while a suspect waits to
         // run alone here): read its record first, so the hand-back keeps what it says.
         const read = await this.#ledger!.read(r.msg.seq);
-        r.record = baseRecord(read.record, classify(r.msg.deliveries, read.record, this.#queue.maxCrashes));
+        const c = classify(r.msg.deliveries, read.record, this.#queue.maxCrashes);
+        if (c.kind === "stale") return false;
+        r.record = baseRecord(read.record, c);
         r.revision = read.revision;
       }
       r.revision = await this.#ledger!.write(r.msg.seq, afterHandBack(r.record ?? EMPTY_RECORD, r.msg.deliveries, this.#workerId), r.revision);
     } catch (err) {
       this.#reportError(safeError(err));
+      // Lost the job to a newer delivery: leave it be. Otherwise hand it back unrecorded (its
+      // next delivery then runs alone once, which costs no attempt).
+      if (err instanceof LedgerConflictError) return false;
     }
+    return true;
   }
 
-  async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, crashes?: number, lastWorker?: string): Promise<void> {
+  async #deadLetter(r: Running, reason: DeadLetterReason, error: Error, crashes?: number, lastWorker?: string, recorded = false): Promise<void> {
     r.answered = true;
     const m = r.msg;
+    if (!recorded) {
+      // The decision goes into the ledger first (compare-and-set): a worker that read an older
+      // record cannot dead-letter the job another one runs, and a crash after the copy finishes
+      // the dead letter on the next delivery instead of running the handler again.
+      const base = r.record ?? EMPTY_RECORD;
+      try {
+        r.revision = await this.#ledger!.write(
+          m.seq,
+          afterDead(base, m.deliveries, this.#workerId, reason, r.event.attempt, crashes ?? base.crashes, error),
+          r.revision,
+        );
+      } catch (err) {
+        this.#reportError(safeError(err));
+        if (err instanceof LedgerConflictError) {
+          this.#finish(r);
+          r.span?.end(error, { kind: "released" });
+          return;
+        }
+        // The ledger cannot be written: dead-letter all the same (a poison job must not retry forever).
+      }
+    }
     try {
       await copyToDeadLetters(this.#js!, this.#queue as Queue<unknown, unknown>, {
         data: m.data,

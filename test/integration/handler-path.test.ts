@@ -245,6 +245,40 @@ describe("nothing a job does disables its worker", () => {
   });
 });
 
+describe("dead-letter decisions in the ledger", () => {
+  it("a delivery whose record says it is being dead-lettered finishes that dead letter and never runs the handler", async () => {
+    const { nc, q, producer, dlq } = await setup({ name: uniqueName("deadrec"), ackWaitMs: 60_000 });
+    const receipt = await producer.publish({ n: 1 }, { id: "doomed" });
+    // As if a worker decided to dead-letter it and died after recording that: delivery 1 taken
+    // by a raw consumer and handed back, and the decision in the job's ledger record.
+    const jsm = await jetstreamManager(nc);
+    const js = (await import("@nats-io/jetstream")).jetstream(nc);
+    const c = await js.consumers.get(q.names.stream, q.names.consumer);
+    const m = await c.next({ expires: 2_000 });
+    assert.ok(m);
+    const incarnation = Date.parse((await jsm.streams.info(q.names.stream)).created).toString(36);
+    await js.publish(`${q.names.ledgerSubject}.${incarnation}.${receipt.seq}`, JSON.stringify({
+      failures: 5, crashes: 0, seen: 1, worker: "gone:1:abcdef", error: "the last failure", dead: { reason: "max_attempts", attempts: 5 },
+    }));
+    m.nak();
+    let ran = 0;
+    const w = new Worker(nc, q, () => {
+      ran++;
+    });
+    const dead: string[] = [];
+    w.on("dead", (ev, reason) => dead.push(`${ev.id}:${reason}:${ev.attempt}`));
+    await w.start();
+    await waitFor(async () => (await dlq.count()) === 1, "the dead letter finished");
+    const [entry] = await dlq.list();
+    assert.deepEqual([entry!.id, entry!.reason, entry!.attempts, entry!.error.message], ["doomed", "max_attempts", 5, "the last failure"]);
+    assert.deepEqual(dead, ["doomed:max_attempts:5"]);
+    assert.equal(ran, 0, "the handler never ran again");
+    await waitFor(async () => (await jsm.streams.info(q.names.stream)).state.messages === 0, "the original removed");
+    await w.stop();
+    await producer.close();
+  });
+});
+
 describe("start and stop", () => {
   it("stop() while start() is pending wins: start rejects, no job is handled; start() after stop() says it was stopped", async () => {
     const { nc, q, producer } = await setup({ name: uniqueName("race") });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { JetqError, JobTimeoutError, PermanentError, RetryError, ConfigError, ValidationError } from "../../src/index.ts";
 import {
+  afterDead,
   afterFailure,
   afterHandBack,
   baseRecord,
@@ -94,6 +95,26 @@ describe("classify: a delivery → run, run alone, or dead-letter as crashed", (
     assert.deepEqual(classify(3, { failures: 0, crashes: 0, seen: 1, isolated: 2, suspect: true }, 2), { kind: "isolate", attempt: 1, crashes: 1 });
     assert.deepEqual(classify(4, { failures: 0, crashes: 1, seen: 2, isolated: 3, suspect: true }, 2), { kind: "crashed", attempt: 1, crashes: 2 });
     assert.deepEqual(classify(3, { failures: 0, crashes: 0, seen: 1, isolated: 2, suspect: true }, 1), { kind: "crashed", attempt: 1, crashes: 1 });
+  });
+
+  it("drops a delivery older than its record (its worker stalled while another took the job)", () => {
+    // Found by the SPIN model (model/README.md, F2): without this, a stale delivery charged a crash
+    // to an isolated run that was still going and started a second one.
+    assert.deepEqual(classify(3, { failures: 0, crashes: 0, seen: 3 }, 2), { kind: "stale", attempt: 1 });
+    assert.deepEqual(classify(3, { failures: 1, crashes: 0, seen: 2, isolated: 4, suspect: true }, 2), { kind: "stale", attempt: 2 });
+    assert.deepEqual(classify(5, { failures: 1, crashes: 0, seen: 2, isolated: 4, suspect: true }, 2), { kind: "isolate", attempt: 2, crashes: 1 });
+  });
+
+  it("finishes a dead letter an earlier delivery decided, whatever else the record says", () => {
+    // Found by the SPIN model (F5): the dead-letter decision is recorded before the copy, so a
+    // crash between the copy and the removal never runs the handler again.
+    const dead = afterDead({ failures: 1, crashes: 0, seen: 1 }, 2, "w", "max_attempts", 2, 0, new Error("last"));
+    assert.deepEqual(dead, { failures: 2, crashes: 0, seen: 2, worker: "w", error: "last", dead: { reason: "max_attempts", attempts: 2 } });
+    assert.deepEqual(classify(3, dead, 2), { kind: "finish-dead", attempt: 2, reason: "max_attempts", crashes: 0 });
+    assert.deepEqual(parseRecord(JSON.parse(JSON.stringify(dead))), dead);
+    const crashed = afterDead({ failures: 0, crashes: 1, seen: 3, isolated: 4, suspect: true }, 5, "w", "crashed", 1, 2, new Error("c"));
+    assert.equal(crashed.isolated, undefined);
+    assert.deepEqual(classify(6, crashed, 2), { kind: "finish-dead", attempt: 1, reason: "crashed", crashes: 2 });
   });
 
   it("follows the protocol through every history of up to 6 deliveries (outcomes written as the worker writes them)", () => {
