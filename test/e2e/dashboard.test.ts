@@ -85,7 +85,9 @@ async function dashboard(options: DashboardOptions = {}): Promise<{ url: string;
 
 async function newPage(): Promise<Page> {
   const page = await browser.newPage();
-  page.setDefaultTimeout(10_000);
+  // A deadline for each wait, not a pause: under a full CI run (two test files at once on two
+  // cores) a page's first render took more than 10 s once.
+  page.setDefaultTimeout(30_000);
   // Any script error on our pages is a bug; collect them and assert none at the end of each test.
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
