@@ -53,6 +53,14 @@ export interface QueueOptions<S extends ZodType = ZodType> {
   /** How long a job `id` is remembered to drop duplicate publishes. @default 120000 */
   duplicateWindowMs?: number;
   /**
+   * Delayed jobs (`publish(data, { delayMs })` or `{ runAt }`): provisioning adds a held stream
+   * `JETQ_<name>_HELD` that keeps each delayed job on the server until it is due, and every
+   * worker moves due jobs into the queue. Off by default so that a queue that never delays a
+   * job gets no extra stream and its workers no extra pull. Needs `duplicateWindowMs` of at
+   * least 10 s (a move repeated after a crash is dropped by that window). @default false
+   */
+  delayed?: boolean;
+  /**
    * Dead-letter stream bounds. `maxAgeMs` is 0 (keep forever) or at least the dead letters'
    * duplicate window, max(120 s, 4 × `ackWaitMs`). @default `{ maxMessages: -1, maxAgeMs: 0 }` (keep everything)
    */
@@ -89,6 +97,8 @@ export interface Queue<In = unknown, Out = In> {
   readonly duplicateWindowMs: number;
   /** {@link QueueOptions.deadLetter}, defaulted. */
   readonly deadLetter: { readonly maxMessages: number; readonly maxAgeMs: number };
+  /** {@link QueueOptions.delayed}, defaulted. */
+  readonly delayed: boolean;
   /** Names of the server objects behind the queue. */
   readonly names: QueueNames;
 }
@@ -109,6 +119,12 @@ export interface QueueNames {
   readonly ledgerStream: string;
   /** Subject prefix of ledger records (`<prefix>.<incarnation>.<seq>`). */
   readonly ledgerSubject: string;
+  /** Stream holding delayed jobs until they are due (only with `delayed: true`). */
+  readonly heldStream: string;
+  /** Subject delayed jobs are published to. */
+  readonly heldSubject: string;
+  /** Durable pull consumer of the held stream, shared by every worker's mover. */
+  readonly heldConsumer: string;
 }
 
 /** Type of the payload a producer publishes to `Q`. */
@@ -121,7 +137,7 @@ const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
  * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
  * `x_DLQ` would be the stream of queue `x`'s dead letters. `_ADV` was used up to jetq 0.1.
  */
-const RESERVED_SUFFIX = /_(DLQ|LEDGER|ADV)$/;
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|ADV)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -134,6 +150,9 @@ export function queueNames(name: string): QueueNames {
     dlqSubject: `jetq.dlq.${name}`,
     ledgerStream: `JETQ_${name}_LEDGER`,
     ledgerSubject: `jetq.ledger.${name}`,
+    heldStream: `JETQ_${name}_HELD`,
+    heldSubject: `jetq.held.${name}`,
+    heldConsumer: "mover",
   };
 }
 
@@ -145,6 +164,9 @@ export function queueNames(name: string): QueueNames {
 export function deadLetterWindowMs(ackWaitMs: number): number {
   return Math.max(120_000, ackWaitMs * 4);
 }
+
+/** @internal Shortest duplicate window of a queue with delayed jobs: twice the mover's ack wait. */
+export const MIN_DELAYED_WINDOW_MS = 10_000;
 
 function int(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
@@ -192,7 +214,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   }
   if (RESERVED_SUFFIX.test(name)) {
     throw new ConfigError(
-      `Expected \`name\` not to end in _DLQ, _LEDGER or _ADV (the names of another queue's streams), got ${describe(name)}`,
+      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD or _ADV (the names of another queue's streams), got ${describe(name)}`,
     );
   }
   const schema = options.schema;
@@ -218,6 +240,14 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
       `Expected \`deadLetter.maxAgeMs\` to be 0 (keep forever) or at least ${dlqWindow} ms (the dead letters' duplicate window, max(120 s, 4 × ackWaitMs)), got ${dlqMaxAgeMs}`,
     );
   }
+  const duplicateWindowMs = int("duplicateWindowMs", options.duplicateWindowMs ?? 120_000, 100, 7 * 24 * 3600 * 1000);
+  const delayed = options.delayed ?? false;
+  if (typeof delayed !== "boolean") throw new ConfigError(`Expected \`delayed\` to be true or false, got ${describe(delayed)}`);
+  if (delayed && duplicateWindowMs < MIN_DELAYED_WINDOW_MS) {
+    throw new ConfigError(
+      `Expected \`duplicateWindowMs\` to be at least ${MIN_DELAYED_WINDOW_MS} with \`delayed: true\` (a due job moved twice after a crash must be dropped as a duplicate), got ${duplicateWindowMs}`,
+    );
+  }
   return Object.freeze({
     name,
     schema: schema as ZodType<S["_zod"]["output"], S["_zod"]["input"]> | undefined,
@@ -232,11 +262,12 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     replicas,
     maxMessages: limit("maxMessages", options.maxMessages ?? -1),
     maxBytes: limit("maxBytes", options.maxBytes ?? -1),
-    duplicateWindowMs: int("duplicateWindowMs", options.duplicateWindowMs ?? 120_000, 100, 7 * 24 * 3600 * 1000),
+    duplicateWindowMs,
     deadLetter: Object.freeze({
       maxMessages: limit("deadLetter.maxMessages", dl.maxMessages ?? -1),
       maxAgeMs: dlqMaxAgeMs,
     }),
+    delayed,
     names: Object.freeze(queueNames(name)),
   });
 }

@@ -1,0 +1,189 @@
+// Delayed jobs (issue 17) against real servers: held on the server until due, never early by
+// the server's clock, durable across a server restart, and a delay costs no attempt.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { ConfigError, defineQueue, type Job, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { connectTo, uniqueName, useNats, waitFor } from "../support/ctx.ts";
+import { startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
+
+const nats = useNats();
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
+}
+
+describe("delayed jobs: options and provisioning", () => {
+  it("a queue without `delayed` gets no held stream; one with it gets the stream and its mover consumer, idempotently", async () => {
+    const nc = await nats.connect();
+    const jsm = await jetstreamManager(nc);
+    const plain = defineQueue({ name: uniqueName("plain") });
+    assert.equal((await provisionQueue(nc, plain)).heldStream, "none");
+    await assert.rejects(jsm.streams.info(plain.names.heldStream), /stream not found/);
+
+    const q = defineQueue({ name: uniqueName("held"), delayed: true });
+    assert.equal((await provisionQueue(nc, q)).heldStream, "created");
+    assert.equal((await provisionQueue(nc, q)).heldStream, "unchanged");
+    const ci = await jsm.consumers.info(q.names.heldStream, q.names.heldConsumer);
+    assert.equal(ci.config.max_ack_pending, -1, "held jobs wait as un-acked deliveries: no bound");
+  });
+
+  it("delayMs / runAt are checked, naming the option (and the item in a batch); a queue without `delayed` refuses them", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("opts"), delayed: true });
+    await provisionQueue(nc, q);
+    const p = new Producer(nc, q);
+    const plain = defineQueue({ name: uniqueName("plain") });
+    await provisionQueue(nc, plain);
+    const pp = new Producer(nc, plain);
+    try {
+      await assert.rejects(p.publish({}, { delayMs: -5 }), (e: Error) => e instanceof ConfigError && /`delayMs`.*-5/.test(e.message));
+      await assert.rejects(p.publish({}, { delayMs: 1.5 }), /`delayMs`/);
+      await assert.rejects(p.publish({}, { runAt: new Date("nonsense") }), (e: Error) => e instanceof ConfigError && /`runAt`/.test(e.message));
+      await assert.rejects(p.publish({}, { delayMs: 10, runAt: Date.now() + 10 }), /either `delayMs` or `runAt`/);
+      await assert.rejects(p.publishMany([1, 2, 3], { delayMs: (_, i) => (i === 2 ? -1 : 10) }), /`delayMs` \(item 2\)/);
+      await assert.rejects(pp.publish({}, { delayMs: 1000 }), (e: Error) => e instanceof ConfigError && /delayed: true/.test(e.message));
+      assert.throws(() => defineQueue({ name: "x", delayed: true, duplicateWindowMs: 1000 }), /`duplicateWindowMs`.*at least 10000/);
+      // Due now or in the past: straight into the queue (a plain queue takes that too).
+      assert.match((await pp.publish({}, { delayMs: 0 })).id, /^seq-/);
+      assert.match((await p.publish({}, { runAt: Date.now() - 1000 })).id, /^seq-/);
+      // Held: the id names the held stream's sequence, not the queue's.
+      assert.match((await p.publish({}, { delayMs: 60_000 })).id, /^delayed-\d+$/);
+      assert.equal((await p.publish({}, { delayMs: 60_000, id: "mine" })).id, "mine");
+      const again = await p.publish({}, { delayMs: 60_000, id: "mine" });
+      assert.equal(again.duplicate, true, "the held stream drops a repeated id");
+    } finally {
+      await p.close();
+      await pp.close();
+    }
+  });
+});
+
+describe("delayed jobs: timing and attempts", () => {
+  it("a delay costs no attempt; a delayed job that fails retries after its backoff as any other", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("retry"), delayed: true, backoff: [300], maxAttempts: 3 });
+    await provisionQueue(nc, q);
+    const starts: Array<{ attempt: number; at: number; due: number; stored: number }> = [];
+    const worker = new Worker<unknown>(nc, q, (job: Job<unknown>) => {
+      starts.push({ attempt: job.attempt, at: Date.now(), due: Number(job.headers["Jetq-Due"]), stored: job.publishedAt.getTime() });
+      if (job.attempt === 1) throw new Error("first attempt fails");
+    });
+    const p = new Producer(nc, q);
+    try {
+      await worker.start();
+      const r = await p.publish({ x: 1 }, { delayMs: 700 });
+      await waitFor(() => starts.length === 2, "two attempts", 10_000);
+      assert.deepEqual(starts.map((s) => s.attempt), [1, 2], "held for 700 ms, then attempt 1: the delay used no attempt");
+      assert.ok(starts[0]!.stored >= starts[0]!.due, "moved into the queue no earlier than due (server clock)");
+      assert.ok(starts[1]!.at - starts[0]!.at >= 290, `retried after its 300 ms backoff, got ${starts[1]!.at - starts[0]!.at} ms`);
+      assert.match(r.id, /^delayed-/);
+    } finally {
+      await worker.stop();
+      await p.close();
+    }
+  });
+
+  it("a job runAt a time runs then, not before; a worker with `schedules: false` moves nothing", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("runat"), delayed: true });
+    await provisionQueue(nc, q);
+    const seen: Array<{ at: number; stored: number }> = [];
+    const record = (job: Job<unknown>): void => {
+      seen.push({ at: Date.now(), stored: job.publishedAt.getTime() });
+    };
+    const idle = new Worker(nc, q, record, { schedules: false });
+    const p = new Producer(nc, q);
+    const runAt = new Date(Date.now() + 600);
+    try {
+      await idle.start();
+      await p.publish({}, { runAt, id: "at-job" });
+      await new Promise((r) => setTimeout(r, 1200));
+      assert.equal(seen.length, 0, "no mover ran, so the job stayed held past its due time");
+      const worker = new Worker(nc, q, record);
+      await worker.start();
+      await waitFor(() => seen.length === 1, "the job, once a mover runs");
+      assert.ok(seen[0]!.stored >= runAt.getTime(), `entered the queue at ${seen[0]!.stored}, due ${runAt.getTime()}`);
+      await worker.stop();
+    } finally {
+      await idle.stop();
+      await p.close();
+    }
+  });
+});
+
+describe("delayed jobs: 1,000 over 5 s, server restarted midway", () => {
+  let srv: LocalNatsServer;
+  before(async () => {
+    srv = await startLocalNats();
+  });
+  after(async () => {
+    await srv.stop();
+  });
+
+  it("none starts before its due time (server clock), all run, lateness printed", async () => {
+    const nc = await connectTo(srv, { maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const q = defineQueue({ name: uniqueName("many"), delayed: true });
+    await provisionQueue(nc, q);
+    const N = 1000;
+    const runs = new Map<string, number>();
+    const early: string[] = [];
+    const lateness: number[] = [];
+    const worker = new Worker(nc, q, (job) => {
+      const due = Number(job.headers["Jetq-Due"]);
+      // The job entered the queue at job.publishedAt (server clock) and cannot start before that.
+      if (!(job.publishedAt.getTime() >= due)) early.push(job.id);
+      lateness.push(Date.now() - due);
+      runs.set(job.id, (runs.get(job.id) ?? 0) + 1);
+    }, { concurrency: 64 });
+    worker.on("error", () => {}); // reconnect noise while the server restarts
+    const p = new Producer(nc, q);
+    try {
+      await worker.start();
+      const t0 = Date.now();
+      await p.publishMany(Array.from({ length: N }, (_, i) => ({ i })), { id: (_, i) => `d-${i}`, delayMs: (_, i) => 300 + Math.floor((i * 5000) / N) });
+      // Restart the server while about half the jobs are still held.
+      await new Promise((r) => setTimeout(r, Math.max(0, t0 + 2_800 - Date.now())));
+      const before = runs.size;
+      await srv.restart();
+      await waitFor(() => runs.size === N, `all ${N} jobs (${runs.size} so far)`, 30_000, 50);
+      const dupes = [...runs].filter(([, n]) => n > 1).map(([id]) => id);
+      const sorted = lateness.slice().sort((a, b) => a - b);
+      console.log(
+        `delayed: ${N} jobs, ${before} ran before the restart; lateness p50 ${percentile(sorted, 50)} ms, p99 ${percentile(sorted, 99)} ms, max ${sorted.at(-1)} ms; ${dupes.length} ran twice`,
+      );
+      assert.deepEqual(early, [], "no job entered the queue before its due time");
+      assert.ok(before > 100 && before < N - 100, `the restart came midway (${before} had run)`);
+      assert.deepEqual(dupes, [], "each job ran once");
+    } finally {
+      await worker.stop();
+      await p.close();
+      await nc.close();
+    }
+  });
+
+  it("on an idle queue, delayed jobs start within 100 ms of due (p99)", async () => {
+    const nc = await connectTo(srv);
+    const q = defineQueue({ name: uniqueName("idle"), delayed: true });
+    await provisionQueue(nc, q);
+    const lateness: number[] = [];
+    const worker = new Worker(nc, q, (job) => {
+      lateness.push(Date.now() - Number(job.headers["Jetq-Due"]));
+    }, { concurrency: 16 });
+    const p = new Producer(nc, q);
+    try {
+      await worker.start();
+      const N = 200;
+      await p.publishMany(Array.from({ length: N }, () => ({})), { delayMs: (_, i) => 200 + i * 10 });
+      await waitFor(() => lateness.length === N, "all idle-queue jobs", 20_000, 50);
+      const sorted = lateness.sort((a, b) => a - b);
+      console.log(`delayed, idle queue: ${N} jobs over 2 s, lateness p50 ${percentile(sorted, 50)} ms, p99 ${percentile(sorted, 99)} ms, max ${sorted.at(-1)} ms`);
+      assert.ok(sorted[0]! >= 0, "none early");
+      assert.ok(percentile(sorted, 99) <= 100, `p99 lateness ${percentile(sorted, 99)} ms`);
+    } finally {
+      await worker.stop();
+      await p.close();
+      await nc.close();
+    }
+  });
+});
