@@ -53,15 +53,6 @@ export function resolveDue(delayMs: unknown, runAt: unknown, now: number, label 
   return undefined;
 }
 
-/** @internal Parses a duration for the CLI: `250ms`, `30s`, `5m`, `2h`, `1d`, or plain milliseconds. */
-export function parseDuration(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
-  if (!m) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? "ms") as "ms"];
-  const v = Math.round(Number(m[1]) * unit);
-  return Number.isSafeInteger(v) ? v : undefined;
-}
-
 /**
  * @internal How long the server waits for a mover's answer to a held job before handing it to
  * another mover. A mover answers at once (a nak with the remaining delay) or after one publish

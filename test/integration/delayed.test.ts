@@ -1,6 +1,9 @@
 // Delayed jobs (issue 17) against real servers: held on the server until due, never early by
 // the server's clock, durable across a server restart, and a delay costs no attempt.
 import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ConfigError, defineQueue, type Job, Producer, provisionQueue, Worker } from "../../src/index.ts";
@@ -8,6 +11,12 @@ import { connectTo, uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
 
 const nats = useNats();
+const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
+
+function jetqSync(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, NATS_URL: nats.server().servers, NO_COLOR: "1" }, encoding: "utf8", timeout: 30_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
@@ -184,6 +193,43 @@ describe("delayed jobs: 1,000 over 5 s, server restarted midway", () => {
       await worker.stop();
       await p.close();
       await nc.close();
+    }
+  });
+});
+
+describe("delayed jobs: CLI", () => {
+  it("jetq provision --delayed, jetq publish --delay 1s, and jetq schedules run moves the job when due", async () => {
+    const nc = await nats.connect();
+    const name = uniqueName("cli");
+    const plain = uniqueName("cliplain");
+    await provisionQueue(nc, defineQueue({ name: plain }));
+    const refused = jetqSync(["publish", plain, "{}", "--delay", "1s"]);
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.stderr, /does not accept delayed jobs.*--delayed/);
+    const prov = jetqSync(["provision", name, "--delayed"]);
+    assert.equal(prov.status, 0, prov.stderr);
+    assert.match(prov.stdout, /held stream/);
+    const before = Date.now();
+    const pub = jetqSync(["publish", name, '{"n":1}', "--delay", "1s", "--id", "cli-job"]);
+    assert.equal(pub.status, 0, pub.stderr);
+
+    // Workers that move nothing: only `jetq schedules run` can bring the job in.
+    const q = defineQueue({ name, delayed: true });
+    const seen: Array<{ id: string; at: number }> = [];
+    const worker = new Worker(nc, q, (job) => {
+      seen.push({ id: job.id, at: Date.now() });
+    }, { schedules: false });
+    await worker.start();
+    const runner = spawn(process.execPath, [CLI, "schedules", "run", name], { env: { ...process.env, NATS_URL: nats.server().servers }, stdio: ["ignore", "pipe", "pipe"] });
+    const exited = new Promise<number | null>((resolve) => runner.once("exit", resolve));
+    try {
+      await waitFor(() => seen.length === 1, "the job moved by jetq schedules run", 15_000);
+      assert.equal(seen[0]!.id, "cli-job");
+      assert.ok(seen[0]!.at >= before + 1000, `ran ${seen[0]!.at - before} ms after the publish started`);
+    } finally {
+      runner.kill("SIGTERM");
+      assert.equal(await exited, 0, "schedules run stops cleanly on SIGTERM");
+      await worker.stop();
     }
   });
 });
