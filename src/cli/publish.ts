@@ -4,7 +4,7 @@ import { Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConnectionError, JetqError, TimeoutError, ValidationError } from "../errors.ts";
 import { Producer, type PublishReceipt } from "../producer/producer.ts";
-import { loadDelayedQueue, loadQueue } from "./connect.ts";
+import { loadSchedulingQueue, loadQueue } from "./connect.ts";
 import { parseDuration } from "./format.ts";
 import { globals, print, printJson, withNats } from "./context.ts";
 import { UsageError } from "./exit.ts";
@@ -44,7 +44,7 @@ export function publishCommand(): Command {
     .argument("[json]", "the job payload as JSON; omit to read JSON lines from stdin")
     .option("--id <id>", "idempotency key: a second publish with the same id within the duplicate window is dropped")
     .option("-H, --header <name=value>", "extra header carried with the job (repeatable)", collect, [] as string[])
-    .option("--delay <duration>", "run the job(s) no earlier than this long from now, e.g. 30s, 5m (the queue must be provisioned with --delayed)")
+    .option("--delay <duration>", "run the job(s) no earlier than this long from now, e.g. 30s, 5m (the queue must be provisioned with --scheduling)")
     .addHelpText(
       "after",
       `
@@ -65,7 +65,7 @@ Examples:
         throw new UsageError("--id applies to a single job given as an argument, not to jobs read from stdin");
       }
       await withNats(g, async (nc) => {
-        const queue = delayMs === undefined ? (await loadQueue(nc, name)).queue : await loadDelayedQueue(nc, name);
+        const queue = delayMs === undefined ? (await loadQueue(nc, name)).queue : await loadSchedulingQueue(nc, name);
         const producer = new Producer(nc, queue);
         try {
           if (json !== undefined) {

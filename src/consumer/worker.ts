@@ -26,7 +26,7 @@ import {
   safeError,
   type Settlement,
 } from "./decide.ts";
-import { Mover } from "../schedule/mover.ts";
+import { type Scheduling, startScheduling } from "../schedule/run.ts";
 import { Ledger, LedgerConflictError } from "./ledger.ts";
 import { type Middleware, PayloadRejected, runChain, telemetryStep, timeoutStep, validationStep } from "./middleware.ts";
 import { type WorkerTelemetry, noAttemptSpan, noWorkerTelemetry } from "../telemetry/hooks.ts";
@@ -81,9 +81,10 @@ export interface WorkerOptions<T = unknown> {
    */
   use?: ReadonlyArray<Middleware<T>>;
   /**
-   * For a queue defined with `delayed: true`: move its delayed jobs into the queue when they are
-   * due (any number of workers may; each held job is moved once). `false` leaves that to other
-   * workers or to `jetq schedules run <queue>`. @default true
+   * For a queue defined with `scheduling: true`: move its delayed jobs into the queue when they
+   * are due and fire its schedules' ticks (any number of workers may: each held job is moved
+   * once, each tick makes one job). `false` leaves that to other workers or to
+   * `jetq schedules run <queue>`. @default true
    */
   schedules?: boolean;
 }
@@ -204,7 +205,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   /** Hand-backs in progress (ledger write, then nak); stop() waits for them. Bounded by concurrency. */
   readonly #handingBack = new Set<Promise<void>>();
   readonly #schedules: boolean;
-  #mover: Mover | undefined;
+  #scheduling: Scheduling | undefined;
 
   constructor(nc: NatsConnection, queue: Queue<unknown, T>, handler: Handler<T>, options: WorkerOptions<T> = {}) {
     super();
@@ -299,17 +300,16 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       const si = await this.#jsm.streams.info(n.stream);
       this.#incarnation = Date.parse(si.created) || 0;
       await this.#jsm.streams.info(n.ledgerStream);
-      if (this.#queue.delayed && this.#schedules) {
-        this.#mover = new Mover(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) });
-        await this.#mover.start();
+      if (this.#queue.scheduling && this.#schedules) {
+        this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) });
       }
     } catch (err) {
-      void this.#mover?.stop();
+      void this.#scheduling?.stop();
       if (this.#state === "starting") this.#state = "stopped";
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     // stop() while we waited: stop wins.
-    if (this.#state !== "starting") void this.#mover?.stop();
+    if (this.#state !== "starting") void this.#scheduling?.stop();
     if (this.#state !== "starting") throw new JetqError(`Worker for queue "${this.#queue.name}" was stopped while it was starting`);
     this.#ledger = new Ledger(this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>, this.#incarnation);
     this.#steps = this.#buildSteps();
@@ -378,7 +378,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       // closed connection: nothing more can arrive
     }
     this.#puller?.stop();
-    await this.#mover?.stop();
+    await this.#scheduling?.stop();
     if (this.#running.size > this.#stuck.size) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));

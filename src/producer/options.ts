@@ -51,14 +51,14 @@ export interface PublishOptions {
   /**
    * Runs the job no earlier than this many milliseconds after the server stored it (by the
    * server's clock). The job waits in the queue's held stream, on the server; its delay costs it
-   * no attempt. 0 runs it at once. Needs a queue defined with `delayed: true`.
+   * no attempt. 0 runs it at once. Needs a queue defined with `scheduling: true`.
    * Not with `runAt`. @default 0
    */
   delayMs?: number;
   /**
    * Runs the job no earlier than this time (a `Date` or epoch milliseconds), as the server's
    * clock tells it. A time not after now runs the job at once. Needs a queue defined with
-   * `delayed: true`. Not with `delayMs`. @default none (at once)
+   * `scheduling: true`. Not with `delayMs`. @default none (at once)
    */
   runAt?: Date | number;
 }

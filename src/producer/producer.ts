@@ -155,12 +155,12 @@ export class Producer<In = unknown> {
     return this.#publishWaiting(payload, hdrs, id, options.signal, span, due !== undefined);
   }
 
-  /** Checks a publish's `delayMs`/`runAt`; a queue without `delayed: true` cannot hold a job. */
+  /** Checks a publish's `delayMs`/`runAt`; a queue without `scheduling: true` cannot hold a job. */
   #due(delayMs: unknown, runAt: unknown, index?: number): Due {
     const due = resolveDue(delayMs, runAt, Date.now(), index === undefined ? "" : ` (item ${index})`);
-    if (due !== undefined && !this.#queue.delayed) {
+    if (due !== undefined && !this.#queue.scheduling) {
       throw new ConfigError(
-        `Queue "${this.#queue.name}" cannot delay jobs: define it with \`delayed: true\` and provision it again (jetq provision ${this.#queue.name} --delayed), or publish without delayMs/runAt`,
+        `Queue "${this.#queue.name}" cannot delay jobs: define it with \`scheduling: true\` and provision it again (jetq provision ${this.#queue.name} --scheduling), or publish without delayMs/runAt`,
       );
     }
     return due;

@@ -53,13 +53,15 @@ export interface QueueOptions<S extends ZodType = ZodType> {
   /** How long a job `id` is remembered to drop duplicate publishes. @default 120000 */
   duplicateWindowMs?: number;
   /**
-   * Delayed jobs (`publish(data, { delayMs })` or `{ runAt }`): provisioning adds a held stream
-   * `JETQ_<name>_HELD` that keeps each delayed job on the server until it is due, and every
-   * worker moves due jobs into the queue. Off by default so that a queue that never delays a
-   * job gets no extra stream and its workers no extra pull. Needs `duplicateWindowMs` of at
-   * least 10 s (a move repeated after a crash is dropped by that window). @default false
+   * Delayed jobs (`publish(data, { delayMs })` or `{ runAt }`) and repeatable jobs
+   * ({@link Schedules}): provisioning adds a held stream `JETQ_<name>_HELD`, which keeps each
+   * delayed job on the server until it is due, and a stream `JETQ_<name>_SCHED` of schedules;
+   * every worker then moves due jobs into the queue and fires the schedules' ticks. Off by
+   * default so that a queue that uses neither gets no extra streams and its workers no extra
+   * work. Needs `duplicateWindowMs` of at least 10 s (a move or a tick repeated by another
+   * process or after a crash is dropped by that window). @default false
    */
-  delayed?: boolean;
+  scheduling?: boolean;
   /**
    * Dead-letter stream bounds. `maxAgeMs` is 0 (keep forever) or at least the dead letters'
    * duplicate window, max(120 s, 4 × `ackWaitMs`). @default `{ maxMessages: -1, maxAgeMs: 0 }` (keep everything)
@@ -97,8 +99,8 @@ export interface Queue<In = unknown, Out = In> {
   readonly duplicateWindowMs: number;
   /** {@link QueueOptions.deadLetter}, defaulted. */
   readonly deadLetter: { readonly maxMessages: number; readonly maxAgeMs: number };
-  /** {@link QueueOptions.delayed}, defaulted. */
-  readonly delayed: boolean;
+  /** {@link QueueOptions.scheduling}, defaulted. */
+  readonly scheduling: boolean;
   /** Names of the server objects behind the queue. */
   readonly names: QueueNames;
 }
@@ -119,12 +121,16 @@ export interface QueueNames {
   readonly ledgerStream: string;
   /** Subject prefix of ledger records (`<prefix>.<incarnation>.<seq>`). */
   readonly ledgerSubject: string;
-  /** Stream holding delayed jobs until they are due (only with `delayed: true`). */
+  /** Stream holding delayed jobs until they are due (only with `scheduling: true`). */
   readonly heldStream: string;
   /** Subject delayed jobs are published to. */
   readonly heldSubject: string;
   /** Durable pull consumer of the held stream, shared by every worker's mover. */
   readonly heldConsumer: string;
+  /** Stream holding the repeatable jobs' definitions and last ticks (only with `scheduling: true`). */
+  readonly scheduleStream: string;
+  /** Subject prefix of schedule records (`<prefix>.def.<name>`, `<prefix>.last.<name>`). */
+  readonly scheduleSubject: string;
 }
 
 /** Type of the payload a producer publishes to `Q`. */
@@ -137,7 +143,7 @@ const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
  * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
  * `x_DLQ` would be the stream of queue `x`'s dead letters. `_ADV` was used up to jetq 0.1.
  */
-const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|ADV)$/;
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|ADV)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -153,6 +159,8 @@ export function queueNames(name: string): QueueNames {
     heldStream: `JETQ_${name}_HELD`,
     heldSubject: `jetq.held.${name}`,
     heldConsumer: "mover",
+    scheduleStream: `JETQ_${name}_SCHED`,
+    scheduleSubject: `jetq.sched.${name}`,
   };
 }
 
@@ -214,7 +222,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   }
   if (RESERVED_SUFFIX.test(name)) {
     throw new ConfigError(
-      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD or _ADV (the names of another queue's streams), got ${describe(name)}`,
+      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED or _ADV (the names of another queue's streams), got ${describe(name)}`,
     );
   }
   const schema = options.schema;
@@ -241,11 +249,11 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     );
   }
   const duplicateWindowMs = int("duplicateWindowMs", options.duplicateWindowMs ?? 120_000, 100, 7 * 24 * 3600 * 1000);
-  const delayed = options.delayed ?? false;
-  if (typeof delayed !== "boolean") throw new ConfigError(`Expected \`delayed\` to be true or false, got ${describe(delayed)}`);
-  if (delayed && duplicateWindowMs < MIN_DELAYED_WINDOW_MS) {
+  const scheduling = options.scheduling ?? false;
+  if (typeof scheduling !== "boolean") throw new ConfigError(`Expected \`scheduling\` to be true or false, got ${describe(scheduling)}`);
+  if (scheduling && duplicateWindowMs < MIN_DELAYED_WINDOW_MS) {
     throw new ConfigError(
-      `Expected \`duplicateWindowMs\` to be at least ${MIN_DELAYED_WINDOW_MS} with \`delayed: true\` (a due job moved twice after a crash must be dropped as a duplicate), got ${duplicateWindowMs}`,
+      `Expected \`duplicateWindowMs\` to be at least ${MIN_DELAYED_WINDOW_MS} with \`scheduling: true\` (a due job moved twice after a crash must be dropped as a duplicate), got ${duplicateWindowMs}`,
     );
   }
   return Object.freeze({
@@ -267,7 +275,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
       maxMessages: limit("deadLetter.maxMessages", dl.maxMessages ?? -1),
       maxAgeMs: dlqMaxAgeMs,
     }),
-    delayed,
+    scheduling,
     names: Object.freeze(queueNames(name)),
   });
 }

@@ -42,9 +42,11 @@ export interface ProvisionResult {
   ledgerStream: "created" | "unchanged" | "updated";
   /**
    * The held stream of delayed jobs and its mover consumer (one answer for the pair); `"none"`
-   * for a queue defined without `delayed: true`, which gets neither.
+   * for a queue defined without `scheduling: true`, which gets neither.
    */
   heldStream: "created" | "unchanged" | "updated" | "none";
+  /** The stream of repeatable jobs' schedules; `"none"` for a queue defined without `scheduling: true`. */
+  scheduleStream: "created" | "unchanged" | "updated" | "none";
   /**
    * A queue provisioned by jetq 0.1 was migrated: the consumer's `max_deliver` became unlimited
    * (jetq counts attempts in its ledger now) and the obsolete advisory stream was removed.
@@ -67,6 +69,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
   ledger: Partial<StreamConfig>;
   held: Partial<StreamConfig> | undefined;
   mover: Partial<ConsumerConfig> | undefined;
+  schedules: Partial<StreamConfig> | undefined;
 } {
   const n = q.names;
   const storage = q.storage === "memory" ? StorageType.Memory : StorageType.File;
@@ -120,7 +123,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
       discard: DiscardPolicy.Old,
       allow_direct: true,
     },
-    held: q.delayed
+    held: q.scheduling
       ? {
           name: n.heldStream,
           subjects: [n.heldSubject],
@@ -136,7 +139,20 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
           allow_direct: true,
         }
       : undefined,
-    mover: q.delayed ? moverConfig(q) : undefined,
+    mover: q.scheduling ? moverConfig(q) : undefined,
+    schedules: q.scheduling
+      ? {
+          name: n.scheduleStream,
+          subjects: [`${n.scheduleSubject}.>`],
+          retention: RetentionPolicy.Limits,
+          storage,
+          num_replicas: q.replicas,
+          // One record per subject: a schedule's definition (or its removal) and its last tick.
+          max_msgs_per_subject: 1,
+          discard: DiscardPolicy.Old,
+          allow_direct: true,
+        }
+      : undefined,
   };
 }
 
@@ -324,6 +340,7 @@ export async function provisionQueue<In, Out>(
   const ledger = await planStream(jsm, cfg.ledger, "ledger stream", update);
   const held = cfg.held ? await planStream(jsm, cfg.held, "held stream", update) : undefined;
   const mover = cfg.mover ? await planConsumer(jsm, n.heldStream, cfg.mover, update) : undefined;
+  const schedules = cfg.schedules ? await planStream(jsm, cfg.schedules, "schedule stream", update) : undefined;
   const legacy = `${n.stream}_ADV`;
   const hasLegacy = (await streamInfo(jsm, legacy, "advisory stream")) !== undefined;
 
@@ -358,6 +375,7 @@ export async function provisionQueue<In, Out>(
       deadLetterStream: "unchanged",
       ledgerStream: "unchanged",
       heldStream: "none",
+      scheduleStream: "none",
       migrated: false,
     };
     if (consumer.kind === "create") {
@@ -395,6 +413,7 @@ export async function provisionQueue<In, Out>(
         throw mapNatsError(err, `${mover.kind} consumer "${name}" on "${n.heldStream}"`);
       }
     }
+    if (schedules) result.scheduleStream = await applyStream(schedules, "schedule stream");
     if (hasLegacy) {
       // Jobs the 0.1 server gave up on and its mover had not moved yet: queue them again.
       await requeueGivenUp(nc, jsm, queue as Queue<unknown, unknown>, legacy);

@@ -4,6 +4,7 @@ import { mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 import { HDR } from "../queue/headers.ts";
 import { jsOptions } from "../transport/api.ts";
+import { ServerClock } from "./clock.ts";
 import { HELD, heldJobId } from "./held.ts";
 
 /** What a mover reports to its owner (a worker, or `jetq schedules run`). */
@@ -27,8 +28,6 @@ const PROBE_EVERY_MS = 60_000;
 /** Headers of a held job that are not carried to the job in the queue. */
 const DROP = new Set([HELD.delay, HELD.due, HDR.msgId].map((h) => h.toLowerCase()));
 
-/** Local monotonic time in epoch milliseconds: immune to wall-clock steps. */
-const mono = (): number => performance.timeOrigin + performance.now();
 
 /**
  * @internal Moves a queue's delayed jobs from its held stream into the queue when they are due.
@@ -40,10 +39,8 @@ const mono = (): number => performance.timeOrigin + performance.now();
  * delivered again after the consumer's ack wait; the queue's duplicate window drops the second
  * copy. Any number of movers may run: the consumer hands each held job to one of them at a time.
  *
- * Never early, by the server's clock: "now" is estimated as a lower bound of the server's time,
- * from server timestamps seen (a clock probe's, and every held job's: each was stored before it
- * reached us) plus the local monotonic time elapsed since. An estimate that is behind makes a
- * job late by that much, never early.
+ * Never early, by the server's clock: "now" is a lower bound of the server's time (see
+ * {@link ServerClock}). An estimate that is behind makes a job late by that much, never early.
  */
 export class Mover {
   readonly #nc: NatsConnection;
@@ -54,21 +51,20 @@ export class Mover {
   #messages: ConsumerMessages | undefined;
   #loop: Promise<void> | undefined;
   readonly #moving = new Set<Promise<void>>();
-  /** Lower bound of (server clock − local monotonic clock), ms; -Infinity until a timestamp is seen. */
-  #offset = -Infinity;
-  #calibrated = false;
+  readonly #clock: ServerClock;
   #probeTimer: NodeJS.Timeout | undefined;
   #stopped = false;
 
-  constructor(nc: NatsConnection, queue: Queue<unknown, unknown>, hooks: MoverHooks) {
+  constructor(nc: NatsConnection, queue: Queue<unknown, unknown>, hooks: MoverHooks, clock = new ServerClock()) {
     this.#nc = nc;
+    this.#clock = clock;
     this.#queue = queue;
     this.#hooks = hooks;
   }
 
   /**
    * Reads the server's clock, then starts taking held jobs.
-   * @throws {@link QueueNotFoundError} the held stream or its consumer is missing (provision the queue with `delayed: true`).
+   * @throws {@link QueueNotFoundError} the held stream or its consumer is missing (provision the queue with `scheduling: true`).
    */
   async start(): Promise<void> {
     const n = this.#queue.names;
@@ -77,13 +73,13 @@ export class Mover {
       this.#js = jetstream(this.#nc, jsOptions(this.#queue));
       this.#jsm = await jetstreamManager(this.#nc, jsOptions(this.#queue));
       const consumer = await this.#js.consumers.get(n.heldStream, n.heldConsumer);
-      await this.#probe();
+      await this.#clock.probe(this.#js, this.#jsm, this.#queue);
       this.#messages = await consumer.consume({ max_messages: WINDOW });
     } catch (err) {
       throw mapNatsError(err, what);
     }
     this.#probeTimer = setInterval(() => {
-      this.#probe().catch((err: unknown) => this.#hooks.error(mapNatsError(err, `read the server clock for queue "${this.#queue.name}"`)));
+      this.#clock.probe(this.#js!, this.#jsm!, this.#queue).catch((err: unknown) => this.#hooks.error(mapNatsError(err, `read the server clock for queue "${this.#queue.name}"`)));
     }, PROBE_EVERY_MS);
     this.#probeTimer.unref();
     this.#loop = this.#run(this.#messages);
@@ -121,35 +117,18 @@ export class Mover {
     }
   }
 
-  /**
-   * Reads the server's clock: a tiny message stored in the queue's ledger (one subject, replaced
-   * each time), then its server timestamp. It was stored before its PubAck reached us, so
-   * `timestamp − local time at the PubAck` is a lower bound of the clocks' offset.
-   */
-  async #probe(): Promise<void> {
-    const n = this.#queue.names;
-    const ack = await this.#js!.publish(`${n.ledgerSubject}.clock`, new Uint8Array(0), { timeout: 5_000 });
-    const local = mono();
-    const sm = await this.#jsm!.streams.getMessage(n.ledgerStream, { seq: ack.seq });
-    if (!sm) return; // replaced by another mover's probe meanwhile: the next one will do
-    // A fresh bound each time: the monotonic clock may drift from the server's over hours.
-    this.#offset = Date.parse(sm.timestamp) - local;
-    this.#calibrated = true;
-  }
-
   /** Naks a held job with its remaining delay, or starts its move (returned). */
   #handle(m: JsMsg): Promise<void> | undefined {
-    const local = mono();
     // Nanoseconds as a double lose a few hundred ns: floored to ms, still not after the real time.
     const stored = Math.floor(Number(m.info.timestampNanos) / 1_000_000);
-    // Stored before it reached us: another lower bound of the offset.
-    if (stored - local > this.#offset) this.#offset = stored - local;
+    // Stored before it reached us: another lower bound of the server's time.
+    this.#clock.saw(stored);
     const h = m.headers;
     const due = dueOf(h, stored);
-    const now = Math.max(stored, local + this.#offset);
+    const now = this.#clock.now();
     const wait = due - now;
     if (wait > 0) {
-      m.nak(Math.ceil(Math.min(wait, this.#calibrated ? MAX_NAK_MS : UNCALIBRATED_NAK_MS)));
+      m.nak(Math.ceil(Math.min(wait, this.#clock.calibrated ? MAX_NAK_MS : UNCALIBRATED_NAK_MS)));
       return undefined;
     }
     return this.#move(m, h, due, now);
