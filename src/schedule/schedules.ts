@@ -85,8 +85,8 @@ export function scheduleInfo(name: string, def: DefRecord, updatedAt: number, la
  * tick, with the id `sched:<name>:<tick ISO time>` and `job.schedule` set.
  *
  * Schedules are stored on the server (stream `JETQ_<queue>_SCHED`); ticks fire while any
- * {@link Worker} of the queue runs (unless started with `schedules: false`) or `jetq schedules
- * run <queue>` does. There is no leader: every such process publishes each tick's job with the
+ * {@link Worker} of the queue runs (unless started with `schedules: false`) or
+ * `jetq schedules run <queue>` does. There is no leader: every such process publishes each tick's job with the
  * same msg id, and the queue's duplicate window keeps one.
  *
  * @example
