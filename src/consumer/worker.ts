@@ -206,6 +206,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   readonly #handingBack = new Set<Promise<void>>();
   readonly #schedules: boolean;
   #scheduling: Scheduling | undefined;
+  readonly #telemetryOptions: TelemetryOptions | false | undefined;
 
   constructor(nc: NatsConnection, queue: Queue<unknown, T>, handler: Handler<T>, options: WorkerOptions<T> = {}) {
     super();
@@ -230,6 +231,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#ackMode = ackMode;
     this.#validate = options.validate ?? true;
     this.#schedules = options.schedules ?? true;
+    this.#telemetryOptions = options.telemetry;
     if (typeof this.#schedules !== "boolean") throw new ConfigError(`Expected \`schedules\` to be true or false, got ${describe(this.#schedules)}`);
     this.#logger = options.logger;
     if (options.use !== undefined) {
@@ -301,7 +303,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#incarnation = Date.parse(si.created) || 0;
       await this.#jsm.streams.info(n.ledgerStream);
       if (this.#queue.scheduling && this.#schedules) {
-        this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) });
+        this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) }, this.#telemetryOptions);
       }
     } catch (err) {
       void this.#scheduling?.stop();

@@ -6,7 +6,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { ConfigError, defineQueue, type Job, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { DataPointType, MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
+import { ConfigError, defineQueue, type Job, Producer, provisionQueue, queueStats, Worker } from "../../src/index.ts";
 import { connectTo, uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
 
@@ -16,6 +17,12 @@ const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cl
 function jetqSync(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, NATS_URL: nats.server().servers, NO_COLOR: "1" }, encoding: "utf8", timeout: 30_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A metric reader collected on demand. */
+class PullReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
 }
 
 function percentile(sorted: readonly number[], p: number): number {
@@ -61,6 +68,10 @@ describe("delayed jobs: options and provisioning", () => {
       assert.equal((await p.publish({}, { delayMs: 60_000, id: "mine" })).id, "mine");
       const again = await p.publish({}, { delayMs: 60_000, id: "mine" });
       assert.equal(again.duplicate, true, "the held stream drops a repeated id");
+      const stats = await queueStats(nc, q);
+      assert.equal(stats.delayed, 2, "queueStats counts the held jobs");
+      assert.equal(stats.stored, 1, "the job due in the past went straight into the queue");
+      assert.equal((await queueStats(nc, plain)).delayed, undefined);
     } finally {
       await p.close();
       await pp.close();
@@ -69,15 +80,17 @@ describe("delayed jobs: options and provisioning", () => {
 });
 
 describe("delayed jobs: timing and attempts", () => {
-  it("a delay costs no attempt; a delayed job that fails retries after its backoff as any other", async () => {
+  it("a delay costs no attempt; a delayed job that fails retries after its backoff as any other; its lateness is a histogram", async () => {
     const nc = await nats.connect();
+    const reader = new PullReader();
+    const meterProvider = new MeterProvider({ readers: [reader] });
     const q = defineQueue({ name: uniqueName("retry"), scheduling: true, backoff: [300], maxAttempts: 3 });
     await provisionQueue(nc, q);
     const starts: Array<{ attempt: number; at: number; due: number; stored: number }> = [];
     const worker = new Worker<unknown>(nc, q, (job: Job<unknown>) => {
       starts.push({ attempt: job.attempt, at: Date.now(), due: Number(job.headers["Jetq-Due"]), stored: job.publishedAt.getTime() });
       if (job.attempt === 1) throw new Error("first attempt fails");
-    });
+    }, { telemetry: { meterProvider, traces: false } });
     const p = new Producer(nc, q);
     try {
       await worker.start();
@@ -87,6 +100,11 @@ describe("delayed jobs: timing and attempts", () => {
       assert.ok(starts[0]!.stored >= starts[0]!.due, "moved into the queue no earlier than due (server clock)");
       assert.ok(starts[1]!.at - starts[0]!.at >= 290, `retried after its 300 ms backoff, got ${starts[1]!.at - starts[0]!.at} ms`);
       assert.match(r.id, /^delayed-/);
+      const { resourceMetrics } = await reader.collect();
+      const m = resourceMetrics.scopeMetrics.flatMap((x) => x.metrics).find((x) => x.descriptor.name === "jetq.schedule.lateness");
+      assert.equal(m?.dataPointType, DataPointType.HISTOGRAM);
+      const point = m!.dataPoints.find((p) => p.attributes["jetq.schedule.kind"] === "delayed");
+      assert.equal((point?.value as { count: number } | undefined)?.count, 1, "one delayed job moved");
     } finally {
       await worker.stop();
       await p.close();
