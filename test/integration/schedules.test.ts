@@ -2,7 +2,7 @@
 // processes (one of them kill -9'ed midway), limit, endAt, missed ticks after every process was
 // down, and the Schedules API.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
@@ -139,5 +139,20 @@ describe("exactly one job per tick from many processes", () => {
       await runnerExit;
       await Promise.all(procs.map((p) => p.terminate()));
     }
+  });
+});
+
+describe("example", () => {
+  it("examples/scheduling/main.ts runs as written: one delayed job and three ticks", () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+    const r = spawnSync(process.execPath, ["--conditions=jetq-source", "examples/scheduling/main.ts"], {
+      cwd: root,
+      env: { ...process.env, NATS_URL: nats.server().servers, QUEUE: uniqueName("example") },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /ran delayed job hello-\d+, attempt 1/);
+    assert.equal(r.stdout.match(/ran tick of "beat-\d+" at \S+, attempt 1/g)?.length, 3, r.stdout);
   });
 });
