@@ -125,8 +125,8 @@ Example:
               ["consumer", `${n.stream} > ${n.consumer}`, result.consumer],
               ["dead-letter stream", n.dlqStream, result.deadLetterStream],
               ["ledger stream", n.ledgerStream, result.ledgerStream],
-              ...(result.heldStream === "none" ? [] : [["held stream (delayed jobs)", n.heldStream, result.heldStream]]),
-              ...(result.scheduleStream === "none" ? [] : [["schedule stream", n.scheduleStream, result.scheduleStream]]),
+              ...(result.heldStream === undefined ? [] : [["held stream (delayed jobs)", n.heldStream, result.heldStream]]),
+              ...(result.scheduleStream === undefined ? [] : [["schedule stream", n.scheduleStream, result.scheduleStream]]),
             ],
           ),
         );

@@ -41,12 +41,12 @@ export interface ProvisionResult {
   /** The outcome ledger (handler failures, hand-backs, isolated runs; see docs/design/attempts.md). */
   ledgerStream: "created" | "unchanged" | "updated";
   /**
-   * The held stream of delayed jobs and its mover consumer (one answer for the pair); `"none"`
-   * for a queue defined without `scheduling: true`, which gets neither.
+   * The held stream of delayed jobs and its mover consumer (one answer for the pair). Absent for
+   * a queue defined without `scheduling: true`, which gets neither.
    */
-  heldStream: "created" | "unchanged" | "updated" | "none";
-  /** The stream of repeatable jobs' schedules; `"none"` for a queue defined without `scheduling: true`. */
-  scheduleStream: "created" | "unchanged" | "updated" | "none";
+  heldStream?: "created" | "unchanged" | "updated";
+  /** The stream of repeatable jobs' schedules. Absent for a queue defined without `scheduling: true`. */
+  scheduleStream?: "created" | "unchanged" | "updated";
   /**
    * A queue provisioned by jetq 0.1 was migrated: the consumer's `max_deliver` became unlimited
    * (jetq counts attempts in its ledger now) and the obsolete advisory stream was removed.
@@ -374,8 +374,6 @@ export async function provisionQueue<In, Out>(
       consumer: "unchanged",
       deadLetterStream: "unchanged",
       ledgerStream: "unchanged",
-      heldStream: "none",
-      scheduleStream: "none",
       migrated: false,
     };
     if (consumer.kind === "create") {
@@ -398,20 +396,21 @@ export async function provisionQueue<In, Out>(
     result.deadLetterStream = await applyStream(dlq, "dead-letter stream");
     result.ledgerStream = await applyStream(ledger, "ledger stream");
     if (held && mover) {
-      result.heldStream = await applyStream(held, "held stream");
+      let heldResult = await applyStream(held, "held stream");
       const name = n.heldConsumer;
       try {
         if (mover.kind === "create") {
           await jsm.consumers.add(n.heldStream, mover.cfg);
           createdMover = true;
-          if (result.heldStream === "unchanged") result.heldStream = "updated";
+          if (heldResult === "unchanged") heldResult = "updated";
         } else if (mover.kind === "update") {
           await jsm.consumers.update(n.heldStream, name, mover.cfg);
-          if (result.heldStream === "unchanged") result.heldStream = "updated";
+          if (heldResult === "unchanged") heldResult = "updated";
         }
       } catch (err) {
         throw mapNatsError(err, `${mover.kind} consumer "${name}" on "${n.heldStream}"`);
       }
+      result.heldStream = heldResult;
     }
     if (schedules) result.scheduleStream = await applyStream(schedules, "schedule stream");
     if (hasLegacy) {

@@ -34,12 +34,15 @@ describe("delayed jobs: options and provisioning", () => {
     const nc = await nats.connect();
     const jsm = await jetstreamManager(nc);
     const plain = defineQueue({ name: uniqueName("plain") });
-    assert.equal((await provisionQueue(nc, plain)).heldStream, "none");
+    assert.deepEqual(await provisionQueue(nc, plain), { stream: "created", consumer: "created", deadLetterStream: "created", ledgerStream: "created", migrated: false }, "nothing new for a queue without scheduling");
     await assert.rejects(jsm.streams.info(plain.names.heldStream), /stream not found/);
+    await assert.rejects(jsm.streams.info(plain.names.scheduleStream), /stream not found/);
 
     const q = defineQueue({ name: uniqueName("held"), scheduling: true });
-    assert.equal((await provisionQueue(nc, q)).heldStream, "created");
-    assert.equal((await provisionQueue(nc, q)).heldStream, "unchanged");
+    const first = await provisionQueue(nc, q);
+    assert.deepEqual([first.heldStream, first.scheduleStream], ["created", "created"]);
+    const second = await provisionQueue(nc, q);
+    assert.deepEqual([second.heldStream, second.scheduleStream], ["unchanged", "unchanged"]);
     const ci = await jsm.consumers.info(q.names.heldStream, q.names.heldConsumer);
     assert.equal(ci.config.max_ack_pending, -1, "held jobs wait as un-acked deliveries: no bound");
   });
