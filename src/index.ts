@@ -11,6 +11,8 @@ export { provisionQueue } from "./queue/provision.ts";
 export type { ProvisionOptions, ProvisionResult } from "./queue/provision.ts";
 export { Producer, PublishBatchError } from "./producer/producer.ts";
 export type { ProducerOptions, PublishOptions, PublishReceipt, PublishManyOptions, PublishOutcome } from "./producer/producer.ts";
+export { Schedules } from "./schedule/schedules.ts";
+export type { ScheduleSpec, ScheduleInfo, ScheduleJobOptions } from "./schedule/schedules.ts";
 export { Worker } from "./consumer/worker.ts";
 export type { Job, Handler, Middleware, WorkerOptions, WorkerEvents, JobEvent, StopOptions, Logger } from "./consumer/worker.ts";
 export { DeadLetterQueue } from "./dlq/dlq.ts";

@@ -152,3 +152,20 @@ export async function loadQueue(nc: NatsConnection, name: string): Promise<Loade
   }
   return { queue, stream, consumer };
 }
+
+/**
+ * The definition of queue `name` for delayed and repeatable jobs: the queue must exist with its held stream.
+ * @throws {QueueNotFoundError} the queue is missing, or was provisioned without `--scheduling`.
+ */
+export async function loadSchedulingQueue(nc: NatsConnection, name: string): Promise<Queue<unknown, unknown>> {
+  await loadQueue(nc, name);
+  const queue = defineQueue({ name, scheduling: true });
+  try {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.info(queue.names.heldStream);
+  } catch (err) {
+    if (apiCode(err) !== API.streamNotFound) throw mapNatsError(err, `open the held stream of queue "${name}"`);
+    throw new QueueNotFoundError(`Queue "${name}" does not accept delayed or repeatable jobs: provision it with scheduling first (jetq provision ${name} --scheduling, or defineQueue({ scheduling: true }) and provisionQueue()).`);
+  }
+  return queue;
+}

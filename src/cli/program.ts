@@ -6,6 +6,7 @@ import { EXIT_HELP, UsageError } from "./exit.ts";
 import { parseDuration } from "./format.ts";
 import { provisionCommand } from "./provision.ts";
 import { publishCommand } from "./publish.ts";
+import { schedulesCommand } from "./schedules.ts";
 import { statsCommand } from "./stats.ts";
 
 const VERSION = "0.1.0";
@@ -53,6 +54,7 @@ ${EXIT_HELP}`,
   program.addCommand(statsCommand());
   program.addCommand(publishCommand());
   program.addCommand(dlqCommand());
+  program.addCommand(schedulesCommand());
   registerDashboardCommand(program);
   return program;
 }

@@ -17,6 +17,7 @@ interface ProvisionFlags {
   dlqMaxMessages?: string;
   dlqMaxAge?: string;
   update?: boolean;
+  scheduling?: boolean;
 }
 
 /** Turns the flags into queue options (only the ones given: the rest keep jetq's defaults). */
@@ -30,6 +31,7 @@ export function queueOptionsFromFlags(name: string, f: ProvisionFlags): QueueOpt
   if (f.replicas !== undefined) o.replicas = parseInteger(f.replicas, "--replicas", 1);
   if (f.storage !== undefined) o.storage = f.storage;
   if (f.duplicateWindow !== undefined) o.duplicateWindowMs = parseDuration(f.duplicateWindow, "--duplicate-window");
+  if (f.scheduling === true) o.scheduling = true;
   if (f.dlqMaxMessages !== undefined || f.dlqMaxAge !== undefined) {
     o.deadLetter = {};
     if (f.dlqMaxMessages !== undefined) o.deadLetter.maxMessages = parseInteger(f.dlqMaxMessages, "--dlq-max-messages", 1, true);
@@ -67,6 +69,7 @@ export function provisionCommand(): Command {
     .option("--duplicate-window <duration>", "how long job ids are remembered for deduplication (default 2m)")
     .option("--dlq-max-messages <n>", "bound on stored dead letters (default -1: none)")
     .option("--dlq-max-age <duration>", "drop dead letters older than this (default: keep)")
+    .option("--scheduling", "delayed and repeatable jobs (publish --delay, jetq schedules): adds the streams JETQ_<queue>_HELD and JETQ_<queue>_SCHED")
     .option("--update", "apply changed limits to an existing queue instead of failing with a conflict")
     .addHelpText(
       "after",
@@ -108,6 +111,7 @@ Example:
           storage: queue.storage,
           duplicateWindowMs: queue.duplicateWindowMs,
           deadLetter: { ...queue.deadLetter },
+          scheduling: queue.scheduling,
         };
         if (g.json) {
           printJson({ queue: queue.name, result, names: { ...n }, config });
@@ -121,6 +125,8 @@ Example:
               ["consumer", `${n.stream} > ${n.consumer}`, result.consumer],
               ["dead-letter stream", n.dlqStream, result.deadLetterStream],
               ["ledger stream", n.ledgerStream, result.ledgerStream],
+              ...(result.heldStream === undefined ? [] : [["held stream (delayed jobs)", n.heldStream, result.heldStream]]),
+              ...(result.scheduleStream === undefined ? [] : [["schedule stream", n.scheduleStream, result.scheduleStream]]),
             ],
           ),
         );

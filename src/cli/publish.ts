@@ -4,12 +4,14 @@ import { Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ConnectionError, JetqError, TimeoutError, ValidationError } from "../errors.ts";
 import { Producer, type PublishReceipt } from "../producer/producer.ts";
-import { loadQueue } from "./connect.ts";
+import { loadSchedulingQueue, loadQueue } from "./connect.ts";
+import { parseDuration } from "./format.ts";
 import { globals, print, printJson, withNats } from "./context.ts";
 import { UsageError } from "./exit.ts";
 
 interface PublishFlags {
   id?: string;
+  delay?: string;
   header: string[];
 }
 
@@ -42,16 +44,19 @@ export function publishCommand(): Command {
     .argument("[json]", "the job payload as JSON; omit to read JSON lines from stdin")
     .option("--id <id>", "idempotency key: a second publish with the same id within the duplicate window is dropped")
     .option("-H, --header <name=value>", "extra header carried with the job (repeatable)", collect, [] as string[])
+    .option("--delay <duration>", "run the job(s) no earlier than this long from now, e.g. 30s, 5m (the queue must be provisioned with --scheduling)")
     .addHelpText(
       "after",
       `
 Examples:
   jetq publish emails '{"to":"ada@example.com"}' --id welcome-ada
+  jetq publish emails '{"to":"ada@example.com"}' --delay 30s
   cat jobs.ndjson | jetq publish emails`,
     )
     .action(async (name: string, json: string | undefined, flags: PublishFlags, cmd: Command) => {
       const g = globals(cmd);
       const headers = parseHeaders(flags.header);
+      const delayMs = flags.delay === undefined ? undefined : parseDuration(flags.delay, "--delay");
       let single: unknown;
       if (json !== undefined) single = parseJson(json, "The payload");
       else if (process.stdin.isTTY) {
@@ -60,17 +65,17 @@ Examples:
         throw new UsageError("--id applies to a single job given as an argument, not to jobs read from stdin");
       }
       await withNats(g, async (nc) => {
-        const { queue } = await loadQueue(nc, name);
+        const queue = delayMs === undefined ? (await loadQueue(nc, name)).queue : await loadSchedulingQueue(nc, name);
         const producer = new Producer(nc, queue);
         try {
           if (json !== undefined) {
-            const r = await producer.publish(single, { ...(flags.id !== undefined ? { id: flags.id } : {}), headers });
+            const r = await producer.publish(single, { ...(flags.id !== undefined ? { id: flags.id } : {}), headers, ...(delayMs !== undefined ? { delayMs } : {}) });
             if (g.json) printJson({ queue: name, ...r });
             else if (r.duplicate) print(`job ${r.id} was already in queue "${name}" (seq ${r.seq}); the duplicate was dropped`);
             else print(`published job ${r.id} to queue "${name}" (seq ${r.seq})`);
             return;
           }
-          const result = await publishLines(nc, producer, headers, process.stdin, name);
+          const result = await publishLines(nc, producer, headers, process.stdin, name, 256, delayMs);
           if (g.json) printJson({ queue: name, ...result });
           else {
             const range = result.published > 0 ? ` (seq ${result.firstSeq}-${result.lastSeq})` : "";
@@ -189,6 +194,7 @@ export async function publishLines(
   input: Readable,
   queue: string,
   window = 256,
+  delayMs?: number,
 ): Promise<LinesResult> {
   const res: LinesResult = { published: 0, duplicates: 0, firstSeq: 0, lastSeq: 0 };
   const sent: Sent[] = []; // in line order; the head is the oldest line not yet counted
@@ -259,7 +265,7 @@ export async function publishLines(
         break;
       }
       const entry: Sent = { no: line.no, promise: Promise.resolve(), outcome: undefined };
-      entry.promise = producer.publish(data, { headers }).then(
+      entry.promise = producer.publish(data, delayMs === undefined ? { headers } : { headers, delayMs }).then(
         (r) => {
           entry.outcome = r;
         },

@@ -1,4 +1,5 @@
 import type { Delivered } from "./pull.ts";
+import { scheduleOf } from "../schedule/spec.ts";
 import type { LedgerRecord } from "./decide.ts";
 import type { AttemptSpan } from "../telemetry/hooks.ts";
 
@@ -25,6 +26,11 @@ export interface Job<T> {
   readonly signal: AbortSignal;
   /** Whether this attempt runs alone in its worker because the job's last delivery ended without an outcome (its process died). */
   readonly isolated: boolean;
+  /**
+   * The schedule that made this job and the tick it was made for (see {@link Schedules});
+   * `undefined` for a job published otherwise.
+   */
+  readonly schedule: { readonly name: string; readonly tick: Date } | undefined;
   /** Extends the job's lease now (an in-progress ack). The worker already does this on its own every `ackWaitMs / 3`. */
   extendLease(): void;
 }
@@ -127,6 +133,9 @@ export class JobImpl<T> implements Job<T> {
   }
   get signal(): AbortSignal {
     return this.#r.signal;
+  }
+  get schedule(): { readonly name: string; readonly tick: Date } | undefined {
+    return scheduleOf(this.#r.msg.headers);
   }
   extendLease(): void {
     if (!this.#r.settled && !this.#r.answered) {

@@ -26,6 +26,7 @@ import {
   safeError,
   type Settlement,
 } from "./decide.ts";
+import { type Scheduling, startScheduling } from "../schedule/run.ts";
 import { Ledger, LedgerConflictError } from "./ledger.ts";
 import { type Middleware, PayloadRejected, runChain, telemetryStep, timeoutStep, validationStep } from "./middleware.ts";
 import { type WorkerTelemetry, noAttemptSpan, noWorkerTelemetry } from "../telemetry/hooks.ts";
@@ -79,6 +80,13 @@ export interface WorkerOptions<T = unknown> {
    * with {@link Worker.use} before `start()`. @default []
    */
   use?: ReadonlyArray<Middleware<T>>;
+  /**
+   * For a queue defined with `scheduling: true`: move its delayed jobs into the queue when they
+   * are due and fire its schedules' ticks (any number of workers may: each held job is moved
+   * once, each tick makes one job). `false` leaves that to other workers or to
+   * `jetq schedules run <queue>`. @default true
+   */
+  schedules?: boolean;
 }
 
 /** The subset of a pino-style logger jetq uses. */
@@ -196,6 +204,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   readonly #acks: Array<{ r: Running; durationMs: number }> = [];
   /** Hand-backs in progress (ledger write, then nak); stop() waits for them. Bounded by concurrency. */
   readonly #handingBack = new Set<Promise<void>>();
+  readonly #schedules: boolean;
+  #scheduling: Scheduling | undefined;
+  readonly #telemetryOptions: TelemetryOptions | false | undefined;
 
   constructor(nc: NatsConnection, queue: Queue<unknown, T>, handler: Handler<T>, options: WorkerOptions<T> = {}) {
     super();
@@ -219,6 +230,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     this.#ackMode = ackMode;
     this.#validate = options.validate ?? true;
+    this.#schedules = options.schedules ?? true;
+    this.#telemetryOptions = options.telemetry;
+    if (typeof this.#schedules !== "boolean") throw new ConfigError(`Expected \`schedules\` to be true or false, got ${describe(this.#schedules)}`);
     this.#logger = options.logger;
     if (options.use !== undefined) {
       if (!Array.isArray(options.use)) throw new ConfigError(`Expected \`use\` to be an array of middleware functions, got ${describe(options.use)}`);
@@ -288,11 +302,16 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       const si = await this.#jsm.streams.info(n.stream);
       this.#incarnation = Date.parse(si.created) || 0;
       await this.#jsm.streams.info(n.ledgerStream);
+      if (this.#queue.scheduling && this.#schedules) {
+        this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) }, this.#telemetryOptions);
+      }
     } catch (err) {
+      void this.#scheduling?.stop();
       if (this.#state === "starting") this.#state = "stopped";
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     // stop() while we waited: stop wins.
+    if (this.#state !== "starting") void this.#scheduling?.stop();
     if (this.#state !== "starting") throw new JetqError(`Worker for queue "${this.#queue.name}" was stopped while it was starting`);
     this.#ledger = new Ledger(this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>, this.#incarnation);
     this.#steps = this.#buildSteps();
@@ -361,6 +380,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       // closed connection: nothing more can arrive
     }
     this.#puller?.stop();
+    await this.#scheduling?.stop();
     if (this.#running.size > this.#stuck.size) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));

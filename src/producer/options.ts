@@ -48,6 +48,19 @@ export interface PublishOptions {
   headers?: Readonly<Record<string, string>>;
   /** Aborts a publish still waiting for a window slot. */
   signal?: AbortSignal;
+  /**
+   * Runs the job no earlier than this many milliseconds after the server stored it (by the
+   * server's clock). The job waits in the queue's held stream, on the server; its delay costs it
+   * no attempt. 0 runs it at once. Needs a queue defined with `scheduling: true`.
+   * Not with `runAt`. @default 0
+   */
+  delayMs?: number;
+  /**
+   * Runs the job no earlier than this time (a `Date` or epoch milliseconds), as the server's
+   * clock tells it. A time not after now runs the job at once. Needs a queue defined with
+   * `scheduling: true`. Not with `delayMs`. @default none (at once)
+   */
+  runAt?: Date | number;
 }
 
 /** Options of {@link Producer.publishMany}. */
@@ -56,6 +69,10 @@ export interface PublishManyOptions<T> {
   id?: (item: T, index: number) => string;
   /** Aborts the remaining publishes. */
   signal?: AbortSignal;
+  /** {@link PublishOptions.delayMs} of every item, or per item (`undefined`: at once). @default 0 */
+  delayMs?: number | ((item: T, index: number) => number | undefined);
+  /** {@link PublishOptions.runAt} of every item, or per item (`undefined`: at once). @default none */
+  runAt?: Date | number | ((item: T, index: number) => Date | number | undefined);
   /**
    * Items validated and encoded at once, before any of them is sent; a batch no longer than
    * this is all-or-nothing on validation. `Infinity` validates the whole batch first (the

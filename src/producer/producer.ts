@@ -1,5 +1,5 @@
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type PermissionViolationError } from "@nats-io/transport-node";
-import { ConnectionError, NotSentError, QueueFullError, TimeoutError } from "../errors.ts";
+import { ConfigError, ConnectionError, NotSentError, QueueFullError, TimeoutError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 import { noPublishSpan, type PublishSpan, type TelemetryHooks, noTelemetry } from "../telemetry/hooks.ts";
@@ -9,6 +9,7 @@ import { Inbox } from "../transport/inbox.ts";
 import { ReplyTable } from "../transport/replies.ts";
 import { BatchSink, batchResult, type Sink } from "./batch.ts";
 import { checkId, encodeJob, jobHeaders } from "./job.ts";
+import { type Due, HELD, heldJobId, resolveDue } from "../schedule/held.ts";
 import { type ProducerOptions, type PublishManyOptions, type PublishOptions, resolveChunkSize, resolveProducerOptions, type ResolvedProducerOptions } from "./options.ts";
 import { publishOutcome, type PublishReceipt } from "./receipt.ts";
 import { PublishWindow } from "./window.ts";
@@ -26,6 +27,8 @@ interface Pending {
   readonly index: number;
   /** Ended here when set (batch items); `publish` ends its own span. */
   readonly span: PublishSpan | undefined;
+  /** Sent to the held stream (a delayed job): its default id is `delayed-<seq>`. */
+  readonly held: boolean;
 }
 
 function jobLabel(id: string | undefined): string {
@@ -133,26 +136,40 @@ export class Producer<In = unknown> {
     let id: string | undefined;
     let hdrs: MsgHdrs | undefined;
     let span = noPublishSpan;
+    let due: Due;
     try {
       payload = encodeJob(this.#queue as Queue<unknown, unknown>, data, this.#opts.validate, this.#nc.info?.max_payload);
       id = options.id === undefined ? undefined : checkId(options.id);
+      due = options.delayMs === undefined && options.runAt === undefined ? undefined : this.#due(options.delayMs, options.runAt);
       hdrs = jobHeaders(id, options.headers);
+      if (due !== undefined) hdrs = heldHeaders(hdrs, due);
       if (this.#telemetry.tracesPublishes()) {
         hdrs ??= natsHeaders();
         span = this.#telemetry.publish(this.#queue.name, id, hdrs);
       }
-      if (span === noPublishSpan && this.#window.tryTake()) return this.#sendOne(payload, hdrs, id);
+      if (span === noPublishSpan && this.#window.tryTake()) return this.#sendOne(payload, hdrs, id, due !== undefined);
     } catch (err) {
       span.end(err as Error);
       return Promise.reject(err as Error);
     }
-    return this.#publishWaiting(payload, hdrs, id, options.signal, span);
+    return this.#publishWaiting(payload, hdrs, id, options.signal, span, due !== undefined);
   }
 
-  async #publishWaiting(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, signal: AbortSignal | undefined, span: PublishSpan): Promise<PublishReceipt> {
+  /** Checks a publish's `delayMs`/`runAt`; a queue without `scheduling: true` cannot hold a job. */
+  #due(delayMs: unknown, runAt: unknown, index?: number): Due {
+    const due = resolveDue(delayMs, runAt, Date.now(), index === undefined ? "" : ` (item ${index})`);
+    if (due !== undefined && !this.#queue.scheduling) {
+      throw new ConfigError(
+        `Queue "${this.#queue.name}" cannot delay jobs: define it with \`scheduling: true\` and provision it again (jetq provision ${this.#queue.name} --scheduling), or publish without delayMs/runAt`,
+      );
+    }
+    return due;
+  }
+
+  async #publishWaiting(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, signal: AbortSignal | undefined, span: PublishSpan, held: boolean): Promise<PublishReceipt> {
     try {
       if (!this.#window.tryTake()) await this.#window.wait(signal);
-      const receipt = await this.#sendOne(payload, hdrs, id);
+      const receipt = await this.#sendOne(payload, hdrs, id, held);
       span.end(undefined, receipt);
       return receipt;
     } catch (err) {
@@ -191,6 +208,10 @@ export class Producer<In = unknown> {
     // waiting item holds a string rather than a header object.
     const payloads: string[] = [];
     const ids: Array<string | undefined> = [];
+    // Due times of the chunk's items; empty unless the batch delays jobs.
+    const dues: Due[] = [];
+    const { delayMs, runAt } = options;
+    const delays = delayMs !== undefined || runAt !== undefined;
     let next = 0; // index of the next item to read
     let stopped: Error | undefined; // why the rest of the batch is not sent
     // The outcome of an item left unsent once `stopped` is set: that error, or NotSentError.
@@ -198,6 +219,7 @@ export class Producer<In = unknown> {
     while (stopped === undefined) {
       payloads.length = 0;
       ids.length = 0;
+      dues.length = 0;
       const base = next;
       let exhausted = false;
       try {
@@ -211,6 +233,11 @@ export class Producer<In = unknown> {
           const i = next++;
           const payload = encodeJob(queue, r.value, validate, maxPayload, i);
           ids.push(idOf ? checkId(idOf(r.value, i), i) : undefined);
+          if (delays) {
+            const d = typeof delayMs === "function" ? delayMs(r.value, i) : delayMs;
+            const t = typeof runAt === "function" ? runAt(r.value, i) : runAt;
+            dues.push(this.#due(d, t, i));
+          }
           payloads.push(payload);
         }
       } catch (err) {
@@ -244,12 +271,14 @@ export class Producer<In = unknown> {
         // without tracing the job goes without headers (its id is then `seq-<stream seq>`).
         const id = ids[k];
         let hdrs = jobHeaders(id, undefined);
+        const due = delays ? dues[k] : undefined;
+        if (due !== undefined) hdrs = heldHeaders(hdrs, due);
         let span: PublishSpan | undefined;
         if (this.#telemetry.tracesPublishes()) {
           hdrs ??= natsHeaders();
           span = this.#telemetry.publish(this.#queue.name, id, hdrs);
         }
-        this.#send(payloads[k]!, hdrs, id, batch, index, span === noPublishSpan ? undefined : span);
+        this.#send(payloads[k]!, hdrs, id, batch, index, span === noPublishSpan ? undefined : span, due !== undefined);
       }
       if (exhausted) break;
     }
@@ -279,20 +308,20 @@ export class Producer<In = unknown> {
     await this.close();
   }
 
-  #sendOne(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined): Promise<PublishReceipt> {
+  #sendOne(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, held: boolean): Promise<PublishReceipt> {
     return new Promise<PublishReceipt>((resolve, reject) => {
-      this.#send(payload, hdrs, id, { settle: (_i, o) => (o instanceof Error ? reject(o) : resolve(o)) }, 0, undefined);
+      this.#send(payload, hdrs, id, { settle: (_i, o) => (o instanceof Error ? reject(o) : resolve(o)) }, 0, undefined, held);
     });
   }
 
   /** Sends one publish holding a window slot; its outcome goes to `sink` (exactly once). */
-  #send(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, sink: Sink, index: number, span: PublishSpan | undefined): void {
-    const p: Pending = { id, deadline: Date.now() + this.#opts.ackTimeoutMs, sink, index, span };
+  #send(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, sink: Sink, index: number, span: PublishSpan | undefined, held: boolean): void {
+    const p: Pending = { id, deadline: Date.now() + this.#opts.ackTimeoutMs, sink, index, span, held };
     let reply: string | undefined;
     try {
       if (!this.#inbox.subscribed) this.#subscribe();
       reply = this.#pending.add(p);
-      this.#nc.publish(this.#subject, payload, hdrs === undefined ? { reply } : { reply, headers: hdrs });
+      this.#nc.publish(held ? this.#queue.names.heldSubject : this.#subject, payload, hdrs === undefined ? { reply } : { reply, headers: hdrs });
     } catch (err) {
       if (reply !== undefined) this.#pending.cancel(reply);
       this.#window.release();
@@ -329,7 +358,7 @@ export class Producer<In = unknown> {
     this.#window.release();
     const q = this.#queue.name;
     const h = msg.headers;
-    const outcome = publishOutcome(h !== undefined && h.hasError ? { code: h.code, description: h.description } : undefined, msg.data, p.id, q);
+    const outcome = publishOutcome(h !== undefined && h.hasError ? { code: h.code, description: h.description } : undefined, msg.data, p.id, q, p.held ? heldJobId : undefined);
     if (outcome instanceof Error) {
       if (outcome instanceof QueueFullError) this.#telemetry.rejected(q, "stream_full");
     } else {
@@ -382,7 +411,7 @@ export class Producer<In = unknown> {
    * never comes. The caller gets a PermissionError now, not a TimeoutError after ackTimeoutMs.
    */
   #denied(e: PermissionViolationError): void {
-    const ours = (e.operation === "publish" && e.subject === this.#subject) || (e.operation === "subscription" && this.#inbox.owns(e.subject));
+    const ours = (e.operation === "publish" && (e.subject === this.#subject || e.subject === this.#queue.names.heldSubject)) || (e.operation === "subscription" && this.#inbox.owns(e.subject));
     if (ours) this.#failAll(mapNatsError(e, `publish to queue "${this.#queue.name}"`));
   }
 
@@ -392,4 +421,12 @@ export class Producer<In = unknown> {
       this.#settle(p, err);
     });
   }
+}
+
+/** A delayed job's headers: the caller's (if any) and when it is due. */
+function heldHeaders(h: MsgHdrs | undefined, due: NonNullable<Due>): MsgHdrs {
+  const out = h ?? natsHeaders();
+  if ("delayMs" in due) out.set(HELD.delay, due.delayMs.toFixed(0));
+  else out.set(HELD.due, due.runAt.toFixed(0));
+  return out;
 }

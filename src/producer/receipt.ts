@@ -7,10 +7,13 @@ import { parsePubAck, type PubAck } from "./puback.ts";
 export interface PublishReceipt {
   /**
    * The job id: the `id` option, or `seq-<seq>` when none was given (such a job is sent without
-   * headers; workers and dead letters use the same id).
+   * headers; workers and dead letters use the same id); `delayed-<seq>` for a delayed job.
    */
   id: string;
-  /** Stream sequence of the stored job (of the original one when `duplicate`). */
+  /**
+   * Stream sequence of the stored job (of the original one when `duplicate`). For a delayed job
+   * (`delayMs`, `runAt`) it is the sequence in the queue's held stream.
+   */
   seq: number;
   /** True when the id was already in the duplicate window and nothing new was stored. */
   duplicate: boolean;
@@ -41,6 +44,7 @@ export function publishOutcome(
   data: Uint8Array,
   id: string | undefined,
   queue: string,
+  idOf: (seq: number) => string = seqJobId,
 ): PublishReceipt | Error {
   if (status !== undefined) {
     const what = `publish to queue "${queue}"`;
@@ -55,7 +59,7 @@ export function publishOutcome(
   }
   if (ack.error) return pubAckError(ack.error, queue);
   const seq = ack.seq ?? 0;
-  return { id: id ?? seqJobId(seq), seq, duplicate: ack.duplicate === true };
+  return { id: id ?? idOf(seq), seq, duplicate: ack.duplicate === true };
 }
 
 /** @internal The error a PubAck's JetStream error stands for. */

@@ -53,6 +53,16 @@ export interface QueueOptions<S extends ZodType = ZodType> {
   /** How long a job `id` is remembered to drop duplicate publishes. @default 120000 */
   duplicateWindowMs?: number;
   /**
+   * Delayed jobs (`publish(data, { delayMs })` or `{ runAt }`) and repeatable jobs
+   * ({@link Schedules}): provisioning adds a held stream `JETQ_<name>_HELD`, which keeps each
+   * delayed job on the server until it is due, and a stream `JETQ_<name>_SCHED` of schedules;
+   * every worker then moves due jobs into the queue and fires the schedules' ticks. Off by
+   * default so that a queue that uses neither gets no extra streams and its workers no extra
+   * work. Needs `duplicateWindowMs` of at least 10 s (a move or a tick repeated by another
+   * process or after a crash is dropped by that window). @default false
+   */
+  scheduling?: boolean;
+  /**
    * Dead-letter stream bounds. `maxAgeMs` is 0 (keep forever) or at least the dead letters'
    * duplicate window, max(120 s, 4 × `ackWaitMs`). @default `{ maxMessages: -1, maxAgeMs: 0 }` (keep everything)
    */
@@ -89,6 +99,8 @@ export interface Queue<In = unknown, Out = In> {
   readonly duplicateWindowMs: number;
   /** {@link QueueOptions.deadLetter}, defaulted. */
   readonly deadLetter: { readonly maxMessages: number; readonly maxAgeMs: number };
+  /** {@link QueueOptions.scheduling}, defaulted. */
+  readonly scheduling: boolean;
   /** Names of the server objects behind the queue. */
   readonly names: QueueNames;
 }
@@ -109,6 +121,16 @@ export interface QueueNames {
   readonly ledgerStream: string;
   /** Subject prefix of ledger records (`<prefix>.<incarnation>.<seq>`). */
   readonly ledgerSubject: string;
+  /** Stream holding delayed jobs until they are due (only with `scheduling: true`). */
+  readonly heldStream: string;
+  /** Subject delayed jobs are published to. */
+  readonly heldSubject: string;
+  /** Durable pull consumer of the held stream, shared by every worker's mover. */
+  readonly heldConsumer: string;
+  /** Stream holding the repeatable jobs' definitions and last ticks (only with `scheduling: true`). */
+  readonly scheduleStream: string;
+  /** Subject prefix of schedule records (`<prefix>.def.<name>`, `<prefix>.last.<name>`). */
+  readonly scheduleSubject: string;
 }
 
 /** Type of the payload a producer publishes to `Q`. */
@@ -121,7 +143,7 @@ const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
  * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
  * `x_DLQ` would be the stream of queue `x`'s dead letters. `_ADV` was used up to jetq 0.1.
  */
-const RESERVED_SUFFIX = /_(DLQ|LEDGER|ADV)$/;
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|ADV)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -134,6 +156,11 @@ export function queueNames(name: string): QueueNames {
     dlqSubject: `jetq.dlq.${name}`,
     ledgerStream: `JETQ_${name}_LEDGER`,
     ledgerSubject: `jetq.ledger.${name}`,
+    heldStream: `JETQ_${name}_HELD`,
+    heldSubject: `jetq.held.${name}`,
+    heldConsumer: "mover",
+    scheduleStream: `JETQ_${name}_SCHED`,
+    scheduleSubject: `jetq.sched.${name}`,
   };
 }
 
@@ -145,6 +172,9 @@ export function queueNames(name: string): QueueNames {
 export function deadLetterWindowMs(ackWaitMs: number): number {
   return Math.max(120_000, ackWaitMs * 4);
 }
+
+/** @internal Shortest duplicate window of a queue with delayed jobs: twice the mover's ack wait. */
+export const MIN_DELAYED_WINDOW_MS = 10_000;
 
 function int(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
@@ -192,7 +222,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   }
   if (RESERVED_SUFFIX.test(name)) {
     throw new ConfigError(
-      `Expected \`name\` not to end in _DLQ, _LEDGER or _ADV (the names of another queue's streams), got ${describe(name)}`,
+      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED or _ADV (the names of another queue's streams), got ${describe(name)}`,
     );
   }
   const schema = options.schema;
@@ -218,6 +248,14 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
       `Expected \`deadLetter.maxAgeMs\` to be 0 (keep forever) or at least ${dlqWindow} ms (the dead letters' duplicate window, max(120 s, 4 × ackWaitMs)), got ${dlqMaxAgeMs}`,
     );
   }
+  const duplicateWindowMs = int("duplicateWindowMs", options.duplicateWindowMs ?? 120_000, 100, 7 * 24 * 3600 * 1000);
+  const scheduling = options.scheduling ?? false;
+  if (typeof scheduling !== "boolean") throw new ConfigError(`Expected \`scheduling\` to be true or false, got ${describe(scheduling)}`);
+  if (scheduling && duplicateWindowMs < MIN_DELAYED_WINDOW_MS) {
+    throw new ConfigError(
+      `Expected \`duplicateWindowMs\` to be at least ${MIN_DELAYED_WINDOW_MS} with \`scheduling: true\` (a due job moved twice after a crash must be dropped as a duplicate), got ${duplicateWindowMs}`,
+    );
+  }
   return Object.freeze({
     name,
     schema: schema as ZodType<S["_zod"]["output"], S["_zod"]["input"]> | undefined,
@@ -232,11 +270,12 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     replicas,
     maxMessages: limit("maxMessages", options.maxMessages ?? -1),
     maxBytes: limit("maxBytes", options.maxBytes ?? -1),
-    duplicateWindowMs: int("duplicateWindowMs", options.duplicateWindowMs ?? 120_000, 100, 7 * 24 * 3600 * 1000),
+    duplicateWindowMs,
     deadLetter: Object.freeze({
       maxMessages: limit("deadLetter.maxMessages", dl.maxMessages ?? -1),
       maxAgeMs: dlqMaxAgeMs,
     }),
+    scheduling,
     names: Object.freeze(queueNames(name)),
   });
 }

@@ -17,6 +17,7 @@ import { API, apiCode, mapNatsError } from "../natserr.ts";
 import { jsOptions } from "../transport/api.ts";
 import { deadLetterWindowMs, type Queue } from "./define.ts";
 import { HDR, seqJobId } from "./headers.ts";
+import { moverConfig } from "../schedule/held.ts";
 
 /** Options of {@link provisionQueue}. */
 export interface ProvisionOptions {
@@ -40,6 +41,13 @@ export interface ProvisionResult {
   /** The outcome ledger (handler failures, hand-backs, isolated runs; see docs/design/attempts.md). */
   ledgerStream: "created" | "unchanged" | "updated";
   /**
+   * The held stream of delayed jobs and its mover consumer (one answer for the pair). Absent for
+   * a queue defined without `scheduling: true`, which gets neither.
+   */
+  heldStream?: "created" | "unchanged" | "updated";
+  /** The stream of repeatable jobs' schedules. Absent for a queue defined without `scheduling: true`. */
+  scheduleStream?: "created" | "unchanged" | "updated";
+  /**
    * A queue provisioned by jetq 0.1 was migrated: the consumer's `max_deliver` became unlimited
    * (jetq counts attempts in its ledger now) and the obsolete advisory stream was removed.
    */
@@ -59,6 +67,9 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
   consumer: Partial<ConsumerConfig>;
   dlq: Partial<StreamConfig>;
   ledger: Partial<StreamConfig>;
+  held: Partial<StreamConfig> | undefined;
+  mover: Partial<ConsumerConfig> | undefined;
+  schedules: Partial<StreamConfig> | undefined;
 } {
   const n = q.names;
   const storage = q.storage === "memory" ? StorageType.Memory : StorageType.File;
@@ -112,6 +123,36 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
       discard: DiscardPolicy.Old,
       allow_direct: true,
     },
+    held: q.scheduling
+      ? {
+          name: n.heldStream,
+          subjects: [n.heldSubject],
+          retention: RetentionPolicy.Workqueue,
+          storage,
+          num_replicas: q.replicas,
+          // Delayed jobs count against the same bounds as the queue's (separately): a full held
+          // stream refuses the publish with QueueFullError.
+          max_msgs: q.maxMessages,
+          max_bytes: q.maxBytes,
+          discard: DiscardPolicy.New,
+          duplicate_window: ns(q.duplicateWindowMs),
+          allow_direct: true,
+        }
+      : undefined,
+    mover: q.scheduling ? moverConfig(q) : undefined,
+    schedules: q.scheduling
+      ? {
+          name: n.scheduleStream,
+          subjects: [`${n.scheduleSubject}.>`],
+          retention: RetentionPolicy.Limits,
+          storage,
+          num_replicas: q.replicas,
+          // One record per subject: a schedule's definition (or its removal) and its last tick.
+          max_msgs_per_subject: 1,
+          discard: DiscardPolicy.Old,
+          allow_direct: true,
+        }
+      : undefined,
   };
 }
 
@@ -297,11 +338,15 @@ export async function provisionQueue<In, Out>(
   const consumer = await planConsumer(jsm, n.stream, cfg.consumer, update);
   const dlq = await planStream(jsm, cfg.dlq, "dead-letter stream", update);
   const ledger = await planStream(jsm, cfg.ledger, "ledger stream", update);
+  const held = cfg.held ? await planStream(jsm, cfg.held, "held stream", update) : undefined;
+  const mover = cfg.mover ? await planConsumer(jsm, n.heldStream, cfg.mover, update) : undefined;
+  const schedules = cfg.schedules ? await planStream(jsm, cfg.schedules, "schedule stream", update) : undefined;
   const legacy = `${n.stream}_ADV`;
   const hasLegacy = (await streamInfo(jsm, legacy, "advisory stream")) !== undefined;
 
   const created: string[] = [];
   let createdConsumer = false;
+  let createdMover = false;
   const applyStream = async (plan: Plan<Partial<StreamConfig>>, kind: string): Promise<ProvisionResult["stream"]> => {
     if (plan.kind === "unchanged") return "unchanged";
     const name = plan.cfg.name as string;
@@ -350,6 +395,24 @@ export async function provisionQueue<In, Out>(
     }
     result.deadLetterStream = await applyStream(dlq, "dead-letter stream");
     result.ledgerStream = await applyStream(ledger, "ledger stream");
+    if (held && mover) {
+      let heldResult = await applyStream(held, "held stream");
+      const name = n.heldConsumer;
+      try {
+        if (mover.kind === "create") {
+          await jsm.consumers.add(n.heldStream, mover.cfg);
+          createdMover = true;
+          if (heldResult === "unchanged") heldResult = "updated";
+        } else if (mover.kind === "update") {
+          await jsm.consumers.update(n.heldStream, name, mover.cfg);
+          if (heldResult === "unchanged") heldResult = "updated";
+        }
+      } catch (err) {
+        throw mapNatsError(err, `${mover.kind} consumer "${name}" on "${n.heldStream}"`);
+      }
+      result.heldStream = heldResult;
+    }
+    if (schedules) result.scheduleStream = await applyStream(schedules, "schedule stream");
     if (hasLegacy) {
       // Jobs the 0.1 server gave up on and its mover had not moved yet: queue them again.
       await requeueGivenUp(nc, jsm, queue as Queue<unknown, unknown>, legacy);
@@ -365,6 +428,9 @@ export async function provisionQueue<In, Out>(
   } catch (err) {
     // Undo what this call created (newest first), so a failure leaves the server as it was.
     const undo: string[] = [];
+    if (createdMover && !created.includes(n.heldStream)) {
+      await jsm.consumers.delete(n.heldStream, n.heldConsumer).then(() => undo.push(`consumer "${n.heldConsumer}"`), () => {});
+    }
     if (createdConsumer && !created.includes(n.stream)) {
       await jsm.consumers.delete(n.stream, n.consumer).then(() => undo.push(`consumer "${n.consumer}"`), () => {});
     }

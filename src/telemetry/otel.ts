@@ -574,3 +574,20 @@ export function workerTelemetry(
   const r = resolve(options, "the worker");
   return r ? new WorkerState(queue, source, r) : noWorkerTelemetry;
 }
+
+/**
+ * @internal The lateness of delayed jobs and schedule ticks: due time (server clock) to the job
+ * entering the queue, as the histogram `jetq.schedule.lateness` with `jetq.schedule.kind`
+ * (`delayed` or `tick`). A no-op without an SDK or with `telemetry: false`.
+ */
+export function schedulingTelemetry(queue: Queue<unknown, unknown>, options: TelemetryOptions | false | undefined): (kind: "delayed" | "tick", ms: number) => void {
+  const r = resolve(options, "the worker");
+  if (!r || r.meter === NOOP_METER) return () => {};
+  const h = r.meter.createHistogram("jetq.schedule.lateness", {
+    unit: "s",
+    advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
+    description: "Time from a delayed job's due time or a schedule's tick (server clock) to the job entering the queue, by jetq.schedule.kind.",
+  });
+  const attrs = { delayed: { [ATTR.queue]: queue.name, "jetq.schedule.kind": "delayed" }, tick: { [ATTR.queue]: queue.name, "jetq.schedule.kind": "tick" } };
+  return (kind, ms) => h.record(Math.max(0, ms) / 1000, attrs[kind]);
+}

@@ -30,6 +30,8 @@ export interface QueueStats {
   maxAckPending: number;
   /** The stream's `maxMessages` bound, or -1. */
   maxMessages: number;
+  /** Delayed jobs held until they are due; only for a queue defined with `scheduling: true` (one more request). */
+  delayed?: number;
 }
 
 /**
@@ -114,6 +116,7 @@ export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknow
       maxAckPending: ci.config.max_ack_pending ?? -1,
       maxMessages: si.config.max_msgs,
     };
+    if (queue.scheduling) stats.delayed = (await jsm.streams.info(n.heldStream)).state.messages;
     return { stats, totals: { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages } };
   } catch (err) {
     throw mapNatsError(err, `read stats of queue "${queue.name}"`);

@@ -1,0 +1,101 @@
+// Pure logic of scheduling: tick computation through croner (time zones, DST), everyMs
+// alignment, startAt/endAt, missed-tick spans, and the checks of delayMs/runAt and specs.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ConfigError } from "../../src/index.ts";
+import { resolveDue } from "../../src/schedule/held.ts";
+import { resolveSpec, scheduleOf, tickJobId, Ticks } from "../../src/schedule/spec.ts";
+
+const t = (iso: string): number => Date.parse(iso);
+const ticks = (spec: object): Ticks => new Ticks(resolveSpec(spec));
+
+describe("cron ticks in a time zone", () => {
+  it("03:00 Europe/Berlin keeps its wall-clock time across the end of summer time (UTC 01:00 before, 02:00 after)", () => {
+    const s = ticks({ cron: "0 3 * * *", tz: "Europe/Berlin" });
+    const a = s.after(t("2026-10-24T12:00:00Z"))!;
+    const b = s.after(a)!;
+    const c = s.after(b)!;
+    assert.deepEqual([a, b, c].map((x) => new Date(x).toISOString()), ["2026-10-25T02:00:00.000Z", "2026-10-26T02:00:00.000Z", "2026-10-27T02:00:00.000Z"]);
+    const before = s.after(t("2026-10-23T12:00:00Z"))!;
+    assert.equal(new Date(before).toISOString(), "2026-10-24T01:00:00.000Z", "CEST (UTC+2) the day before");
+  });
+
+  it("02:30 Europe/Berlin on the day summer time starts (02:00-03:00 does not exist) fires once, not zero or twice", () => {
+    const s = ticks({ cron: "30 2 * * *", tz: "Europe/Berlin" });
+    const from = t("2026-03-28T12:00:00Z");
+    const a = s.after(from)!;
+    const b = s.after(a)!;
+    // One tick on 29 March (between the 28th's and the 30th's), each a day apart at most + 1 h.
+    assert.ok(a > from && a < t("2026-03-29T12:00:00Z"), new Date(a).toISOString());
+    assert.equal(new Date(b).toISOString(), "2026-03-30T00:30:00.000Z");
+  });
+
+  it("a UTC cron without tz, and the tick id is the ISO time", () => {
+    const s = ticks({ cron: "*/15 * * * *" });
+    const a = s.after(t("2026-01-01T00:07:00Z"))!;
+    assert.equal(tickJobId("report", a), "sched:report:2026-01-01T00:15:00.000Z");
+  });
+});
+
+describe("everyMs ticks", () => {
+  it("fall on multiples of everyMs since the epoch, or since startAt", () => {
+    assert.equal(ticks({ everyMs: 1000 }).after(t("2026-01-01T00:00:00.250Z")), t("2026-01-01T00:00:01Z"));
+    assert.equal(ticks({ everyMs: 1000 }).after(t("2026-01-01T00:00:01Z")), t("2026-01-01T00:00:02Z"), "strictly after");
+    const s = ticks({ everyMs: 1000, startAt: t("2026-01-01T00:00:00.300Z") });
+    assert.equal(s.after(0), t("2026-01-01T00:00:00.300Z"), "the first tick is startAt itself");
+    assert.equal(s.after(t("2026-01-01T00:00:00.300Z")), t("2026-01-01T00:00:01.300Z"));
+  });
+
+  it("stop after endAt", () => {
+    const s = ticks({ everyMs: 1000, endAt: t("2026-01-01T00:00:02Z") });
+    assert.equal(s.after(t("2026-01-01T00:00:01Z")), t("2026-01-01T00:00:02Z"), "endAt itself is a tick");
+    assert.equal(s.after(t("2026-01-01T00:00:02Z")), undefined);
+  });
+
+  it("latestDue: the last tick of a missed span and how many ticks it covered", () => {
+    const s = ticks({ everyMs: 1000 });
+    assert.deepEqual(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:05.500Z")), { tick: t("2026-01-01T00:00:05Z"), count: 5 });
+    assert.equal(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:00.900Z")), undefined);
+    const c = ticks({ cron: "* * * * *" });
+    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:10:30Z")), { tick: t("2026-01-01T00:10:00Z"), count: 10 });
+    const e = ticks({ everyMs: 1000, endAt: t("2026-01-01T00:00:03Z") });
+    assert.deepEqual(e.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:09Z")), { tick: t("2026-01-01T00:00:03Z"), count: 3 });
+  });
+});
+
+describe("checks", () => {
+  it("a spec names the field it rejects", () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{}, /exactly one of `cron` and `everyMs`/],
+      [{ cron: "* * * * *", everyMs: 1000 }, /exactly one of/],
+      [{ cron: "not a cron" }, /`cron`/],
+      [{ cron: "* * * * *", tz: "Mars/Olympus" }, /`tz`/],
+      [{ everyMs: 10 }, /`everyMs`/],
+      [{ everyMs: 1000, tz: "UTC" }, /`tz` applies to `cron` only/],
+      [{ everyMs: 1000, limit: 0 }, /`limit`/],
+      [{ everyMs: 1000, missed: "all" }, /`missed`/],
+      [{ everyMs: 1000, startAt: 5000, endAt: 1000 }, /`endAt` not to be before `startAt`/],
+      [{ everyMs: 1000, startAt: new Date("x") }, /`startAt`/],
+    ];
+    for (const [spec, re] of bad) assert.throws(() => resolveSpec(spec), (e: Error) => e instanceof ConfigError && re.test(e.message), JSON.stringify(spec));
+    assert.equal(resolveSpec({ everyMs: 1000 }).missed, "once", "missed ticks: one catch-up job by default");
+  });
+
+  it("delayMs / runAt: 0 or the past means at once; both, negative or invalid values are refused", () => {
+    const now = 1_000_000;
+    assert.equal(resolveDue(0, undefined, now), undefined);
+    assert.equal(resolveDue(undefined, now - 1, now), undefined);
+    assert.deepEqual(resolveDue(500, undefined, now), { delayMs: 500 });
+    assert.deepEqual(resolveDue(undefined, new Date(now + 10), now), { runAt: now + 10 });
+    assert.throws(() => resolveDue(-1, undefined, now), /`delayMs`/);
+    assert.throws(() => resolveDue(undefined, "tomorrow", now), /`runAt`/);
+    assert.throws(() => resolveDue(1, 2, now), /either `delayMs` or `runAt`/);
+  });
+
+  it("job.schedule is read from the tick's headers", () => {
+    const h = new Map([["Jetq-Schedule", "nightly"], ["Jetq-Tick", "2026-01-01T03:00:00.000Z"]]);
+    const get = (k: string): string => h.get(k) ?? "";
+    assert.deepEqual(scheduleOf({ get }), { name: "nightly", tick: new Date("2026-01-01T03:00:00.000Z") });
+    assert.equal(scheduleOf({ get: () => "" }), undefined);
+  });
+});
