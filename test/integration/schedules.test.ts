@@ -90,12 +90,20 @@ describe("ticks", () => {
       await sleep(1_600); // about five ticks with no process running
       const downUntil = Date.now();
       ({ worker, jobs } = await recorder(nc, q));
+      // Starting a worker takes a moment (longer on a loaded machine): a tick due while it starts
+      // is a regular tick, not a missed one, so the window of missed ticks ends at downUntil and
+      // the one that may hold the catch-up ends once the worker runs.
+      const restarted = Date.now();
       try {
-        await waitFor(() => jobs.some((j) => j.tick > downUntil + 300), "a regular tick after the restart");
-        const missedJobs = jobs.filter((j) => j.tick > lastRun && j.tick <= downUntil);
+        await waitFor(() => jobs.some((j) => j.tick > restarted + 300), "a regular tick after the restart");
+        const missedJobs = jobs.filter((j) => j.tick > lastRun && j.tick <= downUntil - 300);
+        const aroundRestart = jobs.filter((j) => j.tick > lastRun && j.tick <= restarted);
         if (missed === "once") {
-          assert.equal(missedJobs.length, 1, `one catch-up job, got ${missedJobs.length}`);
-          assert.ok(missedJobs[0]!.tick > downUntil - 300, "for the latest missed tick");
+          // About five ticks were missed: one catch-up job for them, never a burst (at most one
+          // more for a tick that fell due while the worker started).
+          assert.ok(aroundRestart.length >= 1 && aroundRestart.length <= 2, `one catch-up job, got ${aroundRestart.length}`);
+          assert.ok(missedJobs.length <= 1, `no burst for the missed ticks, got ${missedJobs.length}`);
+          assert.ok(aroundRestart[0]!.tick > downUntil - 600, "for the latest missed tick");
         } else {
           assert.equal(missedJobs.length, 0, "skip: no job for the missed ticks");
         }
