@@ -40,6 +40,8 @@ export { connect } from "./connect.ts";
 export type { ConnectOptions } from "./connect.ts";
 export type { ValidationIssue } from "./errors.ts";
 export { queueStats } from "./telemetry/stats.ts";
+export { pauseQueue, resumeQueue, isPaused, pauseState } from "./flow/pause.ts";
+export type { PauseOptions, PauseState } from "./flow/pause.ts";
 export type { QueueStats } from "./telemetry/stats.ts";
 export { observeQueues } from "./telemetry/observe.ts";
 export type { ObserveQueuesOptions, QueueObserver } from "./telemetry/observe.ts";

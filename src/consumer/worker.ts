@@ -13,6 +13,7 @@ import { type Delivered, Puller } from "./pull.ts";
 import { AckConfirmer } from "./ack-confirmer.ts";
 import { apiPrefix, domainOf, jsOptions } from "../transport/api.ts";
 import { SlotTable } from "./slots.ts";
+import { PauseWatch } from "../flow/pause.ts";
 import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
 import {
   afterDead,
@@ -186,6 +187,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #ledger: Ledger | undefined;
   #incarnation = 0;
   #puller: Puller | undefined;
+  /** The queue's pause record, watched (src/flow/pause.ts). */
+  #pause: PauseWatch | undefined;
   /** Deliveries this worker holds (running, settling, or stuck). Bounded by concurrency. */
   readonly #running = new SlotTable<Running>();
   /** Timed-out handlers that have not settled, by stream sequence. Bounded by concurrency. */
@@ -305,14 +308,21 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (this.#queue.scheduling && this.#schedules) {
         this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) }, this.#telemetryOptions);
       }
+      // A worker started while its queue is paused starts paused.
+      this.#pause = new PauseWatch(this.#nc, this.#jsm, this.#queue as Queue<unknown, unknown>, () => this.#queuePull(), (e) => this.#reportError(e));
+      await this.#pause.start();
     } catch (err) {
       void this.#scheduling?.stop();
+      this.#pause?.stop();
       if (this.#state === "starting") this.#state = "stopped";
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     // stop() while we waited: stop wins.
-    if (this.#state !== "starting") void this.#scheduling?.stop();
-    if (this.#state !== "starting") throw new JetqError(`Worker for queue "${this.#queue.name}" was stopped while it was starting`);
+    if (this.#state !== "starting") {
+      void this.#scheduling?.stop();
+      this.#pause.stop();
+      throw new JetqError(`Worker for queue "${this.#queue.name}" was stopped while it was starting`);
+    }
     this.#ledger = new Ledger(this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>, this.#incarnation);
     this.#steps = this.#buildSteps();
     this.#state = "running";
@@ -381,6 +391,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     this.#puller?.stop();
     await this.#scheduling?.stop();
+    this.#pause?.stop();
     if (this.#running.size > this.#stuck.size) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
@@ -408,8 +419,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   #pull(): void {
     const puller = this.#puller;
-    // A suspect runs alone: nothing more is pulled until it settles.
-    if (this.#state !== "running" || this.#pullRetryTimer || !puller || this.#isolation) return;
+    // A suspect runs alone: nothing more is pulled until it settles. A paused queue is not pulled.
+    if (this.#state !== "running" || this.#pullRetryTimer || !puller || this.#isolation || this.#pause?.paused) return;
     const requested = puller.outstanding;
     const free = this.#concurrency - this.#running.size - requested;
     if (free <= 0) return;
@@ -472,8 +483,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (this.#state !== "running") {
         // Arrived after stop began: hand it straight back.
         this.#handBack(r, 0, "released");
-      } else if (this.#isolation || (this.#stuck.size > 0 && this.#stuck.has(m.seq))) {
-        // Nothing else may run beside a suspect, and a job never runs twice at once here.
+      } else if (this.#isolation || (this.#stuck.size > 0 && this.#stuck.has(m.seq)) || this.#pause?.paused) {
+        // Nothing else may run beside a suspect, a job never runs twice at once here, and a job
+        // that answers a pull request made before the queue was paused waits in the queue.
         this.#handBack(r, DEFER_MS, "deferred");
       } else if (m.deliveries <= 1) {
         this.#begin(r);
