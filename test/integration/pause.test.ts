@@ -84,7 +84,10 @@ describe("pauseQueue / resumeQueue", () => {
       assert.equal(stats.paused, true);
       assert.equal(stats.pausedUntilMs, undefined);
       assert.ok(stats.pending > 0, `jobs wait in the queue: ${JSON.stringify(stats)}`);
-      assert.equal(stats.inFlight, 0, "running jobs finished and nothing is held");
+      // Running jobs finished; a job that answered a pull request made before the pause is handed
+      // back (no attempt used) and may be held briefly until those requests expire: at most the
+      // two workers' slots.
+      assert.ok(stats.inFlight <= 8, `nothing beyond the workers' slots is held: ${stats.inFlight}`);
 
       // A worker restarted while the queue is paused starts paused.
       await procs[0]!.terminate();
@@ -145,18 +148,20 @@ describe("pauseQueue / resumeQueue", () => {
       await w1.start();
       await pauseQueue(nc, q);
       await srv.restart();
+      // w1's connection is back (it reads the record again on reconnect) before a new one is made.
+      await waitFor(() => nc.flush().then(() => true, () => false), "the first connection is back");
       const nc2 = await connectTo(srv, opts);
       conns.push(nc2);
-      assert.equal(await isPaused(nc2, q), true, "the pause record outlived the restart");
+      // Right after its restart the server may drop a connection once while JetStream recovers.
+      const st = await waitFor(() => pauseState(nc2, q).catch(() => undefined), "JetStream answers after the restart");
+      assert.equal(st.paused, true, "the pause record outlived the restart");
       const w2 = new Worker(nc2, q, () => {
         started++;
       }, { concurrency: 2 });
       await w2.start();
       const producer = new Producer(nc2, q);
       await producer.publishMany(Array.from({ length: 20 }, (_, i) => i));
-      await waitFor(async () => (await queueStats(nc2, q)).pending === 20, "twenty jobs waiting");
-      // w1 reconnected meanwhile (it may have missed nothing or everything: it reads the record again).
-      await nc.flush(); // w1's connection is back (it reads the record again on reconnect)
+      await waitFor(() => queueStats(nc2, q).then((st) => st.pending === 20, () => false), "twenty jobs waiting");
       await pause(1_500);
       assert.equal(started, 0, "neither worker started a job while paused");
       await resumeQueue(nc2, q);
