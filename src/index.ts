@@ -5,7 +5,7 @@
  * @module
  */
 export { defineQueue } from "./queue/define.ts";
-export type { Queue, QueueOptions, QueueNames, JobInput, JobData } from "./queue/define.ts";
+export type { Queue, QueueOptions, QueueNames, JobInput, JobData, RateLimit } from "./queue/define.ts";
 export type { BackoffOptions, BackoffFunction, ExponentialBackoff, ResolvedBackoff } from "./queue/backoff.ts";
 export { provisionQueue } from "./queue/provision.ts";
 export type { ProvisionOptions, ProvisionResult } from "./queue/provision.ts";
