@@ -24,7 +24,7 @@ function busiestWindow(times: number[], perMs: number): number {
 }
 
 describe("rateLimit", () => {
-  it("50 per 1,000 ms across 3 worker processes of concurrency 16: no window holds more than 50 starts; 300 jobs complete in about 6 s, no attempt used", { timeout: 90_000 }, async () => {
+  it("50 per 1,000 ms across 3 worker processes of concurrency 16: no window holds more than 50 starts; 300 jobs complete in about 6 s, no attempt used", { timeout: 90_000 }, async (t) => {
     const nc = await nats.connect();
     const opts: QueueOptions = { name: uniqueName("rate"), rateLimit: { max: 50, perMs: 1000 } };
     const q = defineQueue(opts);
@@ -50,8 +50,12 @@ describe("rateLimit", () => {
       const most = busiestWindow(times, 1000);
       const span = Math.max(...times) - Math.min(...times);
       assert.ok(most <= 50, `at most 50 starts in any 1,000 ms window, saw ${most}`);
-      // 300 starts at 50 per window need five full windows after the first: about 5-6 s.
-      assert.ok(span >= 4_900 && span < 8_000, `the 300 starts spread over about 5-6 s, took ${span} ms`);
+      // 300 starts at 50 per window need five full windows after the first: at least 5 s (the
+      // limit's own consequence). The upper bound is loose: alone this took 5.5-7 s, beside the
+      // rest of the suite on 2 shared cores up to 9 s.
+      t.diagnostic(`300 starts over ${span} ms, busiest 1,000 ms window ${most}`);
+      assert.ok(span >= 4_900, `the 300 starts spread over at least 5 s, took ${span} ms`);
+      assert.ok(span < 15_000, `the 300 starts took ${span} ms`);
       assert.deepEqual(bad, [], "no failure, dead letter or error");
       assert.ok(starts.every((e) => e.attempt === 1), "no attempt used");
       assert.equal(starts.length, 300, "each job started once");
