@@ -89,6 +89,34 @@ describe("rateLimit", () => {
     }
   });
 
+  it("a lost limiter stream stops starts (reported, no attempt used) until provisionQueue makes it again", { timeout: 60_000 }, async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("rate"), rateLimit: { max: 100, perMs: 1000 } });
+    await provisionQueue(nc, q);
+    const starts: number[] = [];
+    const errors: string[] = [];
+    const w = new Worker(nc, q, (job) => {
+      starts.push(job.attempt);
+    }, { concurrency: 4 });
+    w.on("error", (e) => errors.push(e.message));
+    const producer = new Producer(nc, q);
+    try {
+      await w.start();
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.delete(`${q.names.stream}_RATE`);
+      await producer.publishMany(Array.from({ length: 10 }, (_, i) => i));
+      await waitFor(() => errors.length > 0, "the worker reports it cannot take tokens");
+      await new Promise((r) => setTimeout(r, 1_000));
+      assert.equal(starts.length, 0, "no job starts without a token");
+      assert.equal((await provisionQueue(nc, q)).rateLimitStream, "created");
+      await waitFor(() => starts.length === 10, "all ten jobs ran once the limiter was back", 20_000);
+      assert.ok(starts.every((a) => a === 1), "no attempt used");
+    } finally {
+      await producer.close();
+      await w.stop();
+    }
+  });
+
   it("bad limits are a ConfigError; an unlimited queue gets no limiter stream; a missing limiter stream fails the worker's start", async () => {
     for (const rateLimit of [{ max: 0, perMs: 1000 }, { max: 10, perMs: -1 }, { max: 10, perMs: 0 }, { max: 1.5, perMs: 1000 }, { max: 10 }, null, 5]) {
       assert.throws(() => defineQueue({ name: "r", rateLimit: rateLimit as never }), (e: unknown) => e instanceof ConfigError && /rateLimit/.test(e.message), JSON.stringify(rateLimit));
