@@ -5,7 +5,7 @@
  * @module
  */
 export { defineQueue } from "./queue/define.ts";
-export type { Queue, QueueOptions, QueueNames, JobInput, JobData } from "./queue/define.ts";
+export type { Queue, QueueOptions, QueueNames, JobInput, JobData, RateLimit } from "./queue/define.ts";
 export type { BackoffOptions, BackoffFunction, ExponentialBackoff, ResolvedBackoff } from "./queue/backoff.ts";
 export { provisionQueue } from "./queue/provision.ts";
 export type { ProvisionOptions, ProvisionResult } from "./queue/provision.ts";
@@ -40,6 +40,8 @@ export { connect } from "./connect.ts";
 export type { ConnectOptions } from "./connect.ts";
 export type { ValidationIssue } from "./errors.ts";
 export { queueStats } from "./telemetry/stats.ts";
+export { pauseQueue, resumeQueue, isPaused, pauseState } from "./flow/pause.ts";
+export type { PauseOptions, PauseState } from "./flow/pause.ts";
 export type { QueueStats } from "./telemetry/stats.ts";
 export { observeQueues } from "./telemetry/observe.ts";
 export type { ObserveQueuesOptions, QueueObserver } from "./telemetry/observe.ts";

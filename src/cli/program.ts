@@ -4,6 +4,7 @@ import { registerDashboardCommand } from "./dashboard-command.ts";
 import { dlqCommand } from "./dlq.ts";
 import { EXIT_HELP, UsageError } from "./exit.ts";
 import { parseDuration } from "./format.ts";
+import { pauseCommand, resumeCommand } from "./pause.ts";
 import { provisionCommand } from "./provision.ts";
 import { publishCommand } from "./publish.ts";
 import { schedulesCommand } from "./schedules.ts";
@@ -47,6 +48,8 @@ Examples:
   jetq dlq list emails
   jetq dlq replay emails 12
   jetq dlq purge emails --older-than 7d --yes
+  jetq pause emails --for 10m
+  jetq resume emails
 
 ${EXIT_HELP}`,
     );
@@ -55,6 +58,8 @@ ${EXIT_HELP}`,
   program.addCommand(publishCommand());
   program.addCommand(dlqCommand());
   program.addCommand(schedulesCommand());
+  program.addCommand(pauseCommand());
+  program.addCommand(resumeCommand());
   registerDashboardCommand(program);
   return program;
 }

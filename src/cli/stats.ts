@@ -75,13 +75,17 @@ function renderOne(s: StatsSample): string {
     ["waiting pulls", String(s.waitingPulls), "idle worker pull requests"],
   ];
   if (s.doneRate !== undefined) rows.splice(6, 0, ["finished", rate(s.doneRate), "acked or dead-lettered"]);
+  if (s.paused) {
+    const until = s.pausedUntilMs === undefined ? "until `jetq resume`" : `until ${new Date(s.pausedUntilMs).toISOString()}`;
+    rows.unshift(["paused", "yes", `workers start no jobs ${until}`]);
+  }
   const head = `queue ${s.queue}   max attempts ${s.maxAttempts}, ack wait ${formatDuration(s.ackWaitMs)}   ${s.at}`;
   return `${head}\n${table(["", "", ""], rows, new Set([1])).split("\n").slice(1).join("\n")}`;
 }
 
 function renderLine(s: StatsSample): string {
   const rates = s.doneRate === undefined ? "" : ` published_per_s=${s.publishRate!.toFixed(1)} finished_per_s=${s.doneRate.toFixed(1)}`;
-  return `${s.at} queue=${s.queue} pending=${s.pending} in_flight=${s.inFlight} redelivered=${s.redelivered} dead_letters=${s.deadLetters} stored=${s.stored}${rates}`;
+  return `${s.at} queue=${s.queue} pending=${s.pending} in_flight=${s.inFlight} redelivered=${s.redelivered} dead_letters=${s.deadLetters} stored=${s.stored}${s.paused ? " paused=true" : ""}${rates}`;
 }
 
 function renderMany(samples: StatsSample[]): string {

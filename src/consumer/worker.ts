@@ -13,6 +13,8 @@ import { type Delivered, Puller } from "./pull.ts";
 import { AckConfirmer } from "./ack-confirmer.ts";
 import { apiPrefix, domainOf, jsOptions } from "../transport/api.ts";
 import { SlotTable } from "./slots.ts";
+import { PauseWatch } from "../flow/pause.ts";
+import { RateLimiter } from "../flow/rate.ts";
 import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
 import {
   afterDead,
@@ -186,6 +188,16 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #ledger: Ledger | undefined;
   #incarnation = 0;
   #puller: Puller | undefined;
+  /** The queue's pause record, watched (src/flow/pause.ts). */
+  #pause: PauseWatch | undefined;
+  /** The queue's rate limit (src/flow/rate.ts); `undefined` for an unlimited queue. */
+  #limiter: RateLimiter | undefined;
+  #rateTimer: NodeJS.Timeout | undefined;
+  /**
+   * The last pull request of a rate-limited queue expired unfilled: pull without tokens (each
+   * job that comes takes its own), rather than burn a batch of tokens per idle pull.
+   */
+  #rateIdle = true;
   /** Deliveries this worker holds (running, settling, or stuck). Bounded by concurrency. */
   readonly #running = new SlotTable<Running>();
   /** Timed-out handlers that have not settled, by stream sequence. Bounded by concurrency. */
@@ -305,23 +317,38 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (this.#queue.scheduling && this.#schedules) {
         this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) }, this.#telemetryOptions);
       }
+      // A worker started while its queue is paused starts paused.
+      this.#pause = new PauseWatch(this.#nc, this.#jsm, this.#queue as Queue<unknown, unknown>, () => this.#queuePull(), (e) => this.#reportError(e));
+      await this.#pause.start();
+      if (this.#queue.rateLimit) {
+        this.#limiter = new RateLimiter(this.#nc, this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>);
+        await this.#limiter.check();
+      }
     } catch (err) {
       void this.#scheduling?.stop();
+      this.#pause?.stop();
       if (this.#state === "starting") this.#state = "stopped";
       throw mapNatsError(err, `start worker for queue "${this.#queue.name}"`);
     }
     // stop() while we waited: stop wins.
-    if (this.#state !== "starting") void this.#scheduling?.stop();
-    if (this.#state !== "starting") throw new JetqError(`Worker for queue "${this.#queue.name}" was stopped while it was starting`);
+    if (this.#state !== "starting") {
+      void this.#scheduling?.stop();
+      this.#pause.stop();
+      throw new JetqError(`Worker for queue "${this.#queue.name}" was stopped while it was starting`);
+    }
     this.#ledger = new Ledger(this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>, this.#incarnation);
     this.#steps = this.#buildSteps();
     this.#state = "running";
     this.#puller = new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, {
       message: (m) => {
         this.#pullRetryMs = 0;
+        this.#rateIdle = false;
         this.#accept(m);
       },
-      unfilled: () => this.#queuePull(),
+      unfilled: () => {
+        this.#rateIdle = true;
+        this.#queuePull();
+      },
       silent: () => {
         void this.#checkConsumer(undefined);
         this.#queuePull();
@@ -371,6 +398,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     this.#state = "stopping";
     clearTimeout(this.#pullRetryTimer);
+    clearTimeout(this.#rateTimer);
     const deadline = Date.now() + timeoutMs;
     // Jobs the server already sent for our open pull requests must reach us (and be handed back)
     // before we close those requests: a round trip orders them ahead of the close.
@@ -381,6 +409,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     this.#puller?.stop();
     await this.#scheduling?.stop();
+    this.#pause?.stop();
     if (this.#running.size > this.#stuck.size) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
@@ -408,14 +437,78 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   #pull(): void {
     const puller = this.#puller;
-    // A suspect runs alone: nothing more is pulled until it settles.
-    if (this.#state !== "running" || this.#pullRetryTimer || !puller || this.#isolation) return;
+    // A suspect runs alone: nothing more is pulled until it settles. A paused queue is not pulled.
+    if (this.#state !== "running" || this.#pullRetryTimer || !puller || this.#isolation || this.#pause?.paused) return;
     const requested = puller.outstanding;
     const free = this.#concurrency - this.#running.size - requested;
     if (free <= 0) return;
     // Ask in batches, but never let the worker sit idle with free slots and nothing requested.
     if (free < this.#pullBatch && requested > 0) return;
-    puller.pull(free);
+    if (this.#limiter) this.#limitedPull(puller, free);
+    else puller.pull(free);
+  }
+
+  /**
+   * A rate-limited queue: take tokens first, then pull only as many jobs as there are tokens,
+   * so nothing is pulled that may not start. A full window: try again when its oldest token leaves.
+   */
+  #limitedPull(puller: Puller, want: number): void {
+    const lim = this.#limiter!;
+    if (lim.taking || this.#rateTimer) return;
+    if (this.#rateIdle) {
+      puller.pull(want);
+      return;
+    }
+    const spare = (): number => Math.max(0, lim.usable() - puller.outstanding);
+    const spareBefore = spare();
+    const ask = want - spareBefore;
+    const go = (granted: number): void => {
+      if (this.#state !== "running") return;
+      // Pull for the tokens just granted even if they aged meanwhile: a job that arrives after its
+      // token's grace takes a fresh one (#startLimited), so the limit holds either way.
+      const free = this.#concurrency - this.#running.size - puller.outstanding;
+      const n = Math.min(free, granted + spareBefore);
+      if (n > 0) puller.pull(n);
+      if (granted >= ask) return;
+      void lim.waitMs().then((ms) => {
+        if (this.#state !== "running" || this.#rateTimer) return;
+        this.#rateTimer = setTimeout(() => {
+          this.#rateTimer = undefined;
+          this.#pull();
+        }, ms);
+      });
+    };
+    if (ask <= 0) {
+      go(0);
+      return;
+    }
+    lim.take(ask).then(go, (err: unknown) => {
+      this.#reportError(safeError(err));
+      go(0);
+    });
+  }
+
+  /**
+   * A job of a rate-limited queue is about to start with no token young enough to cover it (its
+   * pull request waited, or it was classified first): take one now, or hand the job back until the
+   * window has room (no attempt used).
+   */
+  async #startLimited(r: Running): Promise<void> {
+    const lim = this.#limiter!;
+    let ok = false;
+    try {
+      ok = (await lim.take(1, false)) > 0 && lim.use();
+    } catch (err) {
+      this.#reportError(safeError(err));
+    }
+    if (r.answered || r.settled) return;
+    if (this.#state !== "running") {
+      this.#handBack(r, 0, "released");
+    } else if (!ok) {
+      this.#handBack(r, await lim.waitMs(), "deferred");
+    } else {
+      this.#begin(r, true);
+    }
   }
 
   /** Pulling failed (permission, consumer gone, connection): report it and back off. */
@@ -472,8 +565,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (this.#state !== "running") {
         // Arrived after stop began: hand it straight back.
         this.#handBack(r, 0, "released");
-      } else if (this.#isolation || (this.#stuck.size > 0 && this.#stuck.has(m.seq))) {
-        // Nothing else may run beside a suspect, and a job never runs twice at once here.
+      } else if (this.#isolation || (this.#stuck.size > 0 && this.#stuck.has(m.seq)) || this.#pause?.paused) {
+        // Nothing else may run beside a suspect, a job never runs twice at once here, and a job
+        // that answers a pull request made before the queue was paused waits in the queue.
         this.#handBack(r, DEFER_MS, "deferred");
       } else if (m.deliveries <= 1) {
         this.#begin(r);
@@ -578,8 +672,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#begin(r);
   }
 
-  /** Runs the middleware chain and the handler for one delivery. */
-  #begin(r: Running): void {
+  /** Runs the middleware chain and the handler for one delivery (on a rate-limited queue, once it has a token). */
+  #begin(r: Running, token = false): void {
+    if (this.#limiter && !token && !this.#limiter.use()) {
+      void this.#startLimited(r);
+      return;
+    }
     const span = this.#telemetry.start(this.#queue.name, r.msg, r.event);
     r.span = span;
     const started = performance.now();

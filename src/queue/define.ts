@@ -67,6 +67,21 @@ export interface QueueOptions<S extends ZodType = ZodType> {
    * duplicate window, max(120 s, 4 × `ackWaitMs`). @default `{ maxMessages: -1, maxAgeMs: 0 }` (keep everything)
    */
   deadLetter?: { maxMessages?: number; maxAgeMs?: number };
+  /**
+   * At most `max` job starts per sliding `perMs` window across every worker process of the queue,
+   * enforced by the server (a limiter stream `JETQ_<name>_RATE`, made by `provisionQueue`). Jobs
+   * held back wait in the queue and use no attempt. `max` 1 to 1,000,000; `perMs` 100 ms to 24 h.
+   * @default undefined (no limit, and no limiter stream)
+   */
+  rateLimit?: RateLimit;
+}
+
+/** A rate limit: at most `max` job starts per sliding window of `perMs`. */
+export interface RateLimit {
+  /** Starts allowed per window. */
+  readonly max: number;
+  /** The window, in ms. */
+  readonly perMs: number;
 }
 
 /** A validated queue definition: what `provisionQueue`, `Producer`, `Worker` and `DeadLetterQueue` take. */
@@ -101,6 +116,8 @@ export interface Queue<In = unknown, Out = In> {
   readonly deadLetter: { readonly maxMessages: number; readonly maxAgeMs: number };
   /** {@link QueueOptions.scheduling}, defaulted. */
   readonly scheduling: boolean;
+  /** {@link QueueOptions.rateLimit}, validated; `undefined` for none. */
+  readonly rateLimit: RateLimit | undefined;
   /** Names of the server objects behind the queue. */
   readonly names: QueueNames;
 }
@@ -141,9 +158,9 @@ export type JobData<Q> = Q extends Queue<unknown, infer Out> ? Out : never;
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 /**
  * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
- * `x_DLQ` would be the stream of queue `x`'s dead letters. `_ADV` was used up to jetq 0.1.
+ * `x_DLQ` would be the stream of queue `x`'s dead letters (`_PAUSE`: its pause record). `_ADV` was used up to jetq 0.1.
  */
-const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|ADV)$/;
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|ADV|PAUSE|RATE)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -199,6 +216,15 @@ export function describe(v: unknown): string {
   }
 }
 
+function rateLimitOf(v: unknown): RateLimit | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "object" || v === null) {
+    throw new ConfigError(`Expected \`rateLimit\` to be { max, perMs } (e.g. { max: 100, perMs: 1000 }), got ${describe(v)}`);
+  }
+  const r = v as { max?: unknown; perMs?: unknown };
+  return Object.freeze({ max: int("rateLimit.max", r.max, 1, 1_000_000), perMs: int("rateLimit.perMs", r.perMs, 100, 24 * 3600 * 1000) });
+}
+
 /**
  * Defines a queue: validates every option now (throwing {@link ConfigError}
  * naming the option) and fills in the defaults. Pure: touches no server.
@@ -222,7 +248,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   }
   if (RESERVED_SUFFIX.test(name)) {
     throw new ConfigError(
-      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED or _ADV (the names of another queue's streams), got ${describe(name)}`,
+      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _PAUSE, _RATE or _ADV (the names of another queue's streams), got ${describe(name)}`,
     );
   }
   const schema = options.schema;
@@ -276,6 +302,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
       maxAgeMs: dlqMaxAgeMs,
     }),
     scheduling,
+    rateLimit: rateLimitOf(options.rateLimit),
     names: Object.freeze(queueNames(name)),
   });
 }

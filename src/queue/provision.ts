@@ -18,6 +18,7 @@ import { jsOptions } from "../transport/api.ts";
 import { deadLetterWindowMs, type Queue } from "./define.ts";
 import { HDR, seqJobId } from "./headers.ts";
 import { moverConfig } from "../schedule/held.ts";
+import { rateStreamConfig } from "../flow/rate.ts";
 
 /** Options of {@link provisionQueue}. */
 export interface ProvisionOptions {
@@ -40,6 +41,8 @@ export interface ProvisionResult {
   deadLetterStream: "created" | "unchanged" | "updated";
   /** The outcome ledger (handler failures, hand-backs, isolated runs; see docs/design/attempts.md). */
   ledgerStream: "created" | "unchanged" | "updated";
+  /** The rate limiter stream (`JETQ_<name>_RATE`); only for a queue with a `rateLimit`. */
+  rateLimitStream?: "created" | "unchanged" | "updated";
   /**
    * The held stream of delayed jobs and its mover consumer (one answer for the pair). Absent for
    * a queue defined without `scheduling: true`, which gets neither.
@@ -70,6 +73,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
   held: Partial<StreamConfig> | undefined;
   mover: Partial<ConsumerConfig> | undefined;
   schedules: Partial<StreamConfig> | undefined;
+  rate?: Partial<StreamConfig>;
 } {
   const n = q.names;
   const storage = q.storage === "memory" ? StorageType.Memory : StorageType.File;
@@ -153,6 +157,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
           allow_direct: true,
         }
       : undefined,
+    ...(q.rateLimit ? { rate: rateStreamConfig(q) } : {}),
   };
 }
 
@@ -341,6 +346,7 @@ export async function provisionQueue<In, Out>(
   const held = cfg.held ? await planStream(jsm, cfg.held, "held stream", update) : undefined;
   const mover = cfg.mover ? await planConsumer(jsm, n.heldStream, cfg.mover, update) : undefined;
   const schedules = cfg.schedules ? await planStream(jsm, cfg.schedules, "schedule stream", update) : undefined;
+  const rate = cfg.rate ? await planStream(jsm, cfg.rate, "rate limiter stream", update) : undefined;
   const legacy = `${n.stream}_ADV`;
   const hasLegacy = (await streamInfo(jsm, legacy, "advisory stream")) !== undefined;
 
@@ -413,6 +419,7 @@ export async function provisionQueue<In, Out>(
       result.heldStream = heldResult;
     }
     if (schedules) result.scheduleStream = await applyStream(schedules, "schedule stream");
+    if (rate) result.rateLimitStream = await applyStream(rate, "rate limiter stream");
     if (hasLegacy) {
       // Jobs the 0.1 server gave up on and its mover had not moved yet: queue them again.
       await requeueGivenUp(nc, jsm, queue as Queue<unknown, unknown>, legacy);

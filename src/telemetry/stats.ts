@@ -3,6 +3,7 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { mapNatsError } from "../natserr.ts";
 import { jsOptions } from "../transport/api.ts";
 import type { Queue } from "../queue/define.ts";
+import { readPause } from "../flow/pause.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
 export interface QueueStats {
@@ -32,10 +33,14 @@ export interface QueueStats {
   maxMessages: number;
   /** Delayed jobs held until they are due; only for a queue defined with `scheduling: true` (one more request). */
   delayed?: number;
+  /** Whether the queue is paused ({@link pauseQueue}): its workers start no jobs. */
+  paused: boolean;
+  /** When the pause ends by itself (ms since the epoch); `undefined` for an open-ended pause or none. */
+  pausedUntilMs: number | undefined;
 }
 
 /**
- * Reads a queue's figures from the server (three API requests).
+ * Reads a queue's figures from the server (four API requests).
  * @throws {@link QueueNotFoundError} the queue was not provisioned.
  */
 export async function queueStats(nc: NatsConnection, queue: Queue<unknown, unknown>): Promise<QueueStats> {
@@ -95,14 +100,15 @@ export async function readQueueStats(jsm: JetStreamManager, queue: Queue<unknown
   return (await readQueueSample(jsm, queue)).stats;
 }
 
-/** @internal {@link readQueueStats} with the totals that rates are computed from (the same three requests). */
+/** @internal {@link readQueueStats} with the totals that rates are computed from (the same four requests). */
 export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknown, unknown>): Promise<{ stats: QueueStats; totals: QueueTotals }> {
   const n = queue.names;
   try {
-    const [si, ci, di] = await Promise.all([
+    const [si, ci, di, pause] = await Promise.all([
       jsm.streams.info(n.stream),
       jsm.consumers.info(n.stream, n.consumer),
       jsm.streams.info(n.dlqStream),
+      readPause(jsm, queue),
     ]);
     const stats: QueueStats = {
       queue: queue.name,
@@ -115,6 +121,8 @@ export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknow
       waitingPulls: ci.num_waiting,
       maxAckPending: ci.config.max_ack_pending ?? -1,
       maxMessages: si.config.max_msgs,
+      paused: pause.paused,
+      pausedUntilMs: pause.untilMs,
     };
     if (queue.scheduling) stats.delayed = (await jsm.streams.info(n.heldStream)).state.messages;
     return { stats, totals: { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages } };

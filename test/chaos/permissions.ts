@@ -42,9 +42,12 @@ export function rolePermissions(name: string): { producer: object; worker: objec
           // the outcome ledger: read a redelivered job's record, write failures, hand-backs, isolated runs
           `$JS.API.DIRECT.GET.${ledger}.>`,
           `jetq.ledger.${name}.>`,
+          // the pause record: read at start and on every notice (src/flow/pause.ts)
+          `$JS.API.STREAM.MSG.GET.JETQ_${name}_PAUSE`,
         ],
       },
-      subscribe: { allow: ["_INBOX.>"] },
+      // `jetq.pause.<q>`: notices of pauses and resumes
+      subscribe: { allow: ["_INBOX.>", `jetq.pause.${name}`] },
     },
   };
 }

@@ -494,6 +494,8 @@ describe("queueStats", () => {
       waitingPulls: 0,
       maxAckPending: q.maxAckPending,
       maxMessages: -1,
+      paused: false,
+      pausedUntilMs: undefined,
     });
     assert.ok(s.bytes > 0);
     open();

@@ -11,6 +11,8 @@ export interface ProcEvent {
   id?: string;
   attempt?: number;
   isolated?: boolean;
+  /** When a handler started (ms since the epoch, the child's clock). */
+  t?: number;
   reason?: string;
   message?: string;
 }
