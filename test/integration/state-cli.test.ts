@@ -117,3 +117,31 @@ describe("jetq job / jetq events", () => {
     }
   });
 });
+
+describe("examples/results.ts", () => {
+  it("runs as written: progress seen, the result returned, the job looked up", async () => {
+    const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+    const srv = nats.server();
+    assert.equal(srv.user, undefined, "the example connects without credentials");
+    const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const p = spawn(process.execPath, ["--conditions=jetq-source", join(root, "examples", "results.ts")], {
+        cwd: root,
+        env: { ...process.env, NATS_URL: srv.servers },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      let err = "";
+      p.stdout.on("data", (b: Buffer) => (out += b.toString()));
+      p.stderr.on("data", (b: Buffer) => (err += b.toString()));
+      const t = setTimeout(() => p.kill("SIGKILL"), 60_000);
+      p.on("exit", (code) => {
+        clearTimeout(t);
+        resolve({ code, out, err });
+      });
+    });
+    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+    assert.match(r.out, /progress report-2026-11: \{"page":3,"of":3\}/);
+    assert.match(r.out, /result: s3:\/\/reports\/2026-11\.pdf \(1200 rows\)/);
+    assert.match(r.out, /state: completed, attempt 1, ran \d+ ms/);
+  });
+});
