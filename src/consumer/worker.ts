@@ -845,7 +845,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     if (r.answered || r.settled) return;
     r.answered = true;
     const p = this.#recordHandBack(r).then((answer) => {
-      if (answer) this.#tell(r, "hand back", () => r.msg.nak(delayMs));
+      if (answer) {
+        if (r.state && !r.state.final) this.#states!.released(r.state);
+        this.#tell(r, "hand back", () => r.msg.nak(delayMs));
+      }
       this.#finish(r);
       if (answer && why === "released") this.#emit("released", r.event);
     });

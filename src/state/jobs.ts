@@ -265,7 +265,8 @@ export class Jobs<R = unknown> {
         } catch {
           continue;
         }
-        if (!rec || rec.ev === "lease") continue;
+        // Lease renewals and hand-backs keep get() truthful; they are not events of their own.
+        if (!rec || rec.ev === "lease" || rec.ev === "released") continue;
         yield eventOf(rec, m.info.timestampNanos);
       }
     } finally {
@@ -277,7 +278,7 @@ export class Jobs<R = unknown> {
 
 function eventOf(rec: StateRecord, nanos: number): JobStateEvent {
   const e: JobStateEvent = {
-    type: rec.ev === "lease" ? "active" : rec.ev,
+    type: rec.ev === "lease" || rec.ev === "released" ? "active" : rec.ev,
     id: rec.id,
     seq: rec.seq,
     attempt: rec.attempt,

@@ -51,14 +51,14 @@ export interface JobInfo<R = unknown> {
 }
 
 /** @internal Which write a record is: the state change it reports (`lease` only renews an active one). */
-export type RecordEvent = "active" | "progress" | "lease" | "completed" | "retrying" | "dead";
+export type RecordEvent = "active" | "progress" | "lease" | "released" | "completed" | "retrying" | "dead";
 
 /** @internal A job's state record, one message per job on `<stateSubject>.<key>` (latest wins). */
 export interface StateRecord {
   id: string;
   seq: number;
   ev: RecordEvent;
-  state: "active" | "retrying" | "completed" | "dead";
+  state: "waiting" | "active" | "retrying" | "completed" | "dead";
   attempt: number;
   publishedAt: number;
   startedAt?: number;
@@ -88,7 +88,7 @@ const num = (v: unknown): number | undefined => (typeof v === "number" && Number
 export function parseRecord(v: unknown): StateRecord | undefined {
   if (typeof v !== "object" || v === null) return undefined;
   const o = v as Record<string, unknown>;
-  if (typeof o.id !== "string" || typeof o.state !== "string" || !["active", "retrying", "completed", "dead"].includes(o.state)) return undefined;
+  if (typeof o.id !== "string" || typeof o.state !== "string" || !["waiting", "active", "retrying", "completed", "dead"].includes(o.state)) return undefined;
   return o as unknown as StateRecord;
 }
 

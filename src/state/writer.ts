@@ -59,7 +59,8 @@ export class JobState {
   /** `job.progress(value)`: checked now (a value that cannot be stored throws), written throttled. */
   progress(value: unknown): void {
     const encoded = this.#w.encode(value, "progress");
-    if (this.#closed) return;
+    // A handler still running after its attempt ended (timed out, stuck) must not make it active again.
+    if (this.#closed || this.final) return;
     this.progressValue = encoded === undefined ? undefined : value;
     const wait = this.#lastProgressAt + PROGRESS_EVERY_MS - Date.now();
     if (wait <= 0 && this.#timer === undefined) {
@@ -183,6 +184,13 @@ export class StateWriter {
     } catch (err) {
       this.#onError(mapNatsError(err, `write the state of job ${rec.id} of queue "${this.#queue}"`));
     }
+  }
+
+  /** The job was handed back without an outcome (stop(), a deferral): it waits in the queue again. */
+  released(s: JobState): void {
+    s.flush();
+    s.final = true;
+    this.fire(s, s.record("released", "waiting"));
   }
 
   /** The attempt failed with attempts left. */
