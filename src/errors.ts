@@ -208,3 +208,28 @@ export class JobTooLargeError extends ValidationError {
     this.limitName = limitName;
   }
 }
+
+/**
+ * A job you waited for (`Jobs.wait`, `receipt.result()`) will not complete: it was moved to the
+ * dead-letter queue. `reason` says why and `error` is its last failure; inspect or replay it with
+ * `DeadLetterQueue` (or `jetq dlq`).
+ */
+export class JobFailedError extends JetqError {
+  /** Always `"JobFailedError"`. */
+  override name = "JobFailedError" as const;
+  /** The job's id. */
+  readonly jobId: string;
+  /** Why it was dead-lettered: `max_attempts`, `permanent`, `decode`, `validation` or `crashed`. */
+  readonly reason: string;
+  /** Its last failure, as stored: the error's name and message. */
+  readonly error: { readonly name: string; readonly message: string };
+  /** The attempts it used. */
+  readonly attempt: number;
+  constructor(message: string, jobId: string, reason: string, error: { name: string; message: string }, attempt: number) {
+    super(message);
+    this.jobId = jobId;
+    this.reason = reason;
+    this.error = error;
+    this.attempt = attempt;
+  }
+}

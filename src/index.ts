@@ -18,6 +18,9 @@ export type { Job, Handler, Middleware, WorkerOptions, WorkerEvents, JobEvent, S
 export { DeadLetterQueue } from "./dlq/dlq.ts";
 export type { DeadLetter, ListOptions, DeadLetterFilter, ReplayAllResult } from "./dlq/dlq.ts";
 export type { DeadLetterReason } from "./dlq/route.ts";
+export { Jobs } from "./state/jobs.ts";
+export type { WaitOptions, EventsOptions, JobStateEvent, JobGapEvent, JobsEvent } from "./state/jobs.ts";
+export type { JobInfo, JobStateName, JobStateError } from "./state/record.ts";
 export {
   JetqError,
   ValidationError,
@@ -35,6 +38,7 @@ export {
   AuthenticationError,
   DeadLetterNotFoundError,
   JobTooLargeError,
+  JobFailedError,
 } from "./errors.ts";
 export { connect } from "./connect.ts";
 export type { ConnectOptions } from "./connect.ts";

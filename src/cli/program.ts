@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { DEFAULT_SERVER } from "./connect.ts";
 import { registerDashboardCommand } from "./dashboard-command.ts";
 import { dlqCommand } from "./dlq.ts";
+import { eventsCommand, jobCommand } from "./job.ts";
 import { EXIT_HELP, UsageError } from "./exit.ts";
 import { parseDuration } from "./format.ts";
 import { pauseCommand, resumeCommand } from "./pause.ts";
@@ -47,6 +48,8 @@ Examples:
   jetq stats emails --watch
   jetq dlq list emails
   jetq dlq replay emails 12
+  jetq job reports report-42
+  jetq events reports
   jetq dlq purge emails --older-than 7d --yes
   jetq pause emails --for 10m
   jetq resume emails
@@ -60,6 +63,8 @@ ${EXIT_HELP}`,
   program.addCommand(schedulesCommand());
   program.addCommand(pauseCommand());
   program.addCommand(resumeCommand());
+  program.addCommand(jobCommand());
+  program.addCommand(eventsCommand());
   registerDashboardCommand(program);
   return program;
 }

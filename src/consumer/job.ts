@@ -2,6 +2,7 @@ import type { Delivered } from "./pull.ts";
 import { scheduleOf } from "../schedule/spec.ts";
 import type { LedgerRecord } from "./decide.ts";
 import type { AttemptSpan } from "../telemetry/hooks.ts";
+import type { JobState } from "../state/writer.ts";
 
 /** What a handler (and each middleware) receives for each attempt of a job. */
 export interface Job<T> {
@@ -33,6 +34,13 @@ export interface Job<T> {
   readonly schedule: { readonly name: string; readonly tick: Date } | undefined;
   /** Extends the job's lease now (an in-progress ack). The worker already does this on its own every `ackWaitMs / 3`. */
   extendLease(): void;
+  /**
+   * Reports the job's progress: any JSON value (a number, an object). Readable with `Jobs.get`
+   * and seen by `Jobs.events` while the job runs. Written at most once per 100 ms per job; the
+   * last value is always written. Does nothing on a queue without `results`.
+   * @throws {@link ValidationError} the value is not JSON-encodable or too large for a record.
+   */
+  progress(value: unknown): void;
 }
 
 /** Summary of one job, as carried by worker events. */
@@ -68,6 +76,8 @@ export class Running {
   /** The job's ledger record as it stands for this delivery, and its revision for compare-and-set. */
   record: LedgerRecord | undefined;
   revision = 0;
+  /** Its job state (progress, result), for a queue with `results`. */
+  state: JobState | undefined;
   readonly msg: Delivered;
   readonly event: JobEvent;
   constructor(msg: Delivered, event: JobEvent, now: number) {
@@ -136,6 +146,9 @@ export class JobImpl<T> implements Job<T> {
   }
   get schedule(): { readonly name: string; readonly tick: Date } | undefined {
     return scheduleOf(this.#r.msg.headers);
+  }
+  progress(value: unknown): void {
+    this.#r.state?.progress(value);
   }
   extendLease(): void {
     if (!this.#r.settled && !this.#r.answered) {

@@ -32,6 +32,7 @@ import { type Scheduling, startScheduling } from "../schedule/run.ts";
 import { Ledger, LedgerConflictError } from "./ledger.ts";
 import { type Middleware, PayloadRejected, runChain, telemetryStep, timeoutStep, validationStep } from "./middleware.ts";
 import { type WorkerTelemetry, noAttemptSpan, noWorkerTelemetry } from "../telemetry/hooks.ts";
+import { checkResult, StateWriter } from "../state/writer.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
 
 export type { Job, JobEvent } from "./job.ts";
@@ -187,6 +188,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #jsm: JetStreamManager | undefined;
   #ledger: Ledger | undefined;
   #incarnation = 0;
+  /** Job state writes, for a queue with `results` only (docs: README "Results and progress"). */
+  #states: StateWriter | undefined;
   #puller: Puller | undefined;
   /** The queue's pause record, watched (src/flow/pause.ts). */
   #pause: PauseWatch | undefined;
@@ -314,6 +317,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       const si = await this.#jsm.streams.info(n.stream);
       this.#incarnation = Date.parse(si.created) || 0;
       await this.#jsm.streams.info(n.ledgerStream);
+      if (this.#queue.results) await this.#jsm.streams.info(n.stateStream);
       if (this.#queue.scheduling && this.#schedules) {
         this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) }, this.#telemetryOptions);
       }
@@ -338,6 +342,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     this.#ledger = new Ledger(this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>, this.#incarnation);
     this.#steps = this.#buildSteps();
+    if (this.#queue.results) {
+      this.#states = new StateWriter(this.#nc, this.#queue as Queue<unknown, unknown>, this.#workerId, (err) => this.#reportError(err));
+    }
     this.#state = "running";
     this.#puller = new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, {
       message: (m) => {
@@ -430,6 +437,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     await Promise.allSettled([...this.#handingBack]);
     clearInterval(this.#leaseTimer);
     this.#confirmer?.close();
+    this.#states?.close();
     this.#telemetry.detach();
     this.#state = "stopped";
     this.#emit("stopped");
@@ -689,13 +697,25 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#settle(r, { kind: "rejected", reason: "decode", error: new ValidationError(`payload is not valid JSON: ${e.message}`, [], { cause: err }) }, started);
       return;
     }
+    if (this.#states) r.state = this.#states.begin(r.event, r.msg.storedAtMs);
     const job = new JobImpl<T>(r, data as T, this.#queue.maxAttempts);
     // The telemetry step only sets the trace context; with nothing recording, skip it.
     const steps = span === noAttemptSpan && this.#steps[0] === telemetryStep ? this.#steps.slice(1) : this.#steps;
     runChain(steps, this.#handler, job).then(
-      () => this.#settle(r, OK, started),
+      (v: unknown) => this.#settle(r, this.#states || this.#queue.resultSchema ? this.#result(r, v) : OK, started),
       (err: unknown) => this.#settle(r, failure(err), started),
     );
+  }
+
+  /** The chain's value is the job's result: checked against `resultSchema`; a mismatch fails the attempt. */
+  #result(r: Running, v: unknown): Settlement {
+    try {
+      const out = this.#states ? this.#states.result(v) : checkResult(this.#queue.resultSchema, v);
+      if (r.state) r.state.result = out;
+      return OK;
+    } catch (err) {
+      return failure(err);
+    }
   }
 
   /** The attempt settled: carry out what {@link decide} says. Never throws. */
@@ -709,7 +729,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       }
       const d = decide(s, { attempt: r.event.attempt, maxAttempts: this.#queue.maxAttempts, backoff: this.#queue.backoff });
       if (d.kind === "ack") {
-        this.#complete(r, performance.now() - started);
+        if (r.state) void this.#completeWithResult(r, performance.now() - started);
+        else this.#complete(r, performance.now() - started);
       } else if (d.kind === "dead") {
         void this.#deadLetter(r, d.reason, error!);
       } else if (d.kind === "retry") {
@@ -721,6 +742,23 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     } catch (err) {
       this.#reportError(safeError(err));
     }
+  }
+
+  /**
+   * A queue with `results`: the `completed` record (with the result) is confirmed by the server
+   * before the ack, so a crash in between can only repeat the job, never show it completed
+   * without its result. A write that fails hands the job back (it runs again), costing no attempt.
+   */
+  async #completeWithResult(r: Running, durationMs: number): Promise<void> {
+    try {
+      await this.#states!.completed(r.state!);
+    } catch (err) {
+      this.#reportError(safeError(err));
+      this.#handBack(r, DEFER_MS, "deferred");
+      return;
+    }
+    if (r.answered || r.settled) return; // stop() handed it back meanwhile: it runs again
+    this.#complete(r, durationMs);
   }
 
   #complete(r: Running, durationMs: number): void {
@@ -791,6 +829,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       // Not recorded: the job is still handed back; its next delivery counts as a suspect's
       // (it runs alone), which never costs an attempt it did not fail.
     }
+    if (r.state) this.#states!.retrying(r.state, error, delayMs);
     this.#tell(r, "nak", () => r.msg.nak(delayMs));
     this.#finish(r);
     r.span?.end(error, { kind: "retry", delayMs });
@@ -806,7 +845,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     if (r.answered || r.settled) return;
     r.answered = true;
     const p = this.#recordHandBack(r).then((answer) => {
-      if (answer) this.#tell(r, "hand back", () => r.msg.nak(delayMs));
+      if (answer) {
+        if (r.state && !r.state.final) this.#states!.released(r.state);
+        this.#tell(r, "hand back", () => r.msg.nak(delayMs));
+      }
       this.#finish(r);
       if (answer && why === "released") this.#emit("released", r.event);
     });
@@ -881,6 +923,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#reportError(safeError(err));
       return;
     }
+    if (this.#states) {
+      // Confirmed before the removal, so a Jobs.wait() on it ends; if it fails the dead letter still tells.
+      await this.#states.dead(r.state ?? this.#states.track(r.event, m.storedAtMs), reason, error).catch((err: unknown) => this.#reportError(safeError(err)));
+    }
     // Confirmed in the dead-letter stream: now remove the original (term deletes it from a work queue).
     // If the connection is gone now, the job comes back once more and is removed then: its dead
     // letter has the same msg id, so the server drops the second copy.
@@ -908,6 +954,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     r.settled = true;
     clearTimeout(r.timer);
+    r.state?.close();
     this.#running.delete(r);
     if (this.#isolation?.r === r) this.#isolation = undefined;
     if (this.#running.size <= this.#stuck.size) this.#idle?.();
@@ -936,6 +983,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (now - r.lastLease >= every && !r.answered) {
         r.lastLease = now;
         this.#tell(r, "extend the lease of", () => r.msg.working());
+        if (r.state) this.#states!.lease(r.state);
       }
     });
   }

@@ -11,7 +11,8 @@ import { BatchSink, batchResult, type Sink } from "./batch.ts";
 import { checkId, encodeJob, jobHeaders } from "./job.ts";
 import { type Due, HELD, heldJobId, resolveDue } from "../schedule/held.ts";
 import { type ProducerOptions, type PublishManyOptions, type PublishOptions, resolveChunkSize, resolveProducerOptions, type ResolvedProducerOptions } from "./options.ts";
-import { publishOutcome, type PublishReceipt } from "./receipt.ts";
+import { publishOutcome, type PublishReceipt, type ResultOf } from "./receipt.ts";
+import { Jobs } from "../state/jobs.ts";
 import { PublishWindow } from "./window.ts";
 
 export type { ProducerOptions, PublishOptions, PublishManyOptions } from "./options.ts";
@@ -81,6 +82,19 @@ export class Producer<In = unknown> {
       ),
     );
   };
+  #jobs: Jobs | undefined;
+  /** Every receipt's `result()`: one function per producer, the receipt as `this`. */
+  readonly #resultOf: ResultOf = (() => {
+    const self = this;
+    return function (this: PublishReceipt, options) {
+      try {
+        self.#jobs ??= new Jobs(self.#nc, self.#queue as never);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return self.#jobs.wait(this.id, options);
+    };
+  })();
   #joined = false;
   #closed = false;
   #telemetry: TelemetryHooks = noTelemetry;
@@ -358,7 +372,7 @@ export class Producer<In = unknown> {
     this.#window.release();
     const q = this.#queue.name;
     const h = msg.headers;
-    const outcome = publishOutcome(h !== undefined && h.hasError ? { code: h.code, description: h.description } : undefined, msg.data, p.id, q, p.held ? heldJobId : undefined);
+    const outcome = publishOutcome(h !== undefined && h.hasError ? { code: h.code, description: h.description } : undefined, msg.data, p.id, q, p.held ? heldJobId : undefined, this.#resultOf);
     if (outcome instanceof Error) {
       if (outcome instanceof QueueFullError) this.#telemetry.rejected(q, "stream_full");
     } else {

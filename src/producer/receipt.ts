@@ -2,6 +2,7 @@ import { JetqError, QueueFullError } from "../errors.ts";
 import { API, noResponders } from "../natserr.ts";
 import { seqJobId } from "../queue/headers.ts";
 import { parsePubAck, type PubAck } from "./puback.ts";
+import type { WaitOptions } from "../state/jobs.ts";
 
 /** What the server confirmed for one publish. */
 export interface PublishReceipt {
@@ -17,7 +18,18 @@ export interface PublishReceipt {
   seq: number;
   /** True when the id was already in the duplicate window and nothing new was stored. */
   duplicate: boolean;
+  /**
+   * Waits for the job's result: `new Jobs(nc, queue).wait(receipt.id, options)`. Needs a queue
+   * defined with `results`. (Not an enumerable property: a receipt serialises as `{ id, seq, duplicate }`.)
+   * @throws {@link JobFailedError} the job was dead-lettered.
+   * @throws {@link TimeoutError} it did not complete within `timeoutMs` (default 60 s).
+   * @throws {@link ConfigError} the queue keeps no job state.
+   */
+  result<R = unknown>(options?: WaitOptions): Promise<R>;
 }
+
+/** @internal What a receipt's `result()` calls, with the receipt as `this`. */
+export type ResultOf = (this: PublishReceipt, options?: WaitOptions) => Promise<unknown>;
 
 /** Outcome of one item of {@link Producer.publishMany} when some failed. */
 export type PublishOutcome = { ok: true; receipt: PublishReceipt } | { ok: false; error: Error };
@@ -45,6 +57,7 @@ export function publishOutcome(
   id: string | undefined,
   queue: string,
   idOf: (seq: number) => string = seqJobId,
+  resultOf?: ResultOf,
 ): PublishReceipt | Error {
   if (status !== undefined) {
     const what = `publish to queue "${queue}"`;
@@ -59,7 +72,9 @@ export function publishOutcome(
   }
   if (ack.error) return pubAckError(ack.error, queue);
   const seq = ack.seq ?? 0;
-  return { id: id ?? idOf(seq), seq, duplicate: ack.duplicate === true };
+  const receipt = { id: id ?? idOf(seq), seq, duplicate: ack.duplicate === true } as PublishReceipt;
+  if (resultOf) Object.defineProperty(receipt, "result", { value: resultOf, enumerable: false, configurable: true, writable: true });
+  return receipt;
 }
 
 /** @internal The error a PubAck's JetStream error stands for. */

@@ -74,6 +74,19 @@ export interface QueueOptions<S extends ZodType = ZodType> {
    * @default undefined (no limit, and no limiter stream)
    */
   rateLimit?: RateLimit;
+  /**
+   * Keep each job's state and result for `keepMs` after its last change, in the stream
+   * `JETQ_<name>_STATE`: what `Jobs.get`, `Jobs.wait`, `Jobs.events` and `receipt.result()` read.
+   * Off by default: a queue without it writes nothing per job. `keepMs` from 1000 to 365 days.
+   * @default undefined (no job state is kept)
+   */
+  results?: { keepMs: number };
+  /**
+   * zod schema of the handler's result (what the handler, through its middleware, resolves to).
+   * A result that fails it fails the attempt (retried like a throw) with a `ValidationError`.
+   * @default undefined (any JSON value)
+   */
+  resultSchema?: ZodType;
 }
 
 /** A rate limit: at most `max` job starts per sliding window of `perMs`. */
@@ -118,6 +131,10 @@ export interface Queue<In = unknown, Out = In> {
   readonly scheduling: boolean;
   /** {@link QueueOptions.rateLimit}, validated; `undefined` for none. */
   readonly rateLimit: RateLimit | undefined;
+  /** {@link QueueOptions.results}; `undefined` when the queue keeps no job state. */
+  readonly results: { readonly keepMs: number } | undefined;
+  /** {@link QueueOptions.resultSchema}, if any. */
+  readonly resultSchema: ZodType | undefined;
   /** Names of the server objects behind the queue. */
   readonly names: QueueNames;
 }
@@ -148,6 +165,10 @@ export interface QueueNames {
   readonly scheduleStream: string;
   /** Subject prefix of schedule records (`<prefix>.def.<name>`, `<prefix>.last.<name>`). */
   readonly scheduleSubject: string;
+  /** Stream holding job state and results (only for a queue with `results`). */
+  readonly stateStream: string;
+  /** Subject prefix of job state records (`<prefix>.<key of the job id>`). */
+  readonly stateSubject: string;
 }
 
 /** Type of the payload a producer publishes to `Q`. */
@@ -160,7 +181,7 @@ const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
  * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
  * `x_DLQ` would be the stream of queue `x`'s dead letters (`_PAUSE`: its pause record). `_ADV` was used up to jetq 0.1.
  */
-const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|ADV|PAUSE|RATE)$/;
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|STATE|ADV|PAUSE|RATE)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -178,6 +199,8 @@ export function queueNames(name: string): QueueNames {
     heldConsumer: "mover",
     scheduleStream: `JETQ_${name}_SCHED`,
     scheduleSubject: `jetq.sched.${name}`,
+    stateStream: `JETQ_${name}_STATE`,
+    stateSubject: `jetq.state.${name}`,
   };
 }
 
@@ -248,7 +271,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   }
   if (RESERVED_SUFFIX.test(name)) {
     throw new ConfigError(
-      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _PAUSE, _RATE or _ADV (the names of another queue's streams), got ${describe(name)}`,
+      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _STATE, _PAUSE, _RATE or _ADV (the names of another queue's streams), got ${describe(name)}`,
     );
   }
   const schema = options.schema;
@@ -282,6 +305,11 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
       `Expected \`duplicateWindowMs\` to be at least ${MIN_DELAYED_WINDOW_MS} with \`scheduling: true\` (a due job moved twice after a crash must be dropped as a duplicate), got ${duplicateWindowMs}`,
     );
   }
+  const results = resolveResults(options.results);
+  const resultSchema = options.resultSchema;
+  if (resultSchema !== undefined && (typeof resultSchema !== "object" || resultSchema === null || typeof resultSchema.safeParse !== "function")) {
+    throw new ConfigError(`Expected \`resultSchema\` to be a zod schema, got ${describe(resultSchema)}`);
+  }
   return Object.freeze({
     name,
     schema: schema as ZodType<S["_zod"]["output"], S["_zod"]["input"]> | undefined,
@@ -303,6 +331,14 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     }),
     scheduling,
     rateLimit: rateLimitOf(options.rateLimit),
+    results,
+    resultSchema,
     names: Object.freeze(queueNames(name)),
   });
+}
+
+function resolveResults(v: QueueOptions["results"]): Queue["results"] {
+  if (v === undefined) return undefined;
+  if (typeof v !== "object" || v === null) throw new ConfigError(`Expected \`results\` to be { keepMs: number }, got ${describe(v)}`);
+  return Object.freeze({ keepMs: int("results.keepMs", v.keepMs, 1000, 365 * 24 * 3600 * 1000) });
 }

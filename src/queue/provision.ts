@@ -51,6 +51,11 @@ export interface ProvisionResult {
   /** The stream of repeatable jobs' schedules. Absent for a queue defined without `scheduling: true`. */
   scheduleStream?: "created" | "unchanged" | "updated";
   /**
+   * The job state stream `JETQ_<name>_STATE`, for a queue defined with `results` (absent otherwise:
+   * a queue without `results` gets no such stream).
+   */
+  stateStream?: "created" | "unchanged" | "updated";
+  /**
    * A queue provisioned by jetq 0.1 was migrated: the consumer's `max_deliver` became unlimited
    * (jetq counts attempts in its ledger now) and the obsolete advisory stream was removed.
    */
@@ -74,6 +79,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
   mover: Partial<ConsumerConfig> | undefined;
   schedules: Partial<StreamConfig> | undefined;
   rate?: Partial<StreamConfig>;
+  state: Partial<StreamConfig> | undefined;
 } {
   const n = q.names;
   const storage = q.storage === "memory" ? StorageType.Memory : StorageType.File;
@@ -158,6 +164,21 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
         }
       : undefined,
     ...(q.rateLimit ? { rate: rateStreamConfig(q) } : {}),
+    // One record per job (its latest state), kept keepMs after its last change: read by direct
+    // get of the job's subject, and followed as an event log by Jobs.events().
+    state: q.results
+      ? {
+          name: n.stateStream,
+          subjects: [`${n.stateSubject}.>`],
+          retention: RetentionPolicy.Limits,
+          storage,
+          num_replicas: q.replicas,
+          max_msgs_per_subject: 1,
+          max_age: ns(q.results.keepMs),
+          discard: DiscardPolicy.Old,
+          allow_direct: true,
+        }
+      : undefined,
   };
 }
 
@@ -347,6 +368,7 @@ export async function provisionQueue<In, Out>(
   const mover = cfg.mover ? await planConsumer(jsm, n.heldStream, cfg.mover, update) : undefined;
   const schedules = cfg.schedules ? await planStream(jsm, cfg.schedules, "schedule stream", update) : undefined;
   const rate = cfg.rate ? await planStream(jsm, cfg.rate, "rate limiter stream", update) : undefined;
+  const state = cfg.state ? await planStream(jsm, cfg.state, "job state stream", update) : undefined;
   const legacy = `${n.stream}_ADV`;
   const hasLegacy = (await streamInfo(jsm, legacy, "advisory stream")) !== undefined;
 
@@ -420,6 +442,7 @@ export async function provisionQueue<In, Out>(
     }
     if (schedules) result.scheduleStream = await applyStream(schedules, "schedule stream");
     if (rate) result.rateLimitStream = await applyStream(rate, "rate limiter stream");
+    if (state) result.stateStream = await applyStream(state, "job state stream");
     if (hasLegacy) {
       // Jobs the 0.1 server gave up on and its mover had not moved yet: queue them again.
       await requeueGivenUp(nc, jsm, queue as Queue<unknown, unknown>, legacy);

@@ -3,8 +3,10 @@ import { describe, it } from "node:test";
 import { ConfigError, ConnectionError, JetqError, NotSentError, QueueFullError, QueueNotFoundError, ValidationError } from "../../src/errors.ts";
 import { BatchSink, batchResult } from "../../src/producer/batch.ts";
 import { DEFAULT_CHUNK, resolveChunkSize, resolveProducerOptions } from "../../src/producer/options.ts";
-import { PublishBatchError, publishOutcome } from "../../src/producer/receipt.ts";
+import { PublishBatchError, type PublishReceipt, publishOutcome } from "../../src/producer/receipt.ts";
 
+/** A receipt as the tests build it (without `result()`, which only the producer attaches). */
+const receipt = (o: { id: string; seq: number; duplicate: boolean }): PublishReceipt => o as PublishReceipt;
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 describe("publishOutcome (what the server's answer means)", () => {
@@ -38,17 +40,17 @@ describe("batchResult and BatchSink", () => {
     const b = sink.add();
     let done = false;
     const settled = sink.settled().then(() => (done = true));
-    sink.settle(b, { id: "seq-2", seq: 2, duplicate: false });
+    sink.settle(b, receipt({ id: "seq-2", seq: 2, duplicate: false }));
     await new Promise((r) => setImmediate(r));
     assert.equal(done, false);
-    sink.settle(a, { id: "seq-1", seq: 1, duplicate: false });
+    sink.settle(a, receipt({ id: "seq-1", seq: 1, duplicate: false }));
     await settled;
     assert.deepEqual(batchResult(sink.outcomes, undefined).map((r) => r.seq), [1, 2]);
     assert.equal(sink.open, 0);
   });
 
   it("throws PublishBatchError counting failures, naming the invalid item that stopped the batch first", () => {
-    const ok = { id: "seq-1", seq: 1, duplicate: false };
+    const ok = receipt({ id: "seq-1", seq: 1, duplicate: false });
     const invalid = new ValidationError("item 2 is invalid", []);
     const notSent = new NotSentError("Not sent: item 2 of the batch is invalid", 2, invalid);
     const err = (() => {

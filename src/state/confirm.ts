@@ -1,0 +1,166 @@
+import type { Msg, NatsConnection, PermissionViolationError } from "@nats-io/transport-node";
+import { ConnectionError, JetqError, TimeoutError } from "../errors.ts";
+import { mapNatsError, noResponders } from "../natserr.ts";
+import { parsePubAck } from "../producer/puback.ts";
+import { ConnectionHub, type TransportUser } from "../transport/hub.ts";
+import { Inbox } from "../transport/inbox.ts";
+import { ReplyTable } from "../transport/replies.ts";
+
+interface Waiting {
+  readonly deadline: number;
+  readonly resolve: () => void;
+  readonly reject: (e: Error) => void;
+}
+
+/** The writes of one turn, confirmed together by the PubAck of the last. */
+class Batch implements Waiting {
+  readonly deadline: number;
+  readonly #resolves: Array<() => void> = [];
+  readonly #rejects: Array<(e: Error) => void> = [];
+  constructor(deadline: number) {
+    this.deadline = deadline;
+  }
+  add(resolve: () => void, reject: (e: Error) => void): void {
+    this.#resolves.push(resolve);
+    this.#rejects.push(reject);
+  }
+  resolve = (): void => {
+    for (const r of this.#resolves) r();
+  };
+  reject = (e: Error): void => {
+    for (const r of this.#rejects) r(e);
+  };
+}
+
+/**
+ * @internal Confirmed writes into a stream (the job state stream's `completed` and `dead`
+ * records) on the shared transport, the way {@link AckConfirmer} confirms acks: one wildcard
+ * inbox, answers matched by subject, the connection's one sweep timer, writes of one event-loop
+ * turn sent together, every waiting write failed at once when the connection closes. `js.publish`
+ * per job (a request with its own promise, timer and cancellation `Error`) cost a draining worker
+ * with results on more than half its throughput.
+ *
+ * The writes of one turn are sent together and only the last carries a reply subject: a stream
+ * stores the messages of one connection in the order they arrive, so its PubAck confirms the
+ * batch (and an error on it fails the batch: each job then runs again). One PubAck per turn
+ * rather than one per job: the server's answers were a large part of its extra work per job.
+ */
+export class StoreConfirmer {
+  readonly #nc: NatsConnection;
+  readonly #timeoutMs: number;
+  readonly #hub: ConnectionHub;
+  readonly #inbox: Inbox;
+  readonly #pending: ReplyTable<Batch>;
+  readonly #user: TransportUser = {
+    sweep: (now) => this.#sweep(now),
+    reconnected: () => {
+      this.#inbox.rekey(this.#timeoutMs + 1_000);
+      this.#pending.rekeyed();
+    },
+    closed: () => this.#connectionClosed(),
+    denied: (e) => this.#denied(e),
+  };
+  readonly #expireOne = (w: Batch): void => w.reject(new TimeoutError(`the server did not confirm the write within ${this.#timeoutMs} ms`));
+  #joined = false;
+  /** Subjects and payloads to send at the end of this turn, in pairs. Bounded by concurrency. */
+  readonly #outbox: string[] = [];
+  #batch: Batch | undefined;
+
+  constructor(nc: NatsConnection, timeoutMs: number) {
+    this.#nc = nc;
+    this.#timeoutMs = timeoutMs;
+    this.#hub = ConnectionHub.of(nc);
+    this.#inbox = new Inbox(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix, (err, m) => this.#onAnswer(err, m));
+    this.#pending = new ReplyTable<Batch>(this.#inbox);
+  }
+
+  /** Publishes `data` to `subject` and resolves once the stream stored it. */
+  store(subject: string, data: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      try {
+        if (!this.#inbox.subscribed) this.#subscribe();
+      } catch (err) {
+        reject(mapNatsError(err, "store a job state record"));
+        return;
+      }
+      if (!this.#batch) {
+        this.#batch = new Batch(Date.now() + this.#timeoutMs);
+        setImmediate(() => this.#send());
+      }
+      this.#batch.add(resolve, reject);
+      this.#outbox.push(subject, data);
+    });
+  }
+
+  /** Releases the subscription (waiting writes fail). */
+  close(): void {
+    this.#pending.drain((w) => w.reject(new ConnectionError("the worker stopped before the server confirmed the write")));
+    this.#teardown();
+  }
+
+  #send(): void {
+    const out = this.#outbox.splice(0);
+    const batch = this.#batch!;
+    this.#batch = undefined;
+    const reply = this.#pending.add(batch);
+    try {
+      const last = out.length - 2;
+      for (let i = 0; i < last; i += 2) this.#nc.publish(out[i]!, out[i + 1]!);
+      this.#nc.publish(out[last]!, out[last + 1]!, { reply });
+    } catch (err) {
+      this.#pending.cancel(reply)?.reject(mapNatsError(err, "store a job state record"));
+    }
+  }
+
+  #subscribe(): void {
+    this.#inbox.open();
+    if (this.#joined) return;
+    this.#joined = true;
+    this.#hub.join(this.#user, Math.min(250, Math.max(10, this.#timeoutMs / 4)));
+  }
+
+  #onAnswer(err: Error | null, m: Msg): void {
+    if (err) {
+      const e = mapNatsError(err, "receive job state confirmations");
+      this.#pending.drain((w) => w.reject(e));
+      return;
+    }
+    const w = this.#pending.take(m.subject);
+    if (w === undefined) return;
+    const h = m.headers;
+    const what = "store a job state record";
+    if (h !== undefined && h.hasError) {
+      w.reject(h.code === 503 ? noResponders("stream", what) : new JetqError(`${what}: the server answered ${h.code} ${h.description}`));
+      return;
+    }
+    try {
+      const ack = parsePubAck(m.data);
+      if (ack.error) w.reject(new JetqError(`${what}: ${ack.error.description ?? `error ${ack.error.code}`}`));
+      else w.resolve();
+    } catch (e) {
+      w.reject(new JetqError(`${what}: unreadable PubAck`, { cause: e }));
+    }
+  }
+
+  #sweep(now: number): void {
+    this.#inbox.sweep(now);
+    this.#pending.expire(now, this.#expireOne);
+  }
+
+  #connectionClosed(): void {
+    this.#pending.drain((w) => w.reject(new ConnectionError("the NATS connection closed before the server confirmed a job state record; the job runs again")));
+    this.#teardown();
+  }
+
+  #denied(e: PermissionViolationError): void {
+    if (e.operation !== "subscription" || !this.#inbox.owns(e.subject)) return;
+    const err = mapNatsError(e, "receive job state confirmations");
+    this.#pending.drain((w) => w.reject(err));
+  }
+
+  #teardown(): void {
+    if (this.#joined) this.#hub.leave(this.#user);
+    this.#joined = false;
+    this.#inbox.close();
+  }
+}

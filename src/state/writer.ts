@@ -1,0 +1,286 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { ZodType } from "zod";
+import { ValidationError } from "../errors.ts";
+import { mapNatsError } from "../natserr.ts";
+import type { DeadLetterReason } from "../dlq/route.ts";
+import type { Queue } from "../queue/define.ts";
+import { type RecordEvent, type StateRecord, stateKey } from "./record.ts";
+import { StoreConfirmer } from "./confirm.ts";
+
+/** At most one progress write per job per this many ms; the last value is always written. */
+export const PROGRESS_EVERY_MS = 100;
+/** Room left under the server's max_payload for the rest of the record around a result or progress value. */
+const RECORD_SLACK = 1024;
+
+/** @internal What the worker's side of job state needs to know about one delivery. */
+export interface Tracked {
+  readonly id: string;
+  readonly seq: number;
+  readonly attempt: number;
+}
+
+/**
+ * @internal The state of one job in one worker, from the start of an attempt until its slot is
+ * freed: its progress (throttled) and its result, and the writes that report them.
+ */
+export class JobState {
+  readonly #w: StateWriter;
+  readonly #job: Tracked;
+  readonly #publishedAtMs: number;
+  readonly subject: string;
+  startedAt = 0;
+  progressValue: unknown = undefined;
+  result: unknown = undefined;
+  #lastProgressAt = 0;
+  /** A progress value not written yet (its write waits for the throttle). */
+  #pending = false;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  /** A final record (completed, retrying, dead) is written or being written: no `active` write any more. */
+  final = false;
+
+  constructor(w: StateWriter, job: Tracked, publishedAtMs: number) {
+    this.#w = w;
+    this.#job = job;
+    this.#publishedAtMs = publishedAtMs;
+    this.subject = `${w.prefix}${stateKey(job.id)}`;
+  }
+
+  /**
+   * The attempt started now. The `active` write counts as the job's first write for the throttle:
+   * a progress value reported at once does not replace it (one record per job) before readers
+   * that keep up have seen it.
+   */
+  begun(now: number): void {
+    this.startedAt = now;
+    this.#lastProgressAt = now;
+  }
+
+  /** `job.progress(value)`: checked now (a value that cannot be stored throws), written throttled. */
+  progress(value: unknown): void {
+    const encoded = this.#w.encode(value, "progress");
+    // A handler still running after its attempt ended (timed out, stuck) must not make it active again.
+    if (this.#closed || this.final) return;
+    this.progressValue = encoded === undefined ? undefined : value;
+    const wait = this.#lastProgressAt + PROGRESS_EVERY_MS - Date.now();
+    if (wait <= 0 && this.#timer === undefined) {
+      this.#writeProgress();
+      return;
+    }
+    this.#pending = true;
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        if (this.#pending && !this.#closed) this.#writeProgress();
+      }, Math.max(0, wait));
+      this.#timer.unref();
+    }
+  }
+
+  #writeProgress(): void {
+    this.#pending = false;
+    this.#lastProgressAt = Date.now();
+    this.#w.fire(this, this.record("progress", "active"));
+  }
+
+  /** Before a final write: a progress value still held back by the throttle goes out first. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pending && !this.#closed) this.#writeProgress();
+  }
+
+  /** The slot was freed: no more writes for this delivery. */
+  close(): void {
+    this.#closed = true;
+    this.#pending = false;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  record(ev: RecordEvent, state: StateRecord["state"], extra?: Partial<StateRecord>): StateRecord {
+    const j = this.#job;
+    const rec: StateRecord = {
+      id: j.id,
+      seq: j.seq,
+      ev,
+      state,
+      attempt: j.attempt,
+      publishedAt: this.#publishedAtMs,
+      leaseMs: this.#w.leaseMs,
+      worker: this.#w.worker,
+    };
+    if (this.startedAt) rec.startedAt = this.startedAt;
+    if (this.progressValue !== undefined) rec.progress = this.progressValue;
+    return extra ? Object.assign(rec, extra) : rec;
+  }
+}
+
+/**
+ * @internal Writes job state for a queue with `results` (docs: README "Results and progress").
+ * What only informs (active, progress, lease renewals, retrying) is a plain publish into the
+ * state stream, no round trip; what a caller waits on (completed, dead) is confirmed by the server
+ * before the job is acked or removed. Writes of many jobs overlap: each confirmed write is one
+ * request in flight, so a draining worker's writes are pipelined, not serialised.
+ */
+export class StateWriter {
+  readonly #nc: NatsConnection;
+  readonly #confirmer: StoreConfirmer;
+  readonly #schema: ZodType | undefined;
+  readonly #queue: string;
+  readonly prefix: string;
+  readonly leaseMs: number;
+  readonly worker: string;
+  /** Reported, never thrown into the worker's paths. */
+  readonly #onError: (err: Error) => void;
+
+  /** Jobs started in this turn of the event loop: their `active` write waits for its end. Bounded by concurrency. */
+  #starting: JobState[] = [];
+
+  constructor(nc: NatsConnection, queue: Queue<unknown, unknown>, worker: string, onError: (err: Error) => void) {
+    this.#nc = nc;
+    this.#confirmer = new StoreConfirmer(nc, 5_000);
+    this.#schema = queue.resultSchema;
+    this.#queue = queue.name;
+    this.prefix = `${queue.names.stateSubject}.`;
+    this.leaseMs = queue.ackWaitMs;
+    this.worker = worker;
+    this.#onError = onError;
+  }
+
+  /**
+   * An attempt starts: the job is `active`. Written at the end of this turn of the event loop, and
+   * only for a job still running then: a handler that settles at once goes from waiting to
+   * completed with one write, which kept a draining worker's throughput with results on.
+   */
+  begin(job: Tracked, publishedAtMs: number): JobState {
+    const s = new JobState(this, job, publishedAtMs);
+    s.begun(Date.now());
+    this.#starting.push(s);
+    if (this.#starting.length === 1) setImmediate(() => this.#writeStarted());
+    return s;
+  }
+
+  #writeStarted(): void {
+    const started = this.#starting;
+    this.#starting = [];
+    for (const s of started) if (!s.final) this.fire(s, s.record("active", "active"));
+  }
+
+  /** The worker stopped: nothing more waits for a confirmation. */
+  close(): void {
+    this.#confirmer.close();
+  }
+
+  /** The worker renewed the job's lease: so does its record (an `active` record ages out with its lease). */
+  lease(s: JobState): void {
+    if (!s.final) this.fire(s, s.record("lease", "active"));
+  }
+
+  /** Informational write: sent without waiting for the server (a lost one is corrected by the next). */
+  fire(s: JobState, rec: StateRecord): void {
+    try {
+      this.#nc.publish(s.subject, JSON.stringify(rec));
+    } catch (err) {
+      this.#onError(mapNatsError(err, `write the state of job ${rec.id} of queue "${this.#queue}"`));
+    }
+  }
+
+  /** The job was handed back without an outcome (stop(), a deferral): it waits in the queue again. */
+  released(s: JobState): void {
+    s.flush();
+    s.final = true;
+    this.fire(s, s.record("released", "waiting"));
+  }
+
+  /** The attempt failed with attempts left. */
+  retrying(s: JobState, error: Error, delayMs: number): void {
+    s.flush();
+    s.final = true;
+    const now = Date.now();
+    this.fire(s, s.record("retrying", "retrying", { finishedAt: now, retryAt: now + delayMs, error: errorOf(error) }));
+  }
+
+  /** The handler resolved: store its result, confirmed. The caller acks only after this resolves. */
+  completed(s: JobState): Promise<void> {
+    s.flush();
+    s.final = true;
+    const extra: Partial<StateRecord> = { finishedAt: Date.now() };
+    if (s.result !== undefined) extra.result = s.result;
+    return this.#confirmed(s, s.record("completed", "completed", extra));
+  }
+
+  /** A job that never started (rejected, or dead-lettered for its crashes): tracked only for its final write. */
+  track(job: Tracked, publishedAtMs: number): JobState {
+    return new JobState(this, job, publishedAtMs);
+  }
+
+  /** The job went to the dead letters (confirmed there already); confirmed too, before the original is removed. */
+  dead(s: JobState, reason: DeadLetterReason, error: Error): Promise<void> {
+    s.flush();
+    s.final = true;
+    return this.#confirmed(s, s.record("dead", "dead", { finishedAt: Date.now(), reason, error: errorOf(error) }));
+  }
+
+  async #confirmed(s: JobState, rec: StateRecord): Promise<void> {
+    try {
+      await this.#confirmer.store(s.subject, JSON.stringify(rec));
+    } catch (err) {
+      throw mapNatsError(err, `store the state of job ${rec.id} of queue "${this.#queue}"`);
+    }
+  }
+
+  /**
+   * Checks a result (or progress value) can be stored: JSON, and small enough for one message.
+   * Returns its JSON text (undefined for `undefined`). Throws {@link ValidationError}.
+   */
+  encode(value: unknown, what: "result" | "progress"): string | undefined {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch (err) {
+      throw new ValidationError(`the job's ${what} is not JSON-encodable: ${(err as Error)?.message ?? String(err)}`, [], { cause: err });
+    }
+    if (text === undefined) {
+      if (value === undefined) return undefined;
+      throw new ValidationError(`the job's ${what} is not JSON-encodable (a ${typeof value}); return plain data`, []);
+    }
+    const max = (this.#nc.info?.max_payload ?? 1024 * 1024) - RECORD_SLACK;
+    const size = Buffer.byteLength(text);
+    if (size > max) {
+      throw new ValidationError(
+        `the job's ${what} is ${size} bytes, above the ${max} bytes a job state record can hold (the server's max_payload less ${RECORD_SLACK}); store large data elsewhere and return a reference`,
+        [{ path: [], message: `${size} bytes`, code: "too_big" }],
+      );
+    }
+    return text;
+  }
+
+  /** The handler's result: checked against the queue's `resultSchema`, then for storing. Throws {@link ValidationError}. */
+  result(value: unknown): unknown {
+    const out = checkResult(this.#schema, value);
+    this.encode(out, "result");
+    return out;
+  }
+}
+
+/** @internal A result checked against `schema` (when there is one); throws {@link ValidationError} on a mismatch. */
+export function checkResult(schema: ZodType | undefined, value: unknown): unknown {
+  if (!schema) return value;
+  let parsed;
+  try {
+    parsed = schema.safeParse(value);
+  } catch (err) {
+    throw new ValidationError(`the queue's resultSchema threw while checking the handler's result (it must be synchronous): ${(err as Error)?.message ?? String(err)}`, [], { cause: err });
+  }
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: i.path, message: i.message, code: i.code }));
+    const summary = issues.slice(0, 3).map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
+    throw new ValidationError(`the handler's result does not match the queue's resultSchema: ${summary}`, issues);
+  }
+  return parsed.data;
+}
+
+function errorOf(err: Error): { name: string; message: string } {
+  return { name: String(err.name || "Error").slice(0, 128), message: String(err.message ?? "").slice(0, 4096) };
+}
