@@ -21,6 +21,8 @@ export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency"
 export interface BenchOptions {
   mode: "quick" | "full" | "smoke";
   rounds: number;
+  /** Rounds of the publish scenario (at least `rounds`): its ratios are the tightest targets. */
+  publishRounds: number;
   concurrency: number;
   publishJobs: number;
   drainJobs: number;
@@ -54,6 +56,7 @@ export function presetOptions(mode: "quick" | "full" | "smoke"): Omit<BenchOptio
     return {
       ...base,
       rounds: 3,
+      publishRounds: 5,
       publishJobs: 100_000,
       drainJobs: 100_000,
       pgbossDrainJobs: 20_000,
@@ -71,6 +74,7 @@ export function presetOptions(mode: "quick" | "full" | "smoke"): Omit<BenchOptio
     return {
       ...base,
       rounds: 1,
+      publishRounds: 1,
       publishJobs: 20_000,
       drainJobs: 20_000,
       pgbossDrainJobs: 5000,
@@ -87,6 +91,7 @@ export function presetOptions(mode: "quick" | "full" | "smoke"): Omit<BenchOptio
   return {
     ...base,
     rounds: 1,
+    publishRounds: 1,
     natsOnly: true,
     publishJobs: 300,
     drainJobs: 300,
@@ -321,15 +326,29 @@ async function withNats<T>(fn: (nats: NatsTarget, nc: NatsConnection, jsm: JetSt
 
 // ---------------------------------------------------------------- publish
 
+/** The other hand-written raw loops tried for `raw.async` (bench/contenders/nats.ts): shown so the baseline can be checked. */
+const RAW_ALTERNATIVES: readonly PublishContender[] = ["raw.async.fresh", "raw.async.bytes", "raw.async.w4096", "raw.async.textbook"];
+
 async function scenarioPublish(ctx: Ctx): Promise<void> {
   const { o } = ctx;
-  const contenders: PublishContender[] = ["jetq.publishMany", "raw.async", "raw.floor", "jetq.publishMany.chunked", "jetq.publishMany.validateAll", "jetq.publish", "raw.js.publish"];
+  const contenders: PublishContender[] = [
+    "jetq.publishMany",
+    "raw.async",
+    "raw.floor",
+    "jetq.publishMany.chunked",
+    "jetq.publishMany.validateAll",
+    "jetq.publish",
+    "raw.js.publish",
+    ...RAW_ALTERNATIVES,
+  ];
   if (ctx.redis) contenders.push("bullmq.addBulk", "bullmq.add");
   if (ctx.pg) contenders.push("pgboss.insert");
   await withNats(async (nats, nc, jsm) => {
-    for (let round = 0; round < o.rounds; round++) {
+    for (let round = 0; round < o.publishRounds; round++) {
       for (const ids of [false, true]) {
-        for (const contender of rotate(only(o, contenders), round)) {
+        // The raw alternatives run without ids only: they differ in how they send and match, not in headers.
+        const these = ids ? contenders.filter((c) => !RAW_ALTERNATIVES.includes(c)) : contenders;
+        for (const contender of rotate(only(o, these), round)) {
           const name = uniq("pub");
           const group = ids ? "publish, per-job ids (dedupe)" : "publish, no ids";
           const endpoints: Endpoints = { nats: nats.servers, redis: ctx.redis?.url, pg: ctx.pg?.url };
@@ -704,6 +723,7 @@ export function computeRatios(rows: Row[], latency: LatencyRow[], memory: Record
   };
   for (const g of ["publish, no ids", "publish, per-job ids"]) {
     add(`publishMany vs raw PublishAsync-style (${g})`, rowOf(rows, "publish", g, "jetq.publishMany"), rowOf(rows, "publish", g, "raw.async"), 0.9);
+    add(`publish() loop vs raw PublishAsync-style (${g})`, rowOf(rows, "publish", g, "jetq.publish"), rowOf(rows, "publish", g, "raw.async"), 0.9);
     add(`publishMany vs BullMQ addBulk (${g})`, rowOf(rows, "publish", g, "jetq.publishMany"), rowOf(rows, "publish", g, "bullmq.addBulk"), 3);
     // Driven like addBulk (chunks of 1,000, 4 in flight): encoding of one chunk overlaps sending of others.
     add(`publishMany in chunks vs raw PublishAsync-style (${g})`, rowOf(rows, "publish", g, "jetq.publishMany.chunked"), rowOf(rows, "publish", g, "raw.async"), 0.9);

@@ -46,7 +46,7 @@ if (profileDir) mkdirSync(profileDir, { recursive: true });
 const options: BenchOptions = {
   ...base,
   scenarios,
-  ...(rounds ? { rounds: Number(rounds) } : {}),
+  ...(rounds ? { rounds: Number(rounds), publishRounds: Number(rounds) } : {}),
   ...(profileDir ? { profileDir } : {}),
   ...(flag("contenders") ? { contenders: flag("contenders")!.split(",") } : {}),
   log: (line) => console.log(line),

@@ -7,7 +7,7 @@ import { producerTelemetry } from "../telemetry/otel.ts";
 import { ConnectionHub, type TransportUser } from "../transport/hub.ts";
 import { Inbox } from "../transport/inbox.ts";
 import { ReplyTable } from "../transport/replies.ts";
-import { BatchSink, batchResult, type Sink } from "./batch.ts";
+import { BatchSink, batchResult, PromiseSink, type Sink } from "./batch.ts";
 import { checkId, encodeJob, jobHeaders } from "./job.ts";
 import { type Due, HELD, heldJobId, resolveDue } from "../schedule/held.ts";
 import { type ProducerOptions, type PublishManyOptions, type PublishOptions, resolveChunkSize, resolveProducerOptions, type ResolvedProducerOptions } from "./options.ts";
@@ -268,6 +268,8 @@ export class Producer<In = unknown> {
         batch.settle(batch.add(), cause);
         break;
       }
+      // Read once per chunk: whether each item needs a span (and so headers for its trace context).
+      const tracing = this.#telemetry.tracesPublishes();
       for (let k = 0; k < payloads.length; k++) {
         if (stopped === undefined) {
           try {
@@ -284,11 +286,11 @@ export class Producer<In = unknown> {
         // The id was checked with its chunk; no extra headers in a batch. Without an id and
         // without tracing the job goes without headers (its id is then `seq-<stream seq>`).
         const id = ids[k];
-        let hdrs = jobHeaders(id, undefined);
+        let hdrs = id === undefined ? undefined : jobHeaders(id, undefined);
         const due = delays ? dues[k] : undefined;
         if (due !== undefined) hdrs = heldHeaders(hdrs, due);
         let span: PublishSpan | undefined;
-        if (this.#telemetry.tracesPublishes()) {
+        if (tracing) {
           hdrs ??= natsHeaders();
           span = this.#telemetry.publish(this.#queue.name, id, hdrs);
         }
@@ -324,7 +326,7 @@ export class Producer<In = unknown> {
 
   #sendOne(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, held: boolean): Promise<PublishReceipt> {
     return new Promise<PublishReceipt>((resolve, reject) => {
-      this.#send(payload, hdrs, id, { settle: (_i, o) => (o instanceof Error ? reject(o) : resolve(o)) }, 0, undefined, held);
+      this.#send(payload, hdrs, id, new PromiseSink(resolve, reject), 0, undefined, held);
     });
   }
 

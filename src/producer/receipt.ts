@@ -72,9 +72,29 @@ export function publishOutcome(
   }
   if (ack.error) return pubAckError(ack.error, queue);
   const seq = ack.seq ?? 0;
-  const receipt = { id: id ?? idOf(seq), seq, duplicate: ack.duplicate === true } as PublishReceipt;
-  if (resultOf) Object.defineProperty(receipt, "result", { value: resultOf, enumerable: false, configurable: true, writable: true });
-  return receipt;
+  return new Receipt(id ?? idOf(seq), seq, ack.duplicate === true, resultOf);
+}
+
+/**
+ * @internal A receipt: `result()` lives on the prototype, so a receipt costs one small object
+ * (defining a non-enumerable `result` on each plain object cost about 0.2 µs per publish), and it
+ * serialises as `{ id, seq, duplicate }`.
+ */
+class Receipt implements PublishReceipt {
+  id: string;
+  seq: number;
+  duplicate: boolean;
+  readonly #resultOf: ResultOf | undefined;
+  constructor(id: string, seq: number, duplicate: boolean, resultOf: ResultOf | undefined) {
+    this.id = id;
+    this.seq = seq;
+    this.duplicate = duplicate;
+    this.#resultOf = resultOf;
+  }
+  result<R = unknown>(options?: WaitOptions): Promise<R> {
+    if (this.#resultOf === undefined) return Promise.reject(new JetqError("This receipt was not made by a Producer: use new Jobs(nc, queue).wait(receipt.id)"));
+    return this.#resultOf.call(this, options) as Promise<R>;
+  }
 }
 
 /** @internal The error a PubAck's JetStream error stands for. */

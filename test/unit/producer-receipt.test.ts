@@ -8,12 +8,14 @@ import { PublishBatchError, type PublishReceipt, publishOutcome } from "../../sr
 /** A receipt as the tests build it (without `result()`, which only the producer attaches). */
 const receipt = (o: { id: string; seq: number; duplicate: boolean }): PublishReceipt => o as PublishReceipt;
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+/** What a receipt serialises as. */
+const plain = (r: unknown): unknown => JSON.parse(JSON.stringify(r));
 
 describe("publishOutcome (what the server's answer means)", () => {
   it("reads receipts: the caller's id, or seq-<n>; duplicates; a domain", () => {
-    assert.deepEqual(publishOutcome(undefined, bytes('{"stream":"JETQ_q","seq":42}'), undefined, "q"), { id: "seq-42", seq: 42, duplicate: false });
-    assert.deepEqual(publishOutcome(undefined, bytes('{"stream":"JETQ_q","seq":7,"duplicate":true}'), "order-1", "q"), { id: "order-1", seq: 7, duplicate: true });
-    assert.deepEqual(publishOutcome(undefined, bytes('{"stream":"JETQ_q", "domain":"hub", "seq":3}'), undefined, "q"), { id: "seq-3", seq: 3, duplicate: false });
+    assert.deepEqual(plain(publishOutcome(undefined, bytes('{"stream":"JETQ_q","seq":42}'), undefined, "q")), { id: "seq-42", seq: 42, duplicate: false });
+    assert.deepEqual(plain(publishOutcome(undefined, bytes('{"stream":"JETQ_q","seq":7,"duplicate":true}'), "order-1", "q")), { id: "order-1", seq: 7, duplicate: true });
+    assert.deepEqual(plain(publishOutcome(undefined, bytes('{"stream":"JETQ_q", "domain":"hub", "seq":3}'), undefined, "q")), { id: "seq-3", seq: 3, duplicate: false });
   });
 
   it("maps a 503 to QueueNotFoundError, a full stream to QueueFullError, the rest to JetqError", () => {
