@@ -63,6 +63,36 @@ describe("ReplyTable", () => {
     assert.ok(!inbox.current(answered));
   });
 
+  it("settles nothing for a subject it did not make: another prefix, a retired slot, a token that is not a slot", () => {
+    const inbox = new Inbox(noConnection, "_INBOX", () => {});
+    const t = new ReplyTable<{ deadline: number; n: number }>(inbox);
+    const a = t.add({ deadline: 10, n: 1 });
+    const slot = a.slice(a.lastIndexOf(".") + 1);
+    assert.equal(t.take(`_INBOX.other.${slot}`), undefined, "same slot digits, another prefix");
+    assert.equal(t.take(`${inbox.prefix}.${slot}g0`), undefined, "a generation this slot never had");
+    assert.equal(t.take(`${inbox.prefix}.x`), undefined);
+    assert.equal(t.take(`${inbox.prefix}.`), undefined);
+    assert.equal(t.take("no-dot"), undefined);
+    assert.equal(t.size, 1, "the request still waits for its own answer");
+    t.expire(10, () => {});
+    const b = t.add({ deadline: 20, n: 2 });
+    assert.notEqual(b, a, "the expired slot came back with a fresh subject");
+    assert.equal(t.take(a), undefined, "a late answer to the retired subject settles nothing");
+    assert.equal(t.take(b)?.n, 2);
+  });
+
+  it("keeps at most as many slots as requests were open at once", () => {
+    const t = new ReplyTable<{ deadline: number }>(new Inbox(noConnection, undefined, () => {}));
+    const seen = new Set<string>();
+    for (let round = 0; round < 100; round++) {
+      const open = Array.from({ length: 8 }, (_, k) => t.add({ deadline: round * 10 + k }));
+      for (const s of open) seen.add(s);
+      for (const s of open) assert.ok(t.take(s));
+    }
+    assert.equal(seen.size, 8);
+    assert.equal(t.free, 8);
+  });
+
   it("gives a cancelled (never sent) request's subject to the next one", () => {
     const t = new ReplyTable<{ deadline: number }>(new Inbox(noConnection, undefined, () => {}));
     const s = t.add({ deadline: 1 });
