@@ -15,6 +15,7 @@ const LABELS: Record<string, string> = {
   "raw.async.fresh": "raw variant: a new reply subject per publish, numeric tokens (window 1024)",
   "raw.async.bytes": "raw variant: reused subjects, payload encoded to bytes first (window 1024)",
   "raw.async.w4096": "raw variant: reused subjects, window 4096",
+  "raw.async.promise": "raw publish loop: the fastest raw core with a promise per publish (1024 callers)",
   "raw.async.textbook": "raw variant: textbook (string tokens in a Map, PubAck JSON.parse'd)",
   "raw.floor": "the floor: no work per job (context)",
   "raw.js.publish": "raw js.publish() (1024 in flight)",

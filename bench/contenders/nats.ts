@@ -158,6 +158,8 @@ export class RawFastPublisher {
   readonly #subjects: string[] = [];
   readonly #deadlines: number[] = [];
   readonly #free: number[] = [];
+  /** With reuse: slot → the promise of a `request` waiting on it. */
+  readonly #waiters: Array<{ resolve: () => void; reject: (e: Error) => void } | undefined> = [];
   #open = 0;
   readonly #sub: Subscription;
   readonly #sweeper: NodeJS.Timeout;
@@ -184,8 +186,10 @@ export class RawFastPublisher {
         } else if (!this.#pending.delete(token)) return;
         this.#open--;
         const d = m.data;
-        if ((m.headers && m.headers.hasError) || d[2] !== 0x73) this.failed++;
-        else this.acked++;
+        const ok = !((m.headers && m.headers.hasError) || d[2] !== 0x73);
+        if (ok) this.acked++;
+        else this.failed++;
+        if (cfg.reuse) this.#answer(token, ok);
         this.#wakeUp();
       },
     });
@@ -224,6 +228,26 @@ export class RawFastPublisher {
     this.#nc.publish(subject, data, headers ? { reply, headers } : { reply });
   }
 
+  /**
+   * One publish as a promise, settled by its PubAck (the form a "publish in a loop" needs); `reuse`
+   * only, and the caller keeps at most `window` open (one loop lane per slot).
+   */
+  request(subject: string, payload: string, headers: MsgHdrs | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const slot = this.#free.length > 0 ? this.#free[this.#free.length - 1]! : this.#next;
+      this.#waiters[slot] = { resolve, reject };
+      this.send(subject, payload, headers);
+    });
+  }
+
+  #answer(slot: number, ok: boolean): void {
+    const w = this.#waiters[slot];
+    if (w === undefined) return;
+    this.#waiters[slot] = undefined;
+    if (ok) w.resolve();
+    else w.reject(new Error("publish failed"));
+  }
+
   async settle(): Promise<void> {
     const deadline = Date.now() + this.#timeoutMs + 1000;
     while (this.#open > 0 && Date.now() < deadline) {
@@ -246,6 +270,7 @@ export class RawFastPublisher {
         if (d > 0 && d <= now) {
           // Retired: a late answer must not confirm a later publish, so the slot gets a fresh subject.
           this.#deadlines[slot] = 0;
+          this.#answer(slot, false);
           const fresh = this.#next++;
           this.#subjects[fresh] = `${this.#prefix}.${fresh}`;
           this.#free.push(fresh);
@@ -373,6 +398,7 @@ export type NatsPublishContender =
   | "raw.async.bytes"
   | "raw.async.w4096"
   | "raw.async.textbook"
+  | "raw.async.promise"
   | "raw.js.publish";
 
 /** Publishes `jobs` jobs; resolves when every one is confirmed. Returns how many failed. */
@@ -439,6 +465,19 @@ export async function natsPublish(
       await pub.settle();
       pub.close();
       return pub.failed + (jobs - pub.acked - pub.failed);
+    }
+    case "raw.async.promise": {
+      // A publish() loop by hand: the fastest raw core with a promise per publish, 1,024 callers.
+      const pub = new RawFastPublisher(nc, RAW_VARIANTS["raw.async"]!);
+      let failed = 0;
+      await forEachConcurrent(jobs, LOOP_CALLERS, (i) =>
+        pub.request(subject, JSON.stringify(makeJob(i)), jetqLikeHeaders(ids ? idOf(i) : undefined)).catch(() => {
+          failed++;
+        }),
+      );
+      await pub.settle();
+      pub.close();
+      return failed;
     }
     case "raw.async.textbook": {
       // The textbook form: string tokens in a Map, every PubAck decoded and JSON.parse'd.

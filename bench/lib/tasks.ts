@@ -16,6 +16,7 @@ export type PublishContender =
   | "raw.async.bytes"
   | "raw.async.w4096"
   | "raw.async.textbook"
+  | "raw.async.promise"
   | "raw.floor"
   | "raw.js.publish"
   | "bullmq.addBulk"
