@@ -175,7 +175,31 @@ export function scheduleOf(h: { get(k: string): string } | undefined): { name: s
   return Number.isNaN(tick.getTime()) ? undefined : { name, tick };
 }
 
-/** @internal The deterministic id of a tick's job: `sched:<name>:<tick ISO time>`. */
-export function tickJobId(name: string, tick: number): string {
-  return `sched:${name}:${new Date(tick).toISOString()}`;
+/** @internal The default id template of a tick's job. */
+export const DEFAULT_ID_TEMPLATE = "sched:{name}:{tick}";
+
+/**
+ * @internal The deterministic id of a tick's job: the template (default `sched:{name}:{tick}`)
+ * with `{name}` replaced by the schedule's name and `{tick}` by the tick's ISO time.
+ */
+export function tickJobId(name: string, tick: number, template = DEFAULT_ID_TEMPLATE): string {
+  const iso = new Date(tick).toISOString();
+  return template.replaceAll("{name}", name).replaceAll("{tick}", iso);
+}
+
+/**
+ * @internal Checks a schedule's id template: it must contain `{tick}` (one id per tick, else the
+ * duplicate window would drop the ticks after the first), and every id it makes must be a valid
+ * job id (1-256 printable ASCII characters; an ISO time always has 24).
+ * @throws {@link ConfigError} naming `id` and the value.
+ */
+export function checkIdTemplate(template: unknown, name: string): string {
+  if (typeof template !== "string" || !template.includes("{tick}")) {
+    throw new ConfigError(`Expected the schedule option \`id\` to be a template containing "{tick}" (and optionally "{name}"), such as "report-{tick}", got ${describe(template)}`);
+  }
+  const sample = tickJobId(name, Date.UTC(2000, 0, 1), template);
+  if (!/^[\x21-\x7e]{1,256}$/.test(sample)) {
+    throw new ConfigError(`Expected the schedule option \`id\` to make ids of 1-256 printable ASCII characters without spaces, got ${describe(template)} (for example ${describe(sample)})`);
+  }
+  return template;
 }

@@ -193,7 +193,7 @@ export class Ticker {
       try {
         const h = natsHeaders();
         if (e.def.headers) for (const [k, v] of Object.entries(e.def.headers)) h.set(k, v);
-        h.set(HDR.msgId, tickJobId(name, due.tick));
+        h.set(HDR.msgId, tickJobId(name, due.tick, e.def.id));
         h.set(TICK.schedule, name);
         h.set(TICK.tick, new Date(due.tick).toISOString());
         const ack = await this.#js!.publish(this.#queue.names.subject, e.def.payload, { headers: h, timeout: 5_000 });

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../src/index.ts";
 import { resolveDue } from "../../src/schedule/held.ts";
-import { resolveSpec, scheduleOf, tickJobId, Ticks } from "../../src/schedule/spec.ts";
+import { checkIdTemplate, resolveSpec, scheduleOf, tickJobId, Ticks } from "../../src/schedule/spec.ts";
 
 const t = (iso: string): number => Date.parse(iso);
 const ticks = (spec: object): Ticks => new Ticks(resolveSpec(spec));
@@ -90,6 +90,17 @@ describe("checks", () => {
     assert.throws(() => resolveDue(-1, undefined, now), /`delayMs`/);
     assert.throws(() => resolveDue(undefined, "tomorrow", now), /`runAt`/);
     assert.throws(() => resolveDue(1, 2, now), /either `delayMs` or `runAt`/);
+  });
+
+  it("an id template puts the name and the tick's ISO time in place; it must contain {tick} and make valid ids", () => {
+    const tick = t("2026-01-01T03:00:00Z");
+    assert.equal(tickJobId("nightly", tick), "sched:nightly:2026-01-01T03:00:00.000Z");
+    assert.equal(tickJobId("nightly", tick, "{name}/{tick}/{name}"), "nightly/2026-01-01T03:00:00.000Z/nightly");
+    assert.equal(checkIdTemplate("report-{tick}", "n"), "report-{tick}");
+    assert.throws(() => checkIdTemplate("report-{name}", "n"), (e: Error) => e instanceof ConfigError && /`id`.*\{tick\}/.test(e.message));
+    assert.throws(() => checkIdTemplate(42, "n"), /`id`/);
+    assert.throws(() => checkIdTemplate(`${"x".repeat(233)}{tick}`, "n"), /1-256 printable ASCII/, "233 + 24 characters is one too many");
+    assert.equal(checkIdTemplate(`${"x".repeat(232)}{tick}`, "n").length, 238);
   });
 
   it("job.schedule is read from the tick's headers", () => {
