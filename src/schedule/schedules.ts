@@ -72,7 +72,7 @@ export function storedMs(sm: StoredMsg): number {
 
 /** @internal Builds the public view from the records. */
 export function scheduleInfo(name: string, def: DefRecord, updatedAt: number, last: LastRecord | undefined): ScheduleInfo {
-  const ticks = new Ticks(resolveSpec(def.spec));
+  const ticks = new Ticks(resolveSpec(def.spec, false));
   const limit = def.spec.limit;
   const ended = limit !== undefined && (last?.runs ?? 0) >= limit;
   const next = ended ? undefined : ticks.after(Math.max(last?.tick ?? -Infinity, updatedAt));

@@ -52,14 +52,26 @@ describe("everyMs ticks", () => {
     assert.equal(s.after(t("2026-01-01T00:00:02Z")), undefined);
   });
 
-  it("latestDue: the last tick of a missed span and how many ticks it covered", () => {
+  it("latestDue: the last tick of a missed span and whether it covered several", () => {
     const s = ticks({ everyMs: 1000 });
-    assert.deepEqual(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:05.500Z")), { tick: t("2026-01-01T00:00:05Z"), count: 5 });
+    assert.deepEqual(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:05.500Z")), { tick: t("2026-01-01T00:00:05Z"), several: true });
+    assert.deepEqual(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:01Z")), { tick: t("2026-01-01T00:00:01Z"), several: false }, "due exactly now");
     assert.equal(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:00.900Z")), undefined);
     const c = ticks({ cron: "* * * * *" });
-    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:10:30Z")), { tick: t("2026-01-01T00:10:00Z"), count: 10 });
+    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:10:30Z")), { tick: t("2026-01-01T00:10:00Z"), several: true });
+    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:01:00Z")), { tick: t("2026-01-01T00:01:00Z"), several: false }, "a cron tick due exactly now");
+    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:01:59.999Z")), { tick: t("2026-01-01T00:01:00Z"), several: false }, "not the tick a millisecond later");
     const e = ticks({ everyMs: 1000, endAt: t("2026-01-01T00:00:03Z") });
-    assert.deepEqual(e.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:09Z")), { tick: t("2026-01-01T00:00:03Z"), count: 3 });
+    assert.deepEqual(e.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:09Z")), { tick: t("2026-01-01T00:00:03Z"), several: true });
+    const ce = ticks({ cron: "* * * * *", endAt: t("2026-01-01T00:03:30Z") });
+    assert.deepEqual(ce.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T01:00:00Z")), { tick: t("2026-01-01T00:03:00Z"), several: true }, "cron: not past endAt");
+  });
+
+  it("latestDue costs the same however long the gap: a minutely cron in Berlin missed for a year", () => {
+    const c = ticks({ cron: "* * * * *", tz: "Europe/Berlin" });
+    const started = performance.now();
+    assert.deepEqual(c.latestDue(t("2025-01-01T00:00:00Z"), t("2026-01-01T00:00:30Z")), { tick: t("2026-01-01T00:00:00Z"), several: true });
+    assert.ok(performance.now() - started < 1000, "no walk through half a million ticks");
   });
 });
 
