@@ -88,7 +88,7 @@ describe("bench harness (smoke)", () => {
     assert.ok(held && held.runs[0]!.allHandedToMover === true, "the mover was handed every held job");
     assert.ok(row(/^worker peak RSS/, "jetq, nothing held"));
     const targets = res.ratios.map((r) => r.target);
-    assert.ok(targets.some((t) => t.startsWith("CPU of an idle worker with 20 schedules")), targets.join("; "));
+    assert.ok(targets.some((t) => t.startsWith("CPU of an idle worker: 20 schedules vs none")), targets.join("; "));
     assert.ok(targets.some((t) => t.startsWith("worker peak RSS with 300 delayed jobs held")), targets.join("; "));
     assert.match(markdownReport(res, "chart.svg"), /## Delayed and repeatable jobs[\s\S]*\| delayed: publish 300 jobs/);
   });
