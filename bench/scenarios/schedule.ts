@@ -63,7 +63,7 @@ export async function scenarioSchedule(ctx: Ctx): Promise<void> {
     o.log(`  schedule: ${size.schedules} schedules registered in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     try {
       for (let round = 0; round < o.rounds; round++) {
-        for (const contender of rotate(contenders, round)) await delayedRun(ctx, nats.pid, endpoints, jsm, contender, size, round);
+        for (const contender of rotate(contenders, round)) await delayedRun(ctx, nats.pid, endpoints, nc, jsm, contender, size, round);
         for (const which of rotate(["none", "many"] as const, round)) {
           const r = await idleRun(ctx, endpoints, which === "many" ? withSchedules : noSchedules, size.idleMs, `schedule-idle-${which}-r${round}`);
           const contender = which === "many" ? `jetq, ${fmt(size.schedules)} schedules` : "jetq, no schedules";
@@ -85,6 +85,7 @@ async function delayedRun(
   ctx: Ctx,
   natsPid: number | undefined,
   endpoints: Endpoints,
+  nc: NatsConnection,
   jsm: JetStreamManager,
   contender: DelayContender,
   size: ReturnType<typeof scheduleSizes>,
@@ -103,10 +104,7 @@ async function delayedRun(
     };
   } else {
     // The orchestrator's connection provisions; the children connect on their own.
-    const { connectRaw } = await import("../contenders/nats.ts");
-    const nc = await connectRaw(endpoints.nats!, "bench-schedule-setup");
     await provisionQueue(nc, defineQueue({ name, scheduling: true }));
-    await nc.close();
     cleanup = () => deleteSchedulingQueue(jsm, name);
   }
   const children: Child[] = [];
