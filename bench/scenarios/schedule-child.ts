@@ -161,8 +161,15 @@ async function prepareIdle(task: Extract<ScheduleTask, { role: "idle" }>, io: Ch
   const worker = new Worker(nc, q, () => {}, { concurrency: 64 });
   worker.on("error", () => {});
   await worker.start();
-  // Let the start-up work (reading the schedules, the first pulls) pass before "ready".
+  // Let the start-up work (reading and computing the schedules, the first pulls) pass before
+  // "ready": at least 1 s, then until a half second uses under 5 % of a core (at most 10 s).
   await sleep(1000);
+  for (let i = 0; i < 18; i++) {
+    const c0 = process.cpuUsage();
+    await sleep(500);
+    const c = process.cpuUsage(c0);
+    if (c.user + c.system < 25_000) break;
+  }
   return {
     run: async () => {
       const cpu0 = process.cpuUsage();
