@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../src/index.ts";
 import { resolveDue } from "../../src/schedule/held.ts";
-import { checkIdTemplate, resolveSpec, scheduleOf, tickJobId, Ticks } from "../../src/schedule/spec.ts";
+import { checkIdTemplate, cronFor, resolveSpec, scheduleOf, tickJobId, Ticks } from "../../src/schedule/spec.ts";
 
 const t = (iso: string): number => Date.parse(iso);
 const ticks = (spec: object): Ticks => new Ticks(resolveSpec(spec));
@@ -34,6 +34,19 @@ describe("cron ticks in a time zone", () => {
     const s = ticks({ cron: "*/15 * * * *" });
     const a = s.after(t("2026-01-01T00:07:00Z"))!;
     assert.equal(tickJobId("report", a), "sched:report:2026-01-01T00:15:00.000Z");
+  });
+});
+
+describe("croner instances", () => {
+  it("are shared per expression and time zone and kept for the 64 most recently used only (croner holds ~85 KB each)", () => {
+    const a = cronFor("0 3 * * *", "Europe/Berlin");
+    assert.equal(cronFor("0 3 * * *", "Europe/Berlin"), a, "reused");
+    assert.notEqual(cronFor("0 3 * * *", undefined), a, "another zone is another cron");
+    for (let i = 0; i < 64; i++) cronFor(`${i % 60} ${1 + Math.floor(i / 60)} * * *`, "UTC");
+    assert.notEqual(cronFor("0 3 * * *", "Europe/Berlin"), a, "evicted after 64 others");
+    const t = ticks({ cron: "0 3 * * *", tz: "Europe/Berlin" });
+    for (let i = 0; i < 64; i++) cronFor(`${i % 60} ${3 + Math.floor(i / 60)} * * *`, "UTC");
+    assert.equal(new Date(t.after(Date.parse("2026-06-01T00:00:00Z"))!).toISOString(), "2026-06-01T01:00:00.000Z", "a Ticks whose cron was evicted builds it again");
   });
 });
 
