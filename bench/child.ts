@@ -74,6 +74,8 @@ async function prepare(task: Task): Promise<Runner> {
       return prepareStall(task);
     case "extra":
       return prepareExtra(task);
+    case "schedule":
+      return (await import("./scenarios/schedule-child.ts")).prepareSchedule(task, { stopped, send });
   }
 }
 

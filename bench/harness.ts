@@ -12,11 +12,12 @@ import { epochMs, median, sleep } from "./lib/common.ts";
 import { findPostgres, findRedis, natsForScenario, natsServerVersion, processCpuSeconds, type NatsTarget, type PgTarget, type RedisTarget } from "./lib/servers.ts";
 import type { DrainContender, Endpoints, ExtraVariant, FromChild, LatencyContender, PublishContender, Task, ToChild } from "./lib/tasks.ts";
 import { benchQueue, connectRaw, prefill } from "./contenders/nats.ts";
+import { scenarioSchedule, scheduleRatios } from "./scenarios/schedule.ts";
 
 const CHILD = fileURLToPath(new URL("./child.ts", import.meta.url));
 
-export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras";
-export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras"];
+export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras" | "schedule";
+export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras", "schedule"];
 
 export interface BenchOptions {
   mode: "quick" | "full" | "smoke";
@@ -176,7 +177,7 @@ export interface LatencyRow {
   runs: Array<Record<string, unknown>>;
 }
 
-class Child {
+export class Child {
   readonly proc: ChildProcess;
   readonly #label: string;
   #ready: Promise<void>;
@@ -247,21 +248,21 @@ async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise
   }
 }
 
-function only<T extends string>(o: BenchOptions, xs: T[]): T[] {
+export function only<T extends string>(o: BenchOptions, xs: T[]): T[] {
   return o.contenders ? xs.filter((c) => o.contenders!.includes(c)) : xs;
 }
 
-function uniq(prefix: string): string {
+export function uniq(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString("hex")}`;
 }
 
 /** Rotates the contender order each round, so no contender always runs first or last. */
-function rotate<T>(xs: readonly T[], round: number): T[] {
+export function rotate<T>(xs: readonly T[], round: number): T[] {
   const k = round % xs.length;
   return [...xs.slice(k), ...xs.slice(0, k)];
 }
 
-interface Ctx {
+export interface Ctx {
   o: BenchOptions;
   redis: RedisTarget | undefined;
   pg: PgTarget | undefined;
@@ -269,7 +270,7 @@ interface Ctx {
   skipped: string[];
 }
 
-function record(
+export function record(
   ctx: Ctx,
   scenario: Scenario,
   group: string,
@@ -311,7 +312,7 @@ async function waitStreamEmpty(jsm: JetStreamManager, name: string, ms: number):
   }
 }
 
-async function withNats<T>(fn: (nats: NatsTarget, nc: NatsConnection, jsm: JetStreamManager) => Promise<T>): Promise<T> {
+export async function withNats<T>(fn: (nats: NatsTarget, nc: NatsConnection, jsm: JetStreamManager) => Promise<T>): Promise<T> {
   const nats = await natsForScenario();
   let nc: NatsConnection | undefined;
   try {
@@ -775,6 +776,7 @@ export function computeRatios(rows: Row[], latency: LatencyRow[], memory: Record
       out.push({ target: "producer live heap after GC, server stopped (vs before)", numerator: `${ls} MiB`, denominator: `${lb} MiB`, value: ls / lb, goal: "bounded (window + blocked callers)", met: ls - lb < 64 });
     }
   }
+  out.push(...scheduleRatios(rows));
   return out;
 }
 
@@ -811,6 +813,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       else if (s === "latency") await scenarioLatency(ctx, latency);
       else if (s === "memory") await scenarioMemory(ctx, memory);
       else if (s === "extras") await scenarioExtras(ctx);
+      else if (s === "schedule") await scenarioSchedule(ctx);
       o.log(`  (${((Date.now() - t) / 1000).toFixed(0)} s)`);
     }
   } finally {

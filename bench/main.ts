@@ -3,7 +3,7 @@
 //
 // Options:
 //   --quick              small workloads, one round
-//   --only=a,b           scenarios: publish, drain, latency, memory, extras
+//   --only=a,b           scenarios: publish, drain, latency, memory, extras, schedule
 //   --rounds=N           override the number of interleaved rounds
 //   --contenders=a,b     only these contenders (names as printed), e.g. jetq,raw.ack
 //   --profile            children run with --cpu-prof (profiles in .tmp/bench/prof/)

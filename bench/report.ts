@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { BenchResult, LatencyRow, Row } from "./harness.ts";
 import { fmt } from "./harness.ts";
+import { scheduleSection } from "./scenarios/schedule.ts";
 
 const NOTES = fileURLToPath(new URL("./notes.md", import.meta.url));
 
@@ -262,6 +263,10 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     `jetq only, ${fmt(res.config.extraJobs)} jobs: \`publishMany\` then a drain by one worker in the same process, each variant changing one thing from "base" (no schema, \`telemetry: false\`, \`ack()\`). In-progress acks: ${fmt(res.config.leaseJobs)} jobs whose handlers each take 300 ms, with \`ackWaitMs\` 30 s (no lease renewals) vs 450 ms (a renewal every 150 ms, 1–2 per job); the cost is client CPU per 1,000 jobs.`,
     "",
     extrasTable(res),
+    "",
+    "## Delayed and repeatable jobs",
+    "",
+    scheduleSection(res.rows, res.mode),
     notes ? `\n${notes}\n` : "",
     "## Reproduce",
     "",

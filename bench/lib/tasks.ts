@@ -1,4 +1,5 @@
 // What the orchestrator asks a child process to do, and the messages they exchange.
+import type { ScheduleTask } from "../scenarios/schedule-child.ts";
 
 export interface Endpoints {
   nats?: string;
@@ -81,7 +82,7 @@ export interface ExtraTask {
   ackWaitMs?: number;
 }
 
-export type Task = PublishTask | DrainTask | LatencyTask | StallTask | ExtraTask;
+export type Task = PublishTask | DrainTask | LatencyTask | StallTask | ExtraTask | ScheduleTask;
 
 export type ToChild = { type: "task"; task: Task } | { type: "go" } | { type: "stop" } | { type: "phase"; name: string };
 

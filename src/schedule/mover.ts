@@ -162,3 +162,30 @@ export function dueOf(h: MsgHdrs | undefined, storedMs: number): number {
   if (h?.has(HELD.delay) && Number.isFinite(delay)) return storedMs + delay;
   return storedMs; // not a delayed job (published to the held subject by hand): move it now
 }
+
+/**
+ * @internal Held jobs read one by one for {@link nextDueMs}: above this many, the earliest due
+ * time is not computed (the stream is ordered by publish, not by due time, and a 2.9 server has
+ * no batch read: one request per held job).
+ */
+export const NEXT_DUE_SCAN = 256;
+
+/**
+ * @internal When the earliest held job is due (server epoch ms), read job by job from the held
+ * stream when it holds from 1 to {@link NEXT_DUE_SCAN} jobs; `undefined` when it holds none or more.
+ * @param state the held stream's `messages` and `first_seq`, from a stream info the caller has.
+ */
+export async function nextDueMs(jsm: JetStreamManager, queue: Queue<unknown, unknown>, state: { messages: number; first_seq: number }): Promise<number | undefined> {
+  if (state.messages === 0 || state.messages > NEXT_DUE_SCAN) return undefined;
+  const n = queue.names;
+  let next = state.first_seq;
+  let earliest = Infinity;
+  // Jobs published meanwhile may lengthen the walk: bounded all the same.
+  for (let i = 0; i < NEXT_DUE_SCAN; i++) {
+    const sm = await jsm.direct.getMessage(n.heldStream, { seq: next, next_by_subj: n.heldSubject });
+    if (!sm) break;
+    earliest = Math.min(earliest, dueOf(sm.header, Date.parse(sm.timestamp)));
+    next = sm.seq + 1;
+  }
+  return earliest === Infinity ? undefined : earliest;
+}

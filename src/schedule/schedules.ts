@@ -6,12 +6,18 @@ import type { Queue } from "../queue/define.ts";
 import { describe } from "../queue/define.ts";
 import { encodeJob, jobHeaders } from "../producer/job.ts";
 import { jsOptions } from "../transport/api.ts";
-import { checkScheduleName, resolveSpec, type ScheduleSpec, specRecord, Ticks } from "./spec.ts";
+import { checkIdTemplate, checkScheduleName, DEFAULT_ID_TEMPLATE, resolveSpec, type ScheduleSpec, specRecord, Ticks } from "./spec.ts";
 
 export type { ScheduleSpec } from "./spec.ts";
 
 /** Options of each job a schedule makes. */
 export interface ScheduleJobOptions {
+  /**
+   * Template of each tick's job id (its idempotency key): `{tick}` is replaced by the tick's ISO
+   * time and `{name}` by the schedule's name. It must contain `{tick}`, so that each tick makes
+   * one job with an id of its own. @default `sched:{name}:{tick}`
+   */
+  id?: string;
   /** Extra headers carried with each tick's job (the rules of {@link PublishOptions.headers}). @default none */
   headers?: Readonly<Record<string, string>>;
 }
@@ -42,6 +48,8 @@ export interface DefRecord {
   /** The job payload, JSON-encoded (checked against the queue's schema at upsert). */
   payload: string;
   headers?: Record<string, string>;
+  /** The id template, when not the default. */
+  id?: string;
 }
 
 /** @internal A progress record (`<prefix>.last.<name>`). */
@@ -64,7 +72,7 @@ export function storedMs(sm: StoredMsg): number {
 
 /** @internal Builds the public view from the records. */
 export function scheduleInfo(name: string, def: DefRecord, updatedAt: number, last: LastRecord | undefined): ScheduleInfo {
-  const ticks = new Ticks(resolveSpec(def.spec));
+  const ticks = new Ticks(resolveSpec(def.spec, false));
   const limit = def.spec.limit;
   const ended = limit !== undefined && (last?.runs ?? 0) >= limit;
   const next = ended ? undefined : ticks.after(Math.max(last?.tick ?? -Infinity, updatedAt));
@@ -72,7 +80,7 @@ export function scheduleInfo(name: string, def: DefRecord, updatedAt: number, la
     name,
     spec: def.spec,
     data: JSON.parse(def.payload) as unknown,
-    options: def.headers ? { headers: def.headers } : {},
+    options: { ...(def.id !== undefined ? { id: def.id } : {}), ...(def.headers ? { headers: def.headers } : {}) },
     updatedAt: new Date(updatedAt),
     lastTick: last ? new Date(last.tick) : undefined,
     runs: last?.runs ?? 0,
@@ -82,7 +90,7 @@ export function scheduleInfo(name: string, def: DefRecord, updatedAt: number, la
 
 /**
  * Repeatable jobs of a queue defined with `scheduling: true`: each schedule makes one job per
- * tick, with the id `sched:<name>:<tick ISO time>` and `job.schedule` set.
+ * tick, with the id `sched:<name>:<tick ISO time>` (or its own template) and `job.schedule` set.
  *
  * Schedules are stored on the server (stream `JETQ_<queue>_SCHED`); ticks fire while any
  * {@link Worker} of the queue runs (unless started with `schedules: false`) or
@@ -123,7 +131,7 @@ export class Schedules<In = unknown> {
   /**
    * Creates or changes the schedule `name`. Idempotent: the same arguments again change nothing.
    * A changed spec takes effect from its next tick; the runs so far still count against `limit`.
-   * @throws {@link ConfigError} a bad name or spec (naming the field), or bad headers.
+   * @throws {@link ConfigError} a bad name or spec (naming the field), bad headers, or an `id` template without `{tick}`.
    * @throws {@link ValidationError} `data` fails the queue's schema or is not JSON.
    * @throws {@link QueueNotFoundError} the queue was not provisioned with `scheduling: true`.
    */
@@ -133,7 +141,8 @@ export class Schedules<In = unknown> {
     if (typeof options !== "object" || options === null) throw new ConfigError(`Expected schedule options to be an object, got ${describe(options)}`);
     const payload = encodeJob(this.#queue as Queue<unknown, unknown>, data, true, this.#nc.info?.max_payload);
     jobHeaders(undefined, options.headers); // checks them
-    const def: DefRecord = { spec: specRecord(resolved), payload, ...(options.headers ? { headers: { ...options.headers } } : {}) };
+    const id = options.id === undefined || options.id === DEFAULT_ID_TEMPLATE ? undefined : checkIdTemplate(options.id, name);
+    const def: DefRecord = { spec: specRecord(resolved), payload, ...(options.headers ? { headers: { ...options.headers } } : {}), ...(id !== undefined ? { id } : {}) };
     const what = `upsert schedule "${name}" of queue "${this.#queue.name}"`;
     try {
       const { js, jsm } = await this.#api();

@@ -29,8 +29,6 @@ export interface ResolvedSpec {
 }
 
 const NAME_RE = /^[A-Za-z0-9_-]{1,128}$/;
-/** Longest walk through cron ticks in one computation (a minutely cron missed for ~70 days). */
-const MAX_STEPS = 100_000;
 
 /** @internal Checks a schedule name: one subject token. */
 export function checkScheduleName(name: unknown): string {
@@ -48,10 +46,11 @@ function time(name: string, v: unknown): number | undefined {
 }
 
 /**
- * @internal Checks a spec (the cron expression and time zone through croner).
+ * @internal Checks a spec (with `checkCron`, the cron expression and time zone through croner:
+ * a stored spec, already checked, skips that, and {@link Ticks} builds its cron once).
  * @throws {@link ConfigError} naming the field and the value.
  */
-export function resolveSpec(spec: unknown): ResolvedSpec {
+export function resolveSpec(spec: unknown, checkCron = true): ResolvedSpec {
   if (typeof spec !== "object" || spec === null) throw new ConfigError(`Expected the schedule spec to be { cron, tz? } or { everyMs }, got ${describe(spec)}`);
   const s = spec as Record<string, unknown>;
   const hasCron = s.cron !== undefined;
@@ -65,17 +64,19 @@ export function resolveSpec(spec: unknown): ResolvedSpec {
     if (s.tz !== undefined && typeof s.tz !== "string") throw new ConfigError(`Expected \`tz\` to be an IANA time zone such as "Europe/Berlin", got ${describe(s.tz)}`);
     cron = s.cron;
     tz = s.tz as string | undefined;
-    if (tz !== undefined) {
+    if (checkCron && tz !== undefined) {
       try {
         new Intl.DateTimeFormat("en-US", { timeZone: tz });
       } catch {
         throw new ConfigError(`Expected \`tz\` to be an IANA time zone such as "Europe/Berlin", got ${describe(tz)}`);
       }
     }
-    try {
-      new Cron(cron, { paused: true, ...(tz !== undefined ? { timezone: tz } : {}) });
-    } catch (err) {
-      throw new ConfigError(`Expected \`cron\` to be a cron expression such as "0 3 * * *", got ${describe(cron)}: ${(err as Error).message}`, { cause: err });
+    if (checkCron) {
+      try {
+        new Cron(cron, { paused: true, ...(tz !== undefined ? { timezone: tz } : {}) });
+      } catch (err) {
+        throw new ConfigError(`Expected \`cron\` to be a cron expression such as "0 3 * * *", got ${describe(cron)}: ${(err as Error).message}`, { cause: err });
+      }
     }
   } else {
     if (s.tz !== undefined) throw new ConfigError("`tz` applies to `cron` only, not to `everyMs`");
@@ -110,14 +111,40 @@ export function specRecord(r: ResolvedSpec): ScheduleSpec {
   };
 }
 
-/** @internal A spec's tick computation; croner's `Cron` is built once per spec. */
+/**
+ * croner `Cron`s kept for reuse, by expression and time zone. A `Cron` holds about 85 KB (croner
+ * 11 keeps a 10,000-entry array of years per pattern) and takes a millisecond or more to build, so
+ * a process holding many schedules keeps only the most recently used ones, not one per schedule.
+ */
+const CRON_CACHE = 64;
+const crons = new Map<string, Cron>();
+
+/** @internal The `Cron` of an expression in a time zone, from a small LRU cache. */
+export function cronFor(cron: string, tz: string | undefined): Cron {
+  const key = `${tz ?? ""} ${cron}`;
+  let c = crons.get(key);
+  if (c) {
+    crons.delete(key); // most recently used last
+  } else {
+    c = new Cron(cron, { paused: true, ...(tz !== undefined ? { timezone: tz } : {}) });
+    if (crons.size >= CRON_CACHE) crons.delete(crons.keys().next().value!);
+  }
+  crons.set(key, c);
+  return c;
+}
+
+/** @internal A spec's tick computation, through croner for a cron spec. */
 export class Ticks {
   readonly spec: ResolvedSpec;
-  readonly #cron: Cron | undefined;
 
+  /** @throws the cron expression or time zone is not croner's (a stored spec written by hand). */
   constructor(spec: ResolvedSpec) {
     this.spec = spec;
-    this.#cron = spec.cron === undefined ? undefined : new Cron(spec.cron, { paused: true, ...(spec.tz !== undefined ? { timezone: spec.tz } : {}) });
+    if (spec.cron !== undefined) cronFor(spec.cron, spec.tz);
+  }
+
+  get #cron(): Cron | undefined {
+    return this.spec.cron === undefined ? undefined : cronFor(this.spec.cron, this.spec.tz);
   }
 
   /** The first tick strictly after `after` (epoch ms), within startAt/endAt; `undefined` when there is none. */
@@ -139,28 +166,30 @@ export class Ticks {
   }
 
   /**
-   * The latest tick in (`after`, `now`], and how many ticks fell in that span (capped at
-   * {@link MAX_STEPS} for cron); `undefined` when none is due.
+   * The latest tick in (`after`, `now`], and whether more than one tick fell in that span;
+   * `undefined` when none is due. Constant work however many ticks were missed.
    */
-  latestDue(after: number, now: number): { tick: number; count: number } | undefined {
+  latestDue(after: number, now: number): { tick: number; several: boolean } | undefined {
     const first = this.after(after);
     if (first === undefined || first > now) return undefined;
+    const { endAt } = this.spec;
+    const until = endAt !== undefined && endAt < now ? endAt : now;
+    let last = first;
     if (this.spec.everyMs !== undefined) {
       const every = this.spec.everyMs;
-      let last = first + Math.floor((now - first) / every) * every;
-      const { endAt } = this.spec;
-      if (endAt !== undefined && last > endAt) last = first + Math.floor((endAt - first) / every) * every;
-      return { tick: last, count: (last - first) / every + 1 };
+      last = first + Math.floor((until - first) / every) * every;
+    } else {
+      // croner counts a run in the reference's own second as previous: ask from just past `until`
+      // and drop anything after it.
+      for (const d of this.#cron!.previousRuns(2, new Date(until + 1))) {
+        const t = d.getTime();
+        if (t <= until) {
+          last = Math.max(first, t);
+          break;
+        }
+      }
     }
-    let tick = first;
-    let count = 1;
-    for (let i = 0; i < MAX_STEPS; i++) {
-      const next = this.after(tick);
-      if (next === undefined || next > now) break;
-      tick = next;
-      count++;
-    }
-    return { tick, count };
+    return { tick: last, several: last > first };
   }
 }
 
@@ -175,7 +204,31 @@ export function scheduleOf(h: { get(k: string): string } | undefined): { name: s
   return Number.isNaN(tick.getTime()) ? undefined : { name, tick };
 }
 
-/** @internal The deterministic id of a tick's job: `sched:<name>:<tick ISO time>`. */
-export function tickJobId(name: string, tick: number): string {
-  return `sched:${name}:${new Date(tick).toISOString()}`;
+/** @internal The default id template of a tick's job. */
+export const DEFAULT_ID_TEMPLATE = "sched:{name}:{tick}";
+
+/**
+ * @internal The deterministic id of a tick's job: the template (default `sched:{name}:{tick}`)
+ * with `{name}` replaced by the schedule's name and `{tick}` by the tick's ISO time.
+ */
+export function tickJobId(name: string, tick: number, template = DEFAULT_ID_TEMPLATE): string {
+  const iso = new Date(tick).toISOString();
+  return template.replaceAll("{name}", name).replaceAll("{tick}", iso);
+}
+
+/**
+ * @internal Checks a schedule's id template: it must contain `{tick}` (one id per tick, else the
+ * duplicate window would drop the ticks after the first), and every id it makes must be a valid
+ * job id (1-256 printable ASCII characters; an ISO time always has 24).
+ * @throws {@link ConfigError} naming `id` and the value.
+ */
+export function checkIdTemplate(template: unknown, name: string): string {
+  if (typeof template !== "string" || !template.includes("{tick}")) {
+    throw new ConfigError(`Expected the schedule option \`id\` to be a template containing "{tick}" (and optionally "{name}"), such as "report-{tick}", got ${describe(template)}`);
+  }
+  const sample = tickJobId(name, Date.UTC(2000, 0, 1), template);
+  if (!/^[\x21-\x7e]{1,256}$/.test(sample)) {
+    throw new ConfigError(`Expected the schedule option \`id\` to make ids of 1-256 printable ASCII characters without spaces, got ${describe(template)} (for example ${describe(sample)})`);
+  }
+  return template;
 }

@@ -22,6 +22,12 @@ interface Entry {
   /** Server time the definition was stored: no tick at or before it is due. */
   updatedAt: number;
   last: LastRecord | undefined;
+  /**
+   * The next tick by the records, computed when they change or a tick fires (a cron with a time
+   * zone costs croner a millisecond or more per computation: never recomputed on a timer).
+   * `undefined` once the schedule has ended.
+   */
+  next: number | undefined;
 }
 
 /** Longest sleep between two looks at the schedules (bounds the effect of clock drift). */
@@ -122,7 +128,7 @@ export class Ticker {
     const dot = rest.indexOf(".");
     const kind = rest.slice(0, dot);
     const name = rest.slice(dot + 1);
-    const e = this.#entries.get(name) ?? { def: undefined, ticks: undefined, updatedAt: 0, last: undefined };
+    const e: Entry = this.#entries.get(name) ?? { def: undefined, ticks: undefined, updatedAt: 0, last: undefined, next: undefined };
     try {
       if (kind === "def") {
         if (m.headers?.has(REMOVED)) {
@@ -130,7 +136,7 @@ export class Ticker {
           return;
         }
         e.def = JSON.parse(textDecoder.decode(m.data)) as DefRecord;
-        e.ticks = new Ticks(resolveSpec(e.def.spec));
+        e.ticks = new Ticks(resolveSpec(e.def.spec, false));
         e.updatedAt = Math.floor(Number(m.info.timestampNanos) / 1_000_000);
       } else if (kind === "last") {
         const l = JSON.parse(textDecoder.decode(m.data)) as LastRecord;
@@ -139,6 +145,7 @@ export class Ticker {
       } else {
         return;
       }
+      e.next = this.#next(e);
     } catch (err) {
       this.#hooks.error(new Error(`schedule "${name}" of queue "${this.#queue.name}" has an unreadable record: ${(err as Error).message}`, { cause: err }));
       return;
@@ -151,7 +158,13 @@ export class Ticker {
     if (!e.def || !e.ticks) return undefined;
     const limit = e.def.spec.limit;
     if (limit !== undefined && (e.last?.runs ?? 0) >= limit) return undefined;
-    return e.ticks.after(Math.max(e.last?.tick ?? -Infinity, e.updatedAt));
+    try {
+      return e.ticks.after(Math.max(e.last?.tick ?? -Infinity, e.updatedAt));
+    } catch (err) {
+      // A record written by hand with a time zone croner cannot use: report it, fire nothing.
+      this.#hooks.error(new Error(`a schedule of queue "${this.#queue.name}" cannot compute its next tick: ${(err as Error).message}`, { cause: err }));
+      return undefined;
+    }
   }
 
   /** One timer, for the earliest tick of all schedules. */
@@ -159,10 +172,7 @@ export class Ticker {
     if (this.#stopped || this.#firing) return;
     clearTimeout(this.#timer);
     let earliest = Infinity;
-    for (const e of this.#entries.values()) {
-      const t = this.#next(e);
-      if (t !== undefined && t < earliest) earliest = t;
-    }
+    for (const e of this.#entries.values()) if (e.next !== undefined && e.next < earliest) earliest = e.next;
     if (earliest === Infinity) return;
     const wait = Math.min(MAX_SLEEP_MS, Math.max(this.#failed ? 1_000 : 0, earliest - this.#clock.now()));
     this.#timer = setTimeout(() => {
@@ -178,26 +188,28 @@ export class Ticker {
     this.#failed = false;
     for (const [name, e] of this.#entries) {
       if (this.#stopped) return;
-      if (!e.def || !e.ticks || this.#next(e) === undefined) continue;
       const now = this.#clock.now();
+      if (!e.def || !e.ticks || e.next === undefined || e.next > now) continue;
       const due = e.ticks.latestDue(Math.max(e.last?.tick ?? -Infinity, e.updatedAt), now);
       if (!due) continue;
       const runs = e.last?.runs ?? 0;
       const late = now - due.tick;
-      if (e.def.spec.missed === "skip" && (due.count > 1 || late > SKIP_GRACE_MS)) {
+      if (e.def.spec.missed === "skip" && (due.several || late > SKIP_GRACE_MS)) {
         // Ticks passed while nothing ran: none of them makes a job.
         e.last = { tick: due.tick, runs };
+        e.next = this.#next(e);
         await this.#record(name, e.last);
         continue;
       }
       try {
         const h = natsHeaders();
         if (e.def.headers) for (const [k, v] of Object.entries(e.def.headers)) h.set(k, v);
-        h.set(HDR.msgId, tickJobId(name, due.tick));
+        h.set(HDR.msgId, tickJobId(name, due.tick, e.def.id));
         h.set(TICK.schedule, name);
         h.set(TICK.tick, new Date(due.tick).toISOString());
         const ack = await this.#js!.publish(this.#queue.names.subject, e.def.payload, { headers: h, timeout: 5_000 });
         e.last = { tick: due.tick, runs: runs + 1 };
+        e.next = this.#next(e);
         // Only the process whose publish was stored records it: one write per tick.
         if (!ack.duplicate) await this.#record(name, e.last);
         this.#hooks.fired?.(name, due.tick, late, ack.duplicate);

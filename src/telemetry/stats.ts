@@ -4,6 +4,7 @@ import { mapNatsError } from "../natserr.ts";
 import { jsOptions } from "../transport/api.ts";
 import type { Queue } from "../queue/define.ts";
 import { readPause } from "../flow/pause.ts";
+import { nextDueMs } from "../schedule/mover.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
 export interface QueueStats {
@@ -33,6 +34,12 @@ export interface QueueStats {
   maxMessages: number;
   /** Delayed jobs held until they are due; only for a queue defined with `scheduling: true` (one more request). */
   delayed?: number;
+  /**
+   * When the earliest delayed job is due (server clock, ms since the epoch); only for a queue
+   * defined with `scheduling: true` holding from 1 to 256 delayed jobs (read one request per held
+   * job); `undefined` when it holds none or more than 256.
+   */
+  nextDueMs?: number;
   /** Whether the queue is paused ({@link pauseQueue}): its workers start no jobs. */
   paused: boolean;
   /** When the pause ends by itself (ms since the epoch); `undefined` for an open-ended pause or none. */
@@ -124,7 +131,12 @@ export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknow
       paused: pause.paused,
       pausedUntilMs: pause.untilMs,
     };
-    if (queue.scheduling) stats.delayed = (await jsm.streams.info(n.heldStream)).state.messages;
+    if (queue.scheduling) {
+      const held = (await jsm.streams.info(n.heldStream)).state;
+      stats.delayed = held.messages;
+      const next = await nextDueMs(jsm, queue, held);
+      if (next !== undefined) stats.nextDueMs = next;
+    }
     return { stats, totals: { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages } };
   } catch (err) {
     throw mapNatsError(err, `read stats of queue "${queue.name}"`);

@@ -70,4 +70,26 @@ describe("bench harness (smoke)", () => {
     assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
     assert.ok((svg.match(/<rect /g) ?? []).length >= 5, "bars drawn");
   });
+
+  it("measures delayed jobs, an idle worker beside schedules and one beside held jobs (scenario schedule)", { timeout: 180_000 }, async () => {
+    const lines: string[] = [];
+    const res = await runBench({ ...presetOptions("smoke"), scenarios: ["schedule"], log: (l) => lines.push(l) });
+    const row = (group: RegExp, contender: string) => res.rows.find((r) => r.scenario === "schedule" && group.test(r.group) && r.contender === contender);
+    const publish = row(/^delayed: publish 300 jobs/, "jetq.publishMany");
+    assert.ok(publish && publish.median > 0, lines.join("\n"));
+    for (const q of ["p50", "p99", "max"]) {
+      const r = row(new RegExp(`^delayed: lateness ${q}`), "jetq");
+      assert.ok(r, `lateness ${q}: every delayed job ran\n${lines.join("\n")}`);
+      assert.ok(r.median >= 0 && Number.isFinite(r.median), `lateness ${q} ${r.median}: none started before it was due`);
+    }
+    const idle = row(/^idle worker/, "jetq, 20 schedules");
+    assert.ok(idle && idle.median >= 0 && Number.isFinite(idle.median), lines.join("\n"));
+    const held = row(/^worker peak RSS/, "jetq, 300 delayed jobs held");
+    assert.ok(held && held.runs[0]!.allHandedToMover === true, "the mover was handed every held job");
+    assert.ok(row(/^worker peak RSS/, "jetq, nothing held"));
+    const targets = res.ratios.map((r) => r.target);
+    assert.ok(targets.some((t) => t.startsWith("CPU of an idle worker: 20 schedules vs none")), targets.join("; "));
+    assert.ok(targets.some((t) => t.startsWith("worker peak RSS with 300 delayed jobs held")), targets.join("; "));
+    assert.match(markdownReport(res, "chart.svg"), /## Delayed and repeatable jobs[\s\S]*\| delayed: publish 300 jobs/);
+  });
 });

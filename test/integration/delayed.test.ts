@@ -71,10 +71,31 @@ describe("delayed jobs: options and provisioning", () => {
       assert.equal((await p.publish({}, { delayMs: 60_000, id: "mine" })).id, "mine");
       const again = await p.publish({}, { delayMs: 60_000, id: "mine" });
       assert.equal(again.duplicate, true, "the held stream drops a repeated id");
+      const soonest = Date.now() + 30_000;
+      await p.publish({}, { runAt: soonest });
       const stats = await queueStats(nc, q);
-      assert.equal(stats.delayed, 2, "queueStats counts the held jobs");
+      assert.equal(stats.delayed, 3, "queueStats counts the held jobs");
+      assert.equal(stats.nextDueMs, soonest, "and says when the earliest is due (published last, due first)");
       assert.equal(stats.stored, 1, "the job due in the past went straight into the queue");
-      assert.equal((await queueStats(nc, plain)).delayed, undefined);
+      const plainStats = await queueStats(nc, plain);
+      assert.equal(plainStats.delayed, undefined);
+      assert.equal(plainStats.nextDueMs, undefined);
+      // Above 256 held jobs the earliest is not read (one request per held job on a 2.9 server).
+      const many = defineQueue({ name: uniqueName("manyheld"), scheduling: true });
+      await provisionQueue(nc, many);
+      const pm = new Producer(nc, many);
+      try {
+        await pm.publishMany(Array.from({ length: 256 }, () => ({})), { delayMs: (_, i) => 60_000 + i });
+        const at256 = await queueStats(nc, many);
+        assert.equal(at256.delayed, 256);
+        assert.ok(at256.nextDueMs! >= soonest + 25_000 && at256.nextDueMs! <= Date.now() + 60_000, "the first one's due time");
+        await pm.publish({}, { delayMs: 60_000 });
+        const at257 = await queueStats(nc, many);
+        assert.deepEqual([at257.delayed, at257.nextDueMs], [257, undefined]);
+        assert.equal((await queueStats(nc, q)).nextDueMs, soonest);
+      } finally {
+        await pm.close();
+      }
     } finally {
       await p.close();
       await pp.close();

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
+import { DataPointType, MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import { ConfigError, defineQueue, type Job, provisionQueue, Schedules, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
@@ -13,6 +14,17 @@ import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
 const nats = useNats();
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function jetqSync(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, NATS_URL: nats.server().servers, NO_COLOR: "1" }, encoding: "utf8", timeout: 30_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A metric reader collected on demand. */
+class PullReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
 
 /** A worker in this process recording each job's id and schedule. */
 async function recorder(nc: Awaited<ReturnType<typeof nats.connect>>, q: ReturnType<typeof defineQueue>): Promise<{ worker: Worker; jobs: Array<{ id: string; name: string; tick: number }> }> {
@@ -47,7 +59,91 @@ describe("Schedules API", () => {
   });
 });
 
+describe("jetq schedules list|show|remove", () => {
+  it("lists, shows (text and --json) and removes a schedule; an unknown one is an error naming it", async () => {
+    const nc = await nats.connect();
+    const name = uniqueName("clisched");
+    const q = defineQueue({ name, scheduling: true });
+    await provisionQueue(nc, q);
+    const s = new Schedules(nc, q);
+    await s.upsert("nightly", { cron: "0 3 * * *", tz: "Europe/Berlin", limit: 5 }, { kind: "daily" }, { id: "nightly-{tick}" });
+    await s.upsert("beat", { everyMs: 60_000 }, {});
+    const list = jetqSync(["schedules", "list", name]);
+    assert.equal(list.status, 0, list.stderr);
+    assert.match(list.stdout, /NAME\s+SPEC/);
+    assert.match(list.stdout, /beat\s+every 60000 ms\s+0\s+-\s+\d{4}-/);
+    assert.match(list.stdout, /nightly\s+cron "0 3 \* \* \*" Europe\/Berlin\s+0/);
+    const show = jetqSync(["schedules", "show", name, "nightly"]);
+    assert.equal(show.status, 0, show.stderr);
+    assert.match(show.stdout, /limit 5, missed ticks: once/);
+    assert.match(show.stdout, /data:\s+\{"kind":"daily"\}/);
+    const json = jetqSync(["--json", "schedules", "show", name, "nightly"]);
+    assert.equal(json.status, 0, json.stderr);
+    const parsed = JSON.parse(json.stdout) as { queue: string; name: string; options: { id: string }; runs: number; nextTick: string };
+    assert.deepEqual([parsed.queue, parsed.name, parsed.options.id, parsed.runs], [name, "nightly", "nightly-{tick}", 0]);
+    assert.ok(!Number.isNaN(Date.parse(parsed.nextTick)));
+    const missing = jetqSync(["schedules", "show", name, "nope"]);
+    assert.notEqual(missing.status, 0);
+    assert.match(missing.stderr, /no schedule "nope".*jetq schedules list/);
+    const rm = jetqSync(["schedules", "remove", name, "beat"]);
+    assert.equal(rm.status, 0, rm.stderr);
+    assert.match(rm.stdout, /removed schedule "beat"/);
+    assert.notEqual(jetqSync(["schedules", "remove", name, "beat"]).status, 0, "removing it again is an error");
+    assert.deepEqual((await s.list()).map((x) => x.name), ["nightly"]);
+    const plain = uniqueName("clischedplain");
+    await provisionQueue(nc, defineQueue({ name: plain }));
+    const refused = jetqSync(["schedules", "list", plain]);
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.stderr, /--scheduling/);
+  });
+});
+
 describe("ticks", () => {
+  it("an id template and headers shape each tick's job; startAt is the first tick; a changed spec takes effect from its next tick; tick lateness is a histogram", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("tpl"), scheduling: true });
+    await provisionQueue(nc, q);
+    const s = new Schedules(nc, q);
+    await assert.rejects(s.upsert("x", { everyMs: 1000 }, {}, { id: "always-the-same" }), (e: Error) => e instanceof ConfigError && /`id`.*\{tick\}.*always-the-same/.test(e.message));
+    await assert.rejects(s.upsert("x", { everyMs: 1000 }, {}, { id: "with space {tick}" }), (e: Error) => e instanceof ConfigError && /`id`.*printable ASCII/.test(e.message));
+    const reader = new PullReader();
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const jobs: Array<{ id: string; name: string; tick: number; team: string | undefined }> = [];
+    const worker = new Worker(nc, q, (job: Job<unknown>) => {
+      jobs.push({ id: job.id, name: job.schedule!.name, tick: job.schedule!.tick.getTime(), team: job.headers.team });
+    }, { telemetry: { meterProvider, traces: false } });
+    try {
+      await worker.start();
+      const startAt = Math.ceil((Date.now() + 700) / 1000) * 1000 + 123; // not on the epoch grid of everyMs
+      const info = await s.upsert("tpl", { everyMs: 250, startAt, limit: 2 }, { n: 1 }, { id: "report-{name}-{tick}", headers: { team: "ops" } });
+      assert.equal(info.nextTick?.getTime(), startAt, "the first tick is startAt itself");
+      await waitFor(() => jobs.filter((j) => j.name === "tpl").length === 2, "the two ticks of tpl");
+      const tpl = jobs.filter((j) => j.name === "tpl");
+      assert.deepEqual(tpl.map((j) => j.tick), [startAt, startAt + 250], "startAt, then every 250 ms from it");
+      assert.deepEqual(tpl.map((j) => j.id), tpl.map((j) => `report-tpl-${new Date(j.tick).toISOString()}`), "ids from the template");
+      assert.deepEqual(tpl.map((j) => j.team), ["ops", "ops"], "headers carried to each job");
+
+      await s.upsert("chg", { everyMs: 300 }, {});
+      await waitFor(() => jobs.filter((j) => j.name === "chg").length >= 2, "two ticks at 300 ms");
+      const changed = (await s.upsert("chg", { everyMs: 700 }, {})).updatedAt.getTime();
+      await waitFor(() => jobs.filter((j) => j.name === "chg" && j.tick > changed).length >= 2, "two ticks after the change");
+      await s.remove("chg");
+      // A tick of the old spec may already be in flight at the instant of the change.
+      const after = jobs.filter((j) => j.name === "chg" && j.tick > changed + 250);
+      assert.ok(after.length >= 1);
+      for (const j of after) assert.equal(j.tick % 700, 0, `tick ${new Date(j.tick).toISOString()} follows the new spec`);
+      const { resourceMetrics } = await reader.collect();
+      const m = resourceMetrics.scopeMetrics.flatMap((x) => x.metrics).find((x) => x.descriptor.name === "jetq.schedule.lateness");
+      assert.equal(m?.dataPointType, DataPointType.HISTOGRAM);
+      const point = m!.dataPoints.find((p) => p.attributes["jetq.schedule.kind"] === "tick");
+      const count = (point?.value as { count: number } | undefined)?.count ?? 0;
+      assert.ok(count >= 5 && count <= jobs.length, `one lateness per tick this worker published: ${count} of ${jobs.length}`);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+
   it("limit: exactly `limit` jobs; endAt: none after it; removing a schedule stops it", async () => {
     const nc = await nats.connect();
     const q = defineQueue({ name: uniqueName("limit"), scheduling: true });

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../src/index.ts";
 import { resolveDue } from "../../src/schedule/held.ts";
-import { resolveSpec, scheduleOf, tickJobId, Ticks } from "../../src/schedule/spec.ts";
+import { checkIdTemplate, cronFor, resolveSpec, scheduleOf, tickJobId, Ticks } from "../../src/schedule/spec.ts";
 
 const t = (iso: string): number => Date.parse(iso);
 const ticks = (spec: object): Ticks => new Ticks(resolveSpec(spec));
@@ -37,6 +37,19 @@ describe("cron ticks in a time zone", () => {
   });
 });
 
+describe("croner instances", () => {
+  it("are shared per expression and time zone and kept for the 64 most recently used only (croner holds ~85 KB each)", () => {
+    const a = cronFor("0 3 * * *", "Europe/Berlin");
+    assert.equal(cronFor("0 3 * * *", "Europe/Berlin"), a, "reused");
+    assert.notEqual(cronFor("0 3 * * *", undefined), a, "another zone is another cron");
+    for (let i = 0; i < 64; i++) cronFor(`${i % 60} ${1 + Math.floor(i / 60)} * * *`, "UTC");
+    assert.notEqual(cronFor("0 3 * * *", "Europe/Berlin"), a, "evicted after 64 others");
+    const t = ticks({ cron: "0 3 * * *", tz: "Europe/Berlin" });
+    for (let i = 0; i < 64; i++) cronFor(`${i % 60} ${3 + Math.floor(i / 60)} * * *`, "UTC");
+    assert.equal(new Date(t.after(Date.parse("2026-06-01T00:00:00Z"))!).toISOString(), "2026-06-01T01:00:00.000Z", "a Ticks whose cron was evicted builds it again");
+  });
+});
+
 describe("everyMs ticks", () => {
   it("fall on multiples of everyMs since the epoch, or since startAt", () => {
     assert.equal(ticks({ everyMs: 1000 }).after(t("2026-01-01T00:00:00.250Z")), t("2026-01-01T00:00:01Z"));
@@ -52,14 +65,26 @@ describe("everyMs ticks", () => {
     assert.equal(s.after(t("2026-01-01T00:00:02Z")), undefined);
   });
 
-  it("latestDue: the last tick of a missed span and how many ticks it covered", () => {
+  it("latestDue: the last tick of a missed span and whether it covered several", () => {
     const s = ticks({ everyMs: 1000 });
-    assert.deepEqual(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:05.500Z")), { tick: t("2026-01-01T00:00:05Z"), count: 5 });
+    assert.deepEqual(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:05.500Z")), { tick: t("2026-01-01T00:00:05Z"), several: true });
+    assert.deepEqual(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:01Z")), { tick: t("2026-01-01T00:00:01Z"), several: false }, "due exactly now");
     assert.equal(s.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:00.900Z")), undefined);
     const c = ticks({ cron: "* * * * *" });
-    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:10:30Z")), { tick: t("2026-01-01T00:10:00Z"), count: 10 });
+    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:10:30Z")), { tick: t("2026-01-01T00:10:00Z"), several: true });
+    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:01:00Z")), { tick: t("2026-01-01T00:01:00Z"), several: false }, "a cron tick due exactly now");
+    assert.deepEqual(c.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:01:59.999Z")), { tick: t("2026-01-01T00:01:00Z"), several: false }, "not the tick a millisecond later");
     const e = ticks({ everyMs: 1000, endAt: t("2026-01-01T00:00:03Z") });
-    assert.deepEqual(e.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:09Z")), { tick: t("2026-01-01T00:00:03Z"), count: 3 });
+    assert.deepEqual(e.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T00:00:09Z")), { tick: t("2026-01-01T00:00:03Z"), several: true });
+    const ce = ticks({ cron: "* * * * *", endAt: t("2026-01-01T00:03:30Z") });
+    assert.deepEqual(ce.latestDue(t("2026-01-01T00:00:00Z"), t("2026-01-01T01:00:00Z")), { tick: t("2026-01-01T00:03:00Z"), several: true }, "cron: not past endAt");
+  });
+
+  it("latestDue costs the same however long the gap: a minutely cron in Berlin missed for a year", () => {
+    const c = ticks({ cron: "* * * * *", tz: "Europe/Berlin" });
+    const started = performance.now();
+    assert.deepEqual(c.latestDue(t("2025-01-01T00:00:00Z"), t("2026-01-01T00:00:30Z")), { tick: t("2026-01-01T00:00:00Z"), several: true });
+    assert.ok(performance.now() - started < 1000, "no walk through half a million ticks");
   });
 });
 
@@ -90,6 +115,17 @@ describe("checks", () => {
     assert.throws(() => resolveDue(-1, undefined, now), /`delayMs`/);
     assert.throws(() => resolveDue(undefined, "tomorrow", now), /`runAt`/);
     assert.throws(() => resolveDue(1, 2, now), /either `delayMs` or `runAt`/);
+  });
+
+  it("an id template puts the name and the tick's ISO time in place; it must contain {tick} and make valid ids", () => {
+    const tick = t("2026-01-01T03:00:00Z");
+    assert.equal(tickJobId("nightly", tick), "sched:nightly:2026-01-01T03:00:00.000Z");
+    assert.equal(tickJobId("nightly", tick, "{name}/{tick}/{name}"), "nightly/2026-01-01T03:00:00.000Z/nightly");
+    assert.equal(checkIdTemplate("report-{tick}", "n"), "report-{tick}");
+    assert.throws(() => checkIdTemplate("report-{name}", "n"), (e: Error) => e instanceof ConfigError && /`id`.*\{tick\}/.test(e.message));
+    assert.throws(() => checkIdTemplate(42, "n"), /`id`/);
+    assert.throws(() => checkIdTemplate(`${"x".repeat(233)}{tick}`, "n"), /1-256 printable ASCII/, "233 + 24 characters is one too many");
+    assert.equal(checkIdTemplate(`${"x".repeat(232)}{tick}`, "n").length, 238);
   });
 
   it("job.schedule is read from the tick's headers", () => {
