@@ -74,6 +74,8 @@ async function prepare(task: Task): Promise<Runner> {
       return prepareStall(task);
     case "extra":
       return prepareExtra(task);
+    case "results":
+      return (await import("./scenarios/results-child.ts")).prepareResults(task);
   }
 }
 

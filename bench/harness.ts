@@ -12,11 +12,12 @@ import { epochMs, median, sleep } from "./lib/common.ts";
 import { findPostgres, findRedis, natsForScenario, natsServerVersion, processCpuSeconds, type NatsTarget, type PgTarget, type RedisTarget } from "./lib/servers.ts";
 import type { DrainContender, Endpoints, ExtraVariant, FromChild, LatencyContender, PublishContender, Task, ToChild } from "./lib/tasks.ts";
 import { benchQueue, connectRaw, prefill } from "./contenders/nats.ts";
+import { scenarioResults } from "./scenarios/results.ts";
 
 const CHILD = fileURLToPath(new URL("./child.ts", import.meta.url));
 
-export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras";
-export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras"];
+export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras" | "results";
+export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras", "results"];
 
 export interface BenchOptions {
   mode: "quick" | "full" | "smoke";
@@ -171,7 +172,7 @@ export interface LatencyRow {
   runs: Array<Record<string, unknown>>;
 }
 
-class Child {
+export class Child {
   readonly proc: ChildProcess;
   readonly #label: string;
   #ready: Promise<void>;
@@ -242,21 +243,21 @@ async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise
   }
 }
 
-function only<T extends string>(o: BenchOptions, xs: T[]): T[] {
+export function only<T extends string>(o: BenchOptions, xs: T[]): T[] {
   return o.contenders ? xs.filter((c) => o.contenders!.includes(c)) : xs;
 }
 
-function uniq(prefix: string): string {
+export function uniq(prefix: string): string {
   return `${prefix}_${randomBytes(4).toString("hex")}`;
 }
 
 /** Rotates the contender order each round, so no contender always runs first or last. */
-function rotate<T>(xs: readonly T[], round: number): T[] {
+export function rotate<T>(xs: readonly T[], round: number): T[] {
   const k = round % xs.length;
   return [...xs.slice(k), ...xs.slice(0, k)];
 }
 
-interface Ctx {
+export interface Ctx {
   o: BenchOptions;
   redis: RedisTarget | undefined;
   pg: PgTarget | undefined;
@@ -264,7 +265,7 @@ interface Ctx {
   skipped: string[];
 }
 
-function record(
+export function record(
   ctx: Ctx,
   scenario: Scenario,
   group: string,
@@ -306,7 +307,7 @@ async function waitStreamEmpty(jsm: JetStreamManager, name: string, ms: number):
   }
 }
 
-async function withNats<T>(fn: (nats: NatsTarget, nc: NatsConnection, jsm: JetStreamManager) => Promise<T>): Promise<T> {
+export async function withNats<T>(fn: (nats: NatsTarget, nc: NatsConnection, jsm: JetStreamManager) => Promise<T>): Promise<T> {
   const nats = await natsForScenario();
   let nc: NatsConnection | undefined;
   try {
@@ -788,6 +789,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       else if (s === "latency") await scenarioLatency(ctx, latency);
       else if (s === "memory") await scenarioMemory(ctx, memory);
       else if (s === "extras") await scenarioExtras(ctx);
+      else if (s === "results") await scenarioResults(ctx);
       o.log(`  (${((Date.now() - t) / 1000).toFixed(0)} s)`);
     }
   } finally {

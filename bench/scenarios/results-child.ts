@@ -1,0 +1,99 @@
+// Child side of the "results" scenario (bench/scenarios/results.ts): one worker drains a prefilled
+// queue, with or without job state (`results`), and counts what its connection sent per job.
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Queue } from "../../src/index.ts";
+import { epochMs, sleep } from "../lib/common.ts";
+
+/**
+ * - `off`: a queue without `results`; the handler returns a value (thrown away).
+ * - `off-progress`: the same, and the handler also calls `job.progress()`: an unused feature, which
+ *   must cost nothing (the same messages per job as `off`).
+ * - `on`: the queue keeps results; the handler's value is stored before each ack.
+ * - `on-events`: `on`, and a `Jobs.events()` reader (own connection, same process) follows every change.
+ */
+export type ResultsVariant = "off" | "off-progress" | "on" | "on-events";
+
+export interface ResultsTask {
+  kind: "results";
+  variant: ResultsVariant;
+  endpoints: { nats?: string };
+  queue: string;
+  jobs: number;
+  concurrency: number;
+}
+
+export async function prepareResults(task: ResultsTask): Promise<{ run(): Promise<Record<string, unknown>>; close(): Promise<void> }> {
+  const nats = await import("../contenders/nats.ts");
+  const jetq = await import("../../src/index.ts");
+  const { makeJob } = await import("../lib/common.ts");
+  const v = task.variant;
+  const on = v === "on" || v === "on-events";
+  const nc = await nats.connectJetq(task.endpoints.nats!, "bench-results");
+  const q = jetq.defineQueue({ name: task.queue, ...(on ? { results: { keepMs: 600_000 } } : {}) }) as Queue<unknown, unknown>;
+  await jetq.provisionQueue(nc, q);
+  const producer = new jetq.Producer(nc, q, { telemetry: false });
+  await producer.publishMany(Array.from({ length: task.jobs }, (_, i) => makeJob(i)));
+  const wc = await nats.connectJetq(task.endpoints.nats!, "bench-results-worker");
+  let done = 0;
+  let allDone: (() => void) | undefined;
+  const worker = new jetq.Worker(
+    wc,
+    q,
+    (job) => {
+      if (v === "off-progress") job.progress(0.5);
+      return { n: (job.data as { n: number }).n, ok: true };
+    },
+    { concurrency: task.concurrency, telemetry: false },
+  );
+  worker.on("completed", () => {
+    if (++done >= task.jobs) allDone?.();
+  });
+  worker.on("error", () => {});
+  let ec: NatsConnection | undefined;
+  const ac = new AbortController();
+  let events = 0;
+  let gaps = 0;
+  let reading: Promise<void> | undefined;
+  if (v === "on-events") {
+    ec = await nats.connectJetq(task.endpoints.nats!, "bench-results-events");
+    const it = new jetq.Jobs(ec, q).events({ signal: ac.signal })[Symbol.asyncIterator]();
+    // The reader is live once its first next() is pending and the consumer exists: give it a moment.
+    reading = (async () => {
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        if (r.value.type === "gap") gaps += r.value.missed;
+        else events++;
+      }
+    })();
+    await sleep(300);
+  }
+  return {
+    run: async () => {
+      const finished = new Promise<void>((r) => (allDone = r));
+      const out0 = wc.stats().outMsgs;
+      const cpu0 = process.cpuUsage();
+      const t0 = epochMs();
+      await worker.start();
+      await Promise.race([finished, sleep(120_000)]);
+      const t1 = epochMs();
+      const cpu = process.cpuUsage(cpu0);
+      const outMsgs = wc.stats().outMsgs - out0;
+      await worker.stop();
+      return {
+        drainSeconds: (t1 - t0) / 1000,
+        drained: done,
+        jobs: task.jobs,
+        outMsgsPerJob: outMsgs / task.jobs,
+        drainCpuSec: (cpu.user + cpu.system) / 1e6,
+        ...(v === "on-events" ? { events, gaps } : {}),
+      };
+    },
+    close: async () => {
+      ac.abort();
+      await Promise.race([reading, sleep(2000)]);
+      await producer.close();
+      await nc.close();
+      await wc.close();
+      await ec?.close();
+    },
+  };
+}

@@ -1,0 +1,43 @@
+// The "results" scenario: what keeping job state (`defineQueue({ results })`) costs a draining
+// worker, against the same drain without it in the same run (issue 19's target: >= 0.7x), with an
+// events() reader following every change, and whether an unused feature (job.progress() on a
+// queue without results) costs anything: messages sent per job, beside throughput and CPU.
+import { benchQueue } from "../contenders/nats.ts";
+import { processCpuSeconds } from "../lib/servers.ts";
+import { Child, fmt, only, record, rotate, uniq, withNats, type Ctx } from "../harness.ts";
+import type { ResultsVariant } from "./results-child.ts";
+
+export async function scenarioResults(ctx: Ctx): Promise<void> {
+  const { o } = ctx;
+  const variants: ResultsVariant[] = ["off", "on", "off-progress", "on-events"];
+  const jobs = o.mode === "full" ? 30_000 : o.mode === "quick" ? 10_000 : 300;
+  await withNats(async (nats, _nc, jsm) => {
+    for (let round = 0; round < o.rounds; round++) {
+      for (const variant of rotate(only(o, variants), round)) {
+        const name = uniq("res");
+        try {
+          const child = new Child({ kind: "results", variant, endpoints: { nats: nats.servers }, queue: name, jobs, concurrency: o.concurrency }, `results-${variant}-r${round}`, o.profileDir);
+          await child.ready(60_000);
+          const cpu0 = processCpuSeconds(nats.pid);
+          child.tell({ type: "go" });
+          const r = await child.result(180_000);
+          const cpu1 = processCpuSeconds(nats.pid);
+          await child.end();
+          const serverCpuSec = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : undefined;
+          const run = { ...r, serverCpuSec, round };
+          const group = `results (concurrency ${o.concurrency}, ${fmt(jobs)} jobs)`;
+          const contender = `jetq results ${variant}`;
+          record(ctx, "results", `${group}: drain`, contender, "jobs/s", jobs / (r.drainSeconds as number), run);
+          record(ctx, "results", `${group}: messages sent per job`, contender, "messages/job", r.outMsgsPerJob as number, run, "lower");
+          record(ctx, "results", `${group}: client CPU`, contender, "CPU ms per 1k jobs", ((r.drainCpuSec as number) * 1e6) / jobs, run, "lower");
+          o.log(
+            `  results ${variant.padEnd(12)} drain ${fmt(jobs / (r.drainSeconds as number))} jobs/s, ${(r.outMsgsPerJob as number).toFixed(3)} messages/job, ${(((r.drainCpuSec as number) * 1e6) / jobs).toFixed(0)} ms CPU per 1k jobs (server ${serverCpuSec === undefined ? "?" : ((serverCpuSec * 1e6) / jobs).toFixed(0)})${r.events !== undefined ? `, events ${String(r.events)} (gap ${String(r.gaps)})` : ""}`,
+          );
+        } finally {
+          const n = benchQueue(name).names;
+          for (const s of [n.stream, n.dlqStream, n.ledgerStream, n.stateStream]) await jsm.streams.delete(s).catch(() => {});
+        }
+      }
+    }
+  });
+}
