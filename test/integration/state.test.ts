@@ -141,7 +141,7 @@ describe("job results across processes", () => {
 });
 
 describe("Jobs.get", () => {
-  it("follows a job through waiting, active (with progress), retrying, completed; a permanent failure is dead; a seq id is found waiting", async () => {
+  it("follows a job through waiting, active (with progress), retrying, completed; a permanent failure is dead; a seq id and an id of your own are found waiting", async () => {
     const { nc, q, producer } = await setup({ name: uniqueName("get"), results: { keepMs: 60_000 }, backoff: [1_500] });
     const jobs = new Jobs<{ ok: boolean }>(nc, q);
     const plain = await producer.publish({ kind: "gate" });
@@ -152,7 +152,9 @@ describe("Jobs.get", () => {
     assert.equal(waiting?.state, "waiting");
     assert.equal(waiting?.seq, plain.seq);
     assert.ok(waiting!.publishedAt.getTime() > Date.now() - 60_000);
-    assert.equal(await jobs.get(named.id), undefined, "an id of your own is found once a worker took it");
+    const namedWaiting = await jobs.get(named.id);
+    assert.equal(namedWaiting?.state, "waiting", "an id of your own is found waiting (through the queue's duplicate window)");
+    assert.equal(namedWaiting?.seq, named.seq);
     assert.equal(await jobs.get("no-such-job"), undefined);
 
     let open!: () => void;
@@ -237,7 +239,7 @@ describe("Jobs.get", () => {
       await victim.waitFor((e) => e.ev === "ready", "victim ready");
       const r = await producer.publish({ hang: true, value: "first" }, { id: "survivor" });
       await victim.waitFor((e) => e.ev === "start" && e.id === "survivor", "the victim started the job");
-      assert.equal((await waitFor(() => jobs.get(r.id), "the job's record")).state, "active");
+      await waitFor(async () => (await jobs.get(r.id))?.state === "active", "the job's record active");
       await victim.kill9();
       assert.equal((await jobs.get(r.id))?.state, "active", "still active right after the kill: its lease has not lapsed");
       const lapsed = await waitFor(async () => {
@@ -274,6 +276,55 @@ describe("Jobs.get", () => {
       return i?.state === "waiting" ? i : undefined;
     }, "waiting after the hand-back", 2_000);
     assert.equal(info.attempt, 1);
+  });
+
+  it("a delayed job is delayed until due (with or without an id), then waiting; an id of your own is found only within the duplicate window", async () => {
+    const { nc, q, producer } = await setup({ name: uniqueName("dly"), results: { keepMs: 60_000 }, scheduling: true });
+    const jobs = new Jobs(nc, q);
+    const runAt = Date.now() + 3_600_000;
+    const named = await producer.publish({ n: 1 }, { id: "later-1", runAt });
+    const anon = await producer.publish({ n: 2 }, { delayMs: 3_600_000 });
+    const soon = await producer.publish({ n: 3 }, { id: "soon-1", delayMs: 1_000 });
+    const a = await jobs.get("later-1");
+    assert.equal(a?.state, "delayed");
+    assert.equal(a?.runAt?.getTime(), runAt);
+    assert.equal(a?.seq, named.seq);
+    const b = await jobs.get(anon.id);
+    assert.match(anon.id, /^delayed-\d+$/);
+    assert.equal(b?.state, "delayed");
+    assert.ok(b!.runAt!.getTime() >= b!.publishedAt.getTime() + 3_600_000);
+    assert.equal((await jobs.get(soon.id))?.state, "delayed");
+    // A worker moves the due job into the queue (and runs it: hold it there with a paused handler).
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const worker = new Worker(await nats.connect(), q, async () => {
+      await gate;
+      return "ran";
+    });
+    await worker.start();
+    try {
+      const moved = await waitFor(async () => {
+        const i = await jobs.get("soon-1");
+        return i?.state !== "delayed" ? i : undefined;
+      }, "the due job out of the held stream", 10_000);
+      assert.ok(moved.state === "waiting" || moved.state === "active", moved.state);
+      open();
+      assert.equal(await jobs.wait("soon-1", { timeoutMs: 10_000 }), "ran");
+      assert.equal((await jobs.get("later-1"))?.state, "delayed", "the other delayed jobs stay delayed");
+    } finally {
+      open();
+      await worker.stop();
+    }
+
+    // The lookup of an id of your own goes through the queue's duplicate window: past it, a
+    // waiting job is no longer found by that id (its seq-less record is written when it runs).
+    const short = await setup({ name: uniqueName("win"), results: { keepMs: 60_000 }, duplicateWindowMs: 500 });
+    const shortJobs = new Jobs(short.nc, short.q);
+    await short.producer.publish({}, { id: "mine" });
+    assert.equal((await shortJobs.get("mine"))?.state, "waiting");
+    await waitFor(async () => (await shortJobs.get("mine")) === undefined, "the id out of the duplicate window", 10_000, 100);
+    const info = await jetstreamManager(short.nc).then((m) => m.streams.info(short.q.names.stream));
+    assert.equal(info.state.messages, 1, "lookups store nothing in the queue");
   });
 
   it("wait() times out with TimeoutError and stops at its signal; Jobs refuses a queue without results", async () => {
