@@ -719,6 +719,13 @@ export function computeRatios(rows: Row[], latency: LatencyRow[], memory: Record
     add(`drain vs BullMQ Worker (${g})`, rowOf(rows, "drain", g, "jetq"), rowOf(rows, "drain", g, "bullmq"), 2.5);
     add(`drain confirmed vs BullMQ Worker (${g})`, rowOf(rows, "drain", g, "jetq.confirmed"), rowOf(rows, "drain", g, "bullmq"), 1);
   }
+  for (const g of [...new Set(rows.filter((r) => r.scenario === "results" && r.unit === "jobs/s").map((r) => r.group))]) {
+    add(`drain with results vs without (${g})`, rowOf(rows, "results", g, "jetq results on"), rowOf(rows, "results", g, "jetq results off"), 0.7);
+  }
+  for (const g of [...new Set(rows.filter((r) => r.scenario === "results" && r.unit === "messages/job").map((r) => r.group))]) {
+    // Lower is better: plain ÷ unused-progress, so anything sent extra shows as a ratio below 1.
+    add(`nothing extra unused: messages per job, plain vs job.progress() without results (${g})`, rowOf(rows, "results", g, "jetq results off"), rowOf(rows, "results", g, "jetq results off-progress"), 0.99);
+  }
   const lat = (c: string, rate: number): LatencyRow | undefined => latency.find((l) => l.contender === c && l.rate === rate);
   const j1 = lat("jetq", 1000);
   const r1 = lat("raw", 1000);

@@ -1,4 +1,5 @@
 // Turns a BenchResult into the console ratio table, BENCHMARKS.md and an SVG bar chart.
+import { resultsSection } from "./scenarios/results.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { BenchResult, LatencyRow, Row } from "./harness.ts";
@@ -255,6 +256,11 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     `jetq only, ${fmt(res.config.extraJobs)} jobs: \`publishMany\` then a drain by one worker in the same process, each variant changing one thing from "base" (no schema, \`telemetry: false\`, \`ack()\`). In-progress acks: ${fmt(res.config.leaseJobs)} jobs whose handlers each take 300 ms, with \`ackWaitMs\` 30 s (no lease renewals) vs 450 ms (a renewal every 150 ms, 1–2 per job); the cost is client CPU per 1,000 jobs.`,
     "",
     extrasTable(res),
+    "## Job state (`results`)",
+    "",
+    "One worker drains a prefilled queue with a handler that returns a small object: `off` a queue without `results` (the value is thrown away), `on` the same with `results` (each job's `completed` record, with the result, confirmed by the server before its ack), `on-events` with a `Jobs.events()` reader following every change from another connection, `off-progress` a queue without `results` whose handler calls `job.progress()`: an unused feature, which must send as many messages per job as `off`. Client and server CPU are per 1,000 jobs.",
+    "",
+    resultsSection(res.rows),
     notes ? `\n${notes}\n` : "",
     "## Reproduce",
     "",

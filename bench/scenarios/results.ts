@@ -4,7 +4,7 @@
 // queue without results) costs anything: messages sent per job, beside throughput and CPU.
 import { benchQueue } from "../contenders/nats.ts";
 import { processCpuSeconds } from "../lib/servers.ts";
-import { Child, fmt, only, record, rotate, uniq, withNats, type Ctx } from "../harness.ts";
+import { Child, fmt, only, record, rotate, uniq, withNats, type Ctx, type Row } from "../harness.ts";
 import type { ResultsVariant } from "./results-child.ts";
 
 export async function scenarioResults(ctx: Ctx): Promise<void> {
@@ -30,6 +30,7 @@ export async function scenarioResults(ctx: Ctx): Promise<void> {
           record(ctx, "results", `${group}: drain`, contender, "jobs/s", jobs / (r.drainSeconds as number), run);
           record(ctx, "results", `${group}: messages sent per job`, contender, "messages/job", r.outMsgsPerJob as number, run, "lower");
           record(ctx, "results", `${group}: client CPU`, contender, "CPU ms per 1k jobs", ((r.drainCpuSec as number) * 1e6) / jobs, run, "lower");
+          if (serverCpuSec !== undefined) record(ctx, "results", `${group}: server CPU`, contender, "CPU ms per 1k jobs", (serverCpuSec * 1e6) / jobs, run, "lower");
           o.log(
             `  results ${variant.padEnd(12)} drain ${fmt(jobs / (r.drainSeconds as number))} jobs/s, ${(r.outMsgsPerJob as number).toFixed(3)} messages/job, ${(((r.drainCpuSec as number) * 1e6) / jobs).toFixed(0)} ms CPU per 1k jobs (server ${serverCpuSec === undefined ? "?" : ((serverCpuSec * 1e6) / jobs).toFixed(0)})${r.events !== undefined ? `, events ${String(r.events)} (gap ${String(r.gaps)})` : ""}`,
           );
@@ -40,4 +41,23 @@ export async function scenarioResults(ctx: Ctx): Promise<void> {
       }
     }
   });
+}
+
+/** BENCHMARKS.md section: every results row beside the `off` row of its group. */
+export function resultsSection(rows: Row[]): string {
+  const own = rows.filter((r) => r.scenario === "results");
+  if (own.length === 0) return "(not run)";
+  const out: string[] = [];
+  for (const g of [...new Set(own.map((r) => r.group))]) {
+    const grp = own.filter((r) => r.group === g);
+    const base = grp.find((r) => r.contender.endsWith(" off"));
+    out.push(`**${g}**`, "", `| variant | median ${grp[0]!.unit} | min – max | vs off |`, "|---|---:|---:|---:|");
+    for (const r of grp) {
+      const digits = r.unit === "messages/job" ? 3 : 0;
+      const f = (v: number): string => (digits ? v.toFixed(digits) : fmt(v));
+      out.push(`| ${r.contender.replace(/^jetq results /, "")} | ${f(r.median)} | ${f(r.min)} – ${f(r.max)} | ${base ? `${(r.median / base.median).toFixed(2)}×` : ""} |`);
+    }
+    out.push("");
+  }
+  return out.join("\n");
 }
