@@ -721,6 +721,7 @@ export function computeRatios(rows: Row[], latency: LatencyRow[], memory: Record
   }
   for (const g of [...new Set(rows.filter((r) => r.scenario === "results" && r.unit === "jobs/s").map((r) => r.group))]) {
     add(`drain with results vs without (${g})`, rowOf(rows, "results", g, "jetq results on"), rowOf(rows, "results", g, "jetq results off"), 0.7);
+    add(`drain with results vs without, 1 ms handlers (${g})`, rowOf(rows, "results", g, "jetq results on-1ms"), rowOf(rows, "results", g, "jetq results off-1ms"), 0.7);
   }
   for (const g of [...new Set(rows.filter((r) => r.scenario === "results" && r.unit === "messages/job").map((r) => r.group))]) {
     // Lower is better: plain ÷ unused-progress, so anything sent extra shows as a ratio below 1.

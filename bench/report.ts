@@ -258,7 +258,7 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     extrasTable(res),
     "## Job state (`results`)",
     "",
-    "One worker drains a prefilled queue with a handler that returns a small object: `off` a queue without `results` (the value is thrown away), `on` the same with `results` (each job's `completed` record, with the result, confirmed by the server before its ack), `on-events` with a `Jobs.events()` reader following every change from another connection, `off-progress` a queue without `results` whose handler calls `job.progress()`: an unused feature, which must send as many messages per job as `off`. Client and server CPU are per 1,000 jobs.",
+    "One worker drains a prefilled queue with a handler that returns a small object: `off` a queue without `results` (the value is thrown away), `on` the same with `results` (each job's `completed` record, with the result, confirmed by the server before its ack), `on-events` with a `Jobs.events()` reader following every change from another connection, `off-progress` a queue without `results` whose handler calls `job.progress()`: an unused feature, which must send as many messages per job as `off`; `off-1ms` and `on-1ms` the same two with a handler that awaits a 1 ms timer (a job that does I/O, held against `off-1ms`). Client and server CPU are per 1,000 jobs.",
     "",
     resultsSection(res.rows),
     notes ? `\n${notes}\n` : "",

@@ -10,8 +10,9 @@ import { epochMs, sleep } from "../lib/common.ts";
  *   must cost nothing (the same messages per job as `off`).
  * - `on`: the queue keeps results; the handler's value is stored before each ack.
  * - `on-events`: `on`, and a `Jobs.events()` reader (own connection, same process) follows every change.
+ * - `off-1ms`, `on-1ms`: `off` and `on` with a handler that awaits a 1 ms timer (a job that does I/O).
  */
-export type ResultsVariant = "off" | "off-progress" | "on" | "on-events";
+export type ResultsVariant = "off" | "off-progress" | "on" | "on-events" | "off-1ms" | "on-1ms";
 
 export interface ResultsTask {
   kind: "results";
@@ -27,7 +28,7 @@ export async function prepareResults(task: ResultsTask): Promise<{ run(): Promis
   const jetq = await import("../../src/index.ts");
   const { makeJob } = await import("../lib/common.ts");
   const v = task.variant;
-  const on = v === "on" || v === "on-events";
+  const on = v.startsWith("on");
   const nc = await nats.connectJetq(task.endpoints.nats!, "bench-results");
   const q = jetq.defineQueue({ name: task.queue, ...(on ? { results: { keepMs: 600_000 } } : {}) }) as Queue<unknown, unknown>;
   await jetq.provisionQueue(nc, q);
@@ -39,10 +40,15 @@ export async function prepareResults(task: ResultsTask): Promise<{ run(): Promis
   const worker = new jetq.Worker(
     wc,
     q,
-    (job) => {
-      if (v === "off-progress") job.progress(0.5);
-      return { n: (job.data as { n: number }).n, ok: true };
-    },
+    v.endsWith("-1ms")
+      ? async (job) => {
+          await sleep(1);
+          return { n: (job.data as { n: number }).n, ok: true };
+        }
+      : (job) => {
+          if (v === "off-progress") job.progress(0.5);
+          return { n: (job.data as { n: number }).n, ok: true };
+        },
     { concurrency: task.concurrency, telemetry: false },
   );
   worker.on("completed", () => {

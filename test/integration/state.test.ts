@@ -422,6 +422,41 @@ describe("cost and bounds", () => {
     assert.equal(withResults.stateMsgs, jobsN * 2);
   });
 
+  it("jobs waiting for their completed record free their handler slot, yet never more than concurrency handlers run, and every job's result is stored before its ack", async () => {
+    const { nc, q, producer } = await setup({ name: uniqueName("win"), results: { keepMs: 60_000 } });
+    const n = 400;
+    await producer.publishMany(Array.from({ length: n }, (_, i) => i));
+    const wnc = await nats.connect();
+    let running = 0;
+    let most = 0;
+    const acked: number[] = [];
+    const worker = new Worker<number>(
+      wnc,
+      q as never,
+      async (job) => {
+        most = Math.max(most, ++running);
+        await new Promise((r) => setImmediate(r));
+        running--;
+        return job.data * 2;
+      },
+      { concurrency: 4 },
+    );
+    worker.on("completed", (e) => void acked.push(e.seq));
+    await worker.start();
+    try {
+      await waitFor(() => acked.length >= n, `${n} jobs`, 60_000);
+    } finally {
+      await worker.stop();
+    }
+    assert.ok(most <= 4, `${most} handlers at once with concurrency 4`);
+    const jobs = new Jobs<number>(nc, q);
+    for (const seq of acked) {
+      const info = await jobs.get(`seq-${seq}`);
+      assert.equal(info?.state, "completed", `seq ${seq}`);
+      assert.equal(info?.result, (seq - 1) * 2, `seq ${seq}`);
+    }
+  });
+
   it("a slow events() reader gets a gap with the count it missed, and workers do not wait for it", async () => {
     const { nc, q, producer } = await setup({ name: uniqueName("gap"), results: { keepMs: 60_000 } });
     let writes = 0;
