@@ -126,6 +126,11 @@ export class Jobs<R = unknown> {
    * @throws {@link ConnectionError} / {@link TimeoutError} the server could not be asked.
    */
   async get(id: string): Promise<JobInfo<R> | undefined> {
+    return this.#get(id, true);
+  }
+
+  /** `get`; without `unrecorded`, only what the job's state record says (what `wait()` polls: no probes). */
+  async #get(id: string, unrecorded: boolean): Promise<JobInfo<R> | undefined> {
     const what = `look up job ${JSON.stringify(id)} of queue "${this.#queue.name}"`;
     if (typeof id !== "string" || id.length === 0) throw new ConfigError(`Expected \`id\` to be a non-empty string, got ${String(id)}`);
     try {
@@ -140,7 +145,7 @@ export class Jobs<R = unknown> {
         }
         if (rec && rec.id === id) return infoOf<R>(rec, m.time.getTime(), Date.now());
       }
-      return await this.#unrecorded(jsm, id);
+      return unrecorded ? await this.#unrecorded(jsm, id) : undefined;
     } catch (err) {
       throw mapNatsError(err, what);
     }
@@ -245,7 +250,8 @@ export class Jobs<R = unknown> {
         }
       };
       const read = (): void => {
-        this.get(id).then(seen, (err: unknown) => {
+        // Only completed or dead ends a wait: the record is enough (no lookup probes per poll).
+        this.#get(id, false).then(seen, (err: unknown) => {
           // A lost connection is final; anything else is tried again at the next poll.
           if (this.#nc.isClosed()) finish(err);
         });
