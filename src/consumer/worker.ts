@@ -160,7 +160,8 @@ function failure(err: unknown): Settlement {
  * Flow control: the worker asks the server for jobs only when it has free
  * handler slots, and never for more than it has free, so the jobs it holds
  * (running plus requested) never exceed `concurrency`; across all workers the
- * server caps un-acked jobs at the queue's `maxAckPending`.
+ * server caps un-acked jobs at the queue's `maxAckPending`. With `results`, up to
+ * `concurrency` more completed jobs wait for their stored result before their ack.
  *
  * Attempts: `job.attempt` counts handler failures, recorded in the queue's
  * outcome ledger; a job redelivered without a recorded outcome (its process
