@@ -76,6 +76,8 @@ async function prepare(task: Task): Promise<Runner> {
       return prepareExtra(task);
     case "results":
       return (await import("./scenarios/results-child.ts")).prepareResults(task);
+    case "result-rtt":
+      return (await import("./scenarios/results-child.ts")).prepareResultRtt(task);
   }
 }
 

@@ -103,3 +103,89 @@ export async function prepareResults(task: ResultsTask): Promise<{ run(): Promis
     },
   };
 }
+
+/** Publish → result round trips at a fixed rate: jetq's `receipt.result()` or BullMQ's `job.waitUntilFinished()`. */
+export interface ResultRttTask {
+  kind: "result-rtt";
+  contender: "jetq" | "bullmq";
+  endpoints: { nats?: string; redis?: string };
+  queue: string;
+  rate: number;
+  durationMs: number;
+}
+
+export async function prepareResultRtt(task: ResultRttTask): Promise<{ run(): Promise<Record<string, unknown>>; close(): Promise<void> }> {
+  const { Samples } = await import("../lib/common.ts");
+  const lat = new Samples(Math.ceil((task.rate * task.durationMs) / 1000) + 1024);
+  let failed = 0;
+  let roundTrip: (i: number) => Promise<unknown>;
+  let close: () => Promise<void>;
+  if (task.contender === "bullmq") {
+    const { Queue: BullQueue, QueueEvents, Worker } = await import("bullmq");
+    const { PREFIX } = await import("../contenders/bullmq.ts");
+    const u = new URL(task.endpoints.redis!);
+    const connection = {
+      host: u.hostname || "127.0.0.1",
+      port: Number(u.port || 6379),
+      ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+      ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+      maxRetriesPerRequest: null,
+    };
+    // Finished jobs kept (the last 1,000): waitUntilFinished() on a job already completed and
+    // removed fails with "Missing key", which removeOnComplete: true makes of every fast job.
+    const q = new BullQueue(task.queue, { connection, prefix: PREFIX, defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } } });
+    const events = new QueueEvents(task.queue, { connection, prefix: PREFIX });
+    const worker = new Worker(task.queue, async (job) => ({ n: (job.data as { n: number }).n }), { connection, prefix: PREFIX, concurrency: 64 });
+    await Promise.all([q.waitUntilReady(), events.waitUntilReady(), worker.waitUntilReady()]);
+    roundTrip = async (i) => (await q.add("job", { n: i })).waitUntilFinished(events, 10_000);
+    close = async () => {
+      await worker.close();
+      await events.close();
+      await q.obliterate({ force: true }).catch(() => {});
+      await q.close();
+    };
+  } else {
+    const nats = await import("../contenders/nats.ts");
+    const jetq = await import("../../src/index.ts");
+    const nc = await nats.connectJetq(task.endpoints.nats!, "bench-rtt");
+    const q = jetq.defineQueue({ name: task.queue, results: { keepMs: 600_000 } }) as Queue<unknown, unknown>;
+    await jetq.provisionQueue(nc, q);
+    const producer = new jetq.Producer(nc, q, { telemetry: false });
+    const wc = await nats.connectJetq(task.endpoints.nats!, "bench-rtt-worker");
+    const worker = new jetq.Worker(wc, q, (job) => ({ n: (job.data as { n: number }).n }), { concurrency: 64, telemetry: false });
+    await worker.start();
+    roundTrip = async (i) => (await producer.publish({ n: i })).result({ timeoutMs: 10_000 });
+    close = async () => {
+      await worker.stop();
+      await producer.close();
+      await nc.close();
+      await wc.close();
+    };
+  }
+  // Warm up (connections, the first lookups) before the clock starts.
+  for (let i = 0; i < 20; i++) await roundTrip(-1 - i).catch(() => {});
+  return {
+    run: async () => {
+      const inFlight = new Set<Promise<void>>();
+      const t0 = performance.now();
+      let sent = 0;
+      while (performance.now() - t0 < task.durationMs) {
+        const due = Math.floor(((performance.now() - t0) * task.rate) / 1000);
+        for (; sent < due && inFlight.size < 1024; sent++) {
+          const start = performance.now();
+          const p = roundTrip(sent).then(
+            () => lat.add(performance.now() - start),
+            () => void failed++,
+          );
+          inFlight.add(p);
+          void p.finally(() => inFlight.delete(p));
+        }
+        await sleep(1);
+      }
+      await Promise.race([Promise.allSettled([...inFlight]), sleep(15_000)]);
+      const s = lat.summary();
+      return { sent, failed, p50: s.p50, p99: s.p99, max: s.max, count: s.count };
+    },
+    close,
+  };
+}

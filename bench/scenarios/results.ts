@@ -10,7 +10,9 @@ import type { ResultsVariant } from "./results-child.ts";
 export async function scenarioResults(ctx: Ctx): Promise<void> {
   const { o } = ctx;
   const variants: ResultsVariant[] = ["off", "on", "off-progress", "on-events", "off-1ms", "on-1ms"];
-  const jobs = o.mode === "full" ? 30_000 : o.mode === "quick" ? 10_000 : 300;
+  const jobs = o.mode === "full" ? 20_000 : o.mode === "quick" ? 10_000 : 300;
+  const rttMs = o.mode === "full" ? 6_000 : o.mode === "quick" ? 3_000 : 1_000;
+  const rtt = only(o, ["rtt-jetq", ...(ctx.redis ? ["rtt-bullmq"] : [])]);
   await withNats(async (nats, _nc, jsm) => {
     for (let round = 0; round < o.rounds; round++) {
       for (const variant of rotate(only(o, variants), round)) {
@@ -39,6 +41,29 @@ export async function scenarioResults(ctx: Ctx): Promise<void> {
           for (const s of [n.stream, n.dlqStream, n.ledgerStream, n.stateStream]) await jsm.streams.delete(s).catch(() => {});
         }
       }
+      for (const c of rotate(rtt, round)) {
+        const name = uniq("rtt");
+        const contender = c === "rtt-jetq" ? "jetq receipt.result()" : "bullmq job.waitUntilFinished()";
+        try {
+          const child = new Child(
+            { kind: "result-rtt", contender: c === "rtt-jetq" ? "jetq" : "bullmq", endpoints: { nats: nats.servers, redis: ctx.redis?.url }, queue: name, rate: 100, durationMs: rttMs },
+            `results-${c}-r${round}`,
+            o.profileDir,
+          );
+          await child.ready(60_000);
+          child.tell({ type: "go" });
+          const r = await child.result(rttMs + 60_000);
+          await child.end();
+          const run = { ...r, round };
+          const group = "results: publish → result round trip at 100/s";
+          record(ctx, "results", `${group}, p50`, contender, "ms", r.p50 as number, run, "lower");
+          record(ctx, "results", `${group}, p99`, contender, "ms", r.p99 as number, run, "lower");
+          o.log(`  results ${contender.padEnd(30)} p50 ${(r.p50 as number).toFixed(2)} ms, p99 ${(r.p99 as number).toFixed(2)} ms (${String(r.count)} of ${String(r.sent)}, ${String(r.failed)} failed)`);
+        } finally {
+          const n = benchQueue(name).names;
+          for (const s of [n.stream, n.dlqStream, n.ledgerStream, n.stateStream]) await jsm.streams.delete(s).catch(() => {});
+        }
+      }
     }
   });
 }
@@ -50,6 +75,12 @@ export function resultsSection(rows: Row[]): string {
   const out: string[] = [];
   for (const g of [...new Set(own.map((r) => r.group))]) {
     const grp = own.filter((r) => r.group === g);
+    if (g.includes("round trip")) {
+      out.push(`**${g}**`, "", "| contender | median ms | min – max |", "|---|---:|---:|");
+      for (const r of grp) out.push(`| ${r.contender} | ${r.median.toFixed(2)} | ${r.min.toFixed(2)} – ${r.max.toFixed(2)} |`);
+      out.push("");
+      continue;
+    }
     const base = (r: Row): Row | undefined => grp.find((b) => b.contender === (r.contender.endsWith("-1ms") ? "jetq results off-1ms" : "jetq results off"));
     out.push(`**${g}**`, "", `| variant | median ${grp[0]!.unit} | min – max | vs off (of its handler) |`, "|---|---:|---:|---:|");
     for (const r of grp) {
