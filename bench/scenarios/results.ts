@@ -9,10 +9,12 @@ import type { ResultsVariant } from "./results-child.ts";
 
 export async function scenarioResults(ctx: Ctx): Promise<void> {
   const { o } = ctx;
-  const variants: ResultsVariant[] = ["off", "on", "off-progress", "on-events", "off-1ms", "on-1ms"];
-  const jobs = o.mode === "full" ? 20_000 : o.mode === "quick" ? 10_000 : 300;
-  const rttMs = o.mode === "full" ? 6_000 : o.mode === "quick" ? 3_000 : 1_000;
-  const rtt = only(o, ["rtt-jetq", ...(ctx.redis ? ["rtt-bullmq"] : [])]);
+  // Quick mode (<= 20 s): the 0.7x pair, the unused-feature check and jetq's round trip only.
+  const full = o.mode === "full";
+  const variants: ResultsVariant[] = full ? ["off", "on", "off-progress", "on-events", "off-1ms", "on-1ms"] : ["off", "on", "off-progress"];
+  const jobs = full ? 15_000 : 5_000;
+  const rttMs = full ? 5_000 : 1_500;
+  const rtt = only(o, ["rtt-jetq", ...(ctx.redis && full ? ["rtt-bullmq"] : [])]);
   await withNats(async (nats, _nc, jsm) => {
     for (let round = 0; round < o.rounds; round++) {
       for (const variant of rotate(only(o, variants), round)) {
