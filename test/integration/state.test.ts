@@ -457,6 +457,34 @@ describe("cost and bounds", () => {
     }
   });
 
+  it("a job done within 50 ms of its start is written once (completed); a longer one is written active, then completed", async () => {
+    const { nc, q, producer } = await setup({ name: uniqueName("act"), results: { keepMs: 60_000 } });
+    const seen = new Map<string, string[]>();
+    const sub = nc.subscribe(`${q.names.stateSubject}.>`, {
+      callback: (_e, m) => {
+        const rec = m.json<{ id: string; ev: string }>();
+        seen.set(rec.id, [...(seen.get(rec.id) ?? []), rec.ev]);
+      },
+    });
+    const worker = new Worker<{ ms: number }>(await nats.connect(), q as never, async (job) => {
+      await new Promise((r) => setTimeout(r, job.data.ms));
+      return job.data.ms;
+    }, { concurrency: 8 });
+    await worker.start();
+    try {
+      const fast = await Promise.all(Array.from({ length: 20 }, () => producer.publish({ ms: 5 })));
+      const slow = await Promise.all(Array.from({ length: 4 }, () => producer.publish({ ms: 200 })));
+      const jobs = new Jobs(nc, q);
+      for (const r of [...fast, ...slow]) await jobs.wait(r.id, { timeoutMs: 20_000 });
+      await nc.flush();
+      for (const r of fast) assert.deepEqual(seen.get(r.id), ["completed"], `fast job ${r.id}`);
+      for (const r of slow) assert.deepEqual(seen.get(r.id), ["active", "completed"], `slow job ${r.id}`);
+    } finally {
+      sub.unsubscribe();
+      await worker.stop();
+    }
+  });
+
   it("a slow events() reader gets a gap with the count it missed, and workers do not wait for it", async () => {
     const { nc, q, producer } = await setup({ name: uniqueName("gap"), results: { keepMs: 60_000 } });
     let writes = 0;
