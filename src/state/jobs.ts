@@ -1,6 +1,6 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { DeliverPolicy, jetstream, type JetStreamClient, JetStreamApiError, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
-import { ConfigError, JobFailedError, TimeoutError } from "../errors.ts";
+import { ConfigError, JobFailedError, PermissionError, TimeoutError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { jobIdOf } from "../dlq/route.ts";
 import type { DeadLetterReason } from "../dlq/route.ts";
@@ -181,6 +181,8 @@ export class Jobs<R = unknown> {
       return ack.duplicate ? ack.seq : undefined;
     } catch (err) {
       if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) return undefined;
+      // A reader that may not publish there cannot ask: it knows the job once a worker took it.
+      if (mapNatsError(err, "look up a job") instanceof PermissionError) return undefined;
       throw err;
     }
   }

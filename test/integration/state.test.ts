@@ -18,7 +18,9 @@ import {
   TimeoutError,
   Worker,
 } from "../../src/index.ts";
+import { connect } from "@nats-io/transport-node";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
+import { startLocalNats } from "../support/nats-server.ts";
 import { FixtureProcess } from "../support/procs.ts";
 
 const nats = useNats();
@@ -325,6 +327,38 @@ describe("Jobs.get", () => {
     await waitFor(async () => (await shortJobs.get("mine")) === undefined, "the id out of the duplicate window", 10_000, 100);
     const info = await jetstreamManager(short.nc).then((m) => m.streams.info(short.q.names.stream));
     assert.equal(info.state.messages, 1, "lookups store nothing in the queue");
+  });
+
+  it("a reader that may not publish to the queue gets undefined for a waiting job of its own id (it cannot probe), and the job's record once a worker took it", async () => {
+    const config = `jetstream: {}
+accounts: { A: { jetstream: enabled, users: [
+  { user: admin, password: a },
+  { user: reader, password: r, permissions: { publish: { allow: ["$JS.API.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
+] } }
+`;
+    const srv = await startLocalNats({ config });
+    const admin = await connect({ servers: srv.servers, user: "admin", pass: "a" });
+    const reader = await connect({ servers: srv.servers, user: "reader", pass: "r" });
+    try {
+      const q = defineQueue({ name: uniqueName("ro"), results: { keepMs: 60_000 } });
+      await provisionQueue(admin, q);
+      const r = await new Producer(admin, q).publish({}, { id: "mine" });
+      assert.equal((await new Jobs(admin, q).get("mine"))?.state, "waiting");
+      assert.equal(await new Jobs(reader, q).get("mine"), undefined);
+      assert.equal(await new Jobs(reader, q).get(`seq-${r.seq}`), undefined, "the job at that sequence has an id of its own");
+      const worker = new Worker(admin, q, () => "done");
+      await worker.start();
+      try {
+        await new Jobs(admin, q).wait("mine", { timeoutMs: 10_000 });
+      } finally {
+        await worker.stop();
+      }
+      assert.equal((await new Jobs(reader, q).get("mine"))?.state, "completed");
+    } finally {
+      await reader.close();
+      await admin.close();
+      await srv.stop();
+    }
   });
 
   it("wait() times out with TimeoutError and stops at its signal; Jobs refuses a queue without results", async () => {
