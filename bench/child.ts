@@ -76,6 +76,10 @@ async function prepare(task: Task): Promise<Runner> {
       return prepareExtra(task);
     case "schedule":
       return (await import("./scenarios/schedule-child.ts")).prepareSchedule(task, { stopped, send });
+    case "results":
+      return (await import("./scenarios/results-child.ts")).prepareResults(task);
+    case "result-rtt":
+      return (await import("./scenarios/results-child.ts")).prepareResultRtt(task);
   }
 }
 

@@ -13,11 +13,12 @@ import { findPostgres, findRedis, natsForScenario, natsServerVersion, processCpu
 import type { DrainContender, Endpoints, ExtraVariant, FromChild, LatencyContender, PublishContender, Task, ToChild } from "./lib/tasks.ts";
 import { benchQueue, connectRaw, prefill } from "./contenders/nats.ts";
 import { scenarioSchedule, scheduleRatios } from "./scenarios/schedule.ts";
+import { scenarioResults } from "./scenarios/results.ts";
 
 const CHILD = fileURLToPath(new URL("./child.ts", import.meta.url));
 
-export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras" | "schedule";
-export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras", "schedule"];
+export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras" | "schedule" | "results";
+export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras", "schedule", "results"];
 
 export interface BenchOptions {
   mode: "quick" | "full" | "smoke";
@@ -742,6 +743,14 @@ export function computeRatios(rows: Row[], latency: LatencyRow[], memory: Record
     add(`drain vs BullMQ Worker (${g})`, rowOf(rows, "drain", g, "jetq"), rowOf(rows, "drain", g, "bullmq"), 2.5);
     add(`drain confirmed vs BullMQ Worker (${g})`, rowOf(rows, "drain", g, "jetq.confirmed"), rowOf(rows, "drain", g, "bullmq"), 1);
   }
+  for (const g of [...new Set(rows.filter((r) => r.scenario === "results" && r.unit === "jobs/s").map((r) => r.group))]) {
+    add(`drain with results vs without (${g})`, rowOf(rows, "results", g, "jetq results on"), rowOf(rows, "results", g, "jetq results off"), 0.7);
+    add(`drain with results vs without, 1 ms handlers (${g})`, rowOf(rows, "results", g, "jetq results on-1ms"), rowOf(rows, "results", g, "jetq results off-1ms"), 0.7);
+  }
+  for (const g of [...new Set(rows.filter((r) => r.scenario === "results" && r.unit === "messages/job").map((r) => r.group))]) {
+    // Lower is better: plain ÷ unused-progress, so anything sent extra shows as a ratio below 1.
+    add(`nothing extra unused: messages per job, plain vs job.progress() without results (${g})`, rowOf(rows, "results", g, "jetq results off"), rowOf(rows, "results", g, "jetq results off-progress"), 0.99);
+  }
   const lat = (c: string, rate: number): LatencyRow | undefined => latency.find((l) => l.contender === c && l.rate === rate);
   const j1 = lat("jetq", 1000);
   const r1 = lat("raw", 1000);
@@ -814,6 +823,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       else if (s === "memory") await scenarioMemory(ctx, memory);
       else if (s === "extras") await scenarioExtras(ctx);
       else if (s === "schedule") await scenarioSchedule(ctx);
+      else if (s === "results") await scenarioResults(ctx);
       o.log(`  (${((Date.now() - t) / 1000).toFixed(0)} s)`);
     }
   } finally {

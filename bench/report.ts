@@ -1,4 +1,5 @@
 // Turns a BenchResult into the console ratio table, BENCHMARKS.md and an SVG bar chart.
+import { resultsSection } from "./scenarios/results.ts";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { BenchResult, LatencyRow, Row } from "./harness.ts";
@@ -267,6 +268,12 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     "## Delayed and repeatable jobs",
     "",
     scheduleSection(res.rows, res.mode),
+    "",
+    "## Job state (`results`)",
+    "",
+    "One worker drains a prefilled queue with a handler that returns a small object: `off` a queue without `results` (the value is thrown away), `on` the same with `results` (each job's `completed` record, with the result, confirmed by the server before its ack), `on-events` with a `Jobs.events()` reader following every change from another connection, `off-progress` a queue without `results` whose handler calls `job.progress()`: an unused feature, which must send as many messages per job as `off`; `off-1ms` and `on-1ms` the same two with a handler that awaits a 1 ms timer (a job that does I/O, held against `off-1ms`). Client and server CPU are per 1,000 jobs. The round trip: producer and worker (concurrency 64) in one process, one job published every 10 ms and its result awaited, jetq with `receipt.result()` on a queue with `results`, BullMQ with `job.waitUntilFinished(queueEvents)` (finished jobs kept, the last 1,000); latency from the publish call to the result, after 20 warm-up round trips.",
+    "",
+    resultsSection(res.rows),
     notes ? `\n${notes}\n` : "",
     "## Reproduce",
     "",

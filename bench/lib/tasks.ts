@@ -82,7 +82,7 @@ export interface ExtraTask {
   ackWaitMs?: number;
 }
 
-export type Task = PublishTask | DrainTask | LatencyTask | StallTask | ExtraTask | ScheduleTask;
+export type Task = PublishTask | DrainTask | LatencyTask | StallTask | ExtraTask | ScheduleTask | import("../scenarios/results-child.ts").ResultsTask | import("../scenarios/results-child.ts").ResultRttTask;
 
 export type ToChild = { type: "task"; task: Task } | { type: "go" } | { type: "stop" } | { type: "phase"; name: string };
 

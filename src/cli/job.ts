@@ -20,7 +20,12 @@ async function loadStateQueue(nc: NatsConnection, name: string): Promise<Queue<u
   try {
     const info = await jsm.streams.info(queue.names.stateStream);
     const keepMs = Math.max(1000, Math.round((info.config.max_age ?? 0) / 1e6));
-    return defineQueue({ name, results: { keepMs } });
+    // A queue with scheduling has a held stream: get() then finds delayed jobs too.
+    const held = await jsm.streams.info(queue.names.heldStream).then(
+      () => true,
+      () => false,
+    );
+    return defineQueue({ name, results: { keepMs }, ...(held ? { scheduling: true } : {}) });
   } catch (err) {
     if (apiCode(err) !== API.streamNotFound) throw mapNatsError(err, `open the job state of queue "${name}"`);
     throw new ConfigError(
@@ -35,6 +40,7 @@ function render(i: JobInfo): string {
   if (i.startedAt) lines.push(`  started   ${i.startedAt.toISOString()}`);
   if (i.finishedAt) lines.push(`  finished  ${i.finishedAt.toISOString()}${i.startedAt ? ` (ran ${formatDuration(i.finishedAt.getTime() - i.startedAt.getTime())})` : ""}`);
   if (i.retryAt) lines.push(`  retry at  ${i.retryAt.toISOString()}`);
+  if (i.runAt) lines.push(`  due       ${i.runAt.toISOString()}`);
   if (i.progress !== undefined) lines.push(`  progress  ${truncate(JSON.stringify(i.progress), 200)}`);
   if (i.result !== undefined) lines.push(`  result    ${truncate(JSON.stringify(i.result), 500)}`);
   if (i.error) lines.push(`  error     ${i.error.name}: ${truncate(i.error.message, 500)}`);
@@ -64,7 +70,7 @@ export function jobCommand(): Command {
         const info = await new Jobs(nc, await loadStateQueue(nc, name)).get(id);
         if (!info) {
           throw new JobNotFoundError(
-            `No job ${JSON.stringify(id)} known in queue "${name}": not taken by a worker yet (only seq-<n> ids are found while waiting), expired after the queue's results.keepMs, or never published.`,
+            `No job ${JSON.stringify(id)} known in queue "${name}": an id of yours waiting longer than the queue's duplicate window (found by id only within it), expired after the queue's results.keepMs, or never published.`,
           );
         }
         if (g.json) printJson({ queue: name, ...info });

@@ -160,7 +160,8 @@ function failure(err: unknown): Settlement {
  * Flow control: the worker asks the server for jobs only when it has free
  * handler slots, and never for more than it has free, so the jobs it holds
  * (running plus requested) never exceed `concurrency`; across all workers the
- * server caps un-acked jobs at the queue's `maxAckPending`.
+ * server caps un-acked jobs at the queue's `maxAckPending`. With `results`, up to
+ * `concurrency` more completed jobs wait for their stored result before their ack.
  *
  * Attempts: `job.attempt` counts handler failures, recorded in the queue's
  * outcome ledger; a job redelivered without a recorded outcome (its process
@@ -190,6 +191,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #incarnation = 0;
   /** Job state writes, for a queue with `results` only (docs: README "Results and progress"). */
   #states: StateWriter | undefined;
+  /**
+   * Completed jobs whose `completed` record the server has not confirmed yet (their ack waits for
+   * it). Up to `concurrency` of them hold no handler slot: the worker pulls and runs the next jobs
+   * while their records are confirmed, so a draining worker with results does not wait a round
+   * trip per slot. Always 0 without `results`.
+   */
+  #storing = 0;
   #puller: Puller | undefined;
   /** The queue's pause record, watched (src/flow/pause.ts). */
   #pause: PauseWatch | undefined;
@@ -448,12 +456,17 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     // A suspect runs alone: nothing more is pulled until it settles. A paused queue is not pulled.
     if (this.#state !== "running" || this.#pullRetryTimer || !puller || this.#isolation || this.#pause?.paused) return;
     const requested = puller.outstanding;
-    const free = this.#concurrency - this.#running.size - requested;
+    const free = this.#concurrency - this.#held() - requested;
     if (free <= 0) return;
     // Ask in batches, but never let the worker sit idle with free slots and nothing requested.
     if (free < this.#pullBatch && requested > 0) return;
     if (this.#limiter) this.#limitedPull(puller, free);
     else puller.pull(free);
+  }
+
+  /** Jobs that count against `concurrency`: all held, but those in the window of {@link #storing}. */
+  #held(): number {
+    return this.#running.size - Math.min(this.#storing, this.#concurrency);
   }
 
   /**
@@ -474,7 +487,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (this.#state !== "running") return;
       // Pull for the tokens just granted even if they aged meanwhile: a job that arrives after its
       // token's grace takes a fresh one (#startLimited), so the limit holds either way.
-      const free = this.#concurrency - this.#running.size - puller.outstanding;
+      const free = this.#concurrency - this.#held() - puller.outstanding;
       const n = Math.min(free, granted + spareBefore);
       if (n > 0) puller.pull(n);
       if (granted >= ask) return;
@@ -710,8 +723,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   /** The chain's value is the job's result: checked against `resultSchema`; a mismatch fails the attempt. */
   #result(r: Running, v: unknown): Settlement {
     try {
-      const out = this.#states ? this.#states.result(v) : checkResult(this.#queue.resultSchema, v);
-      if (r.state) r.state.result = out;
+      if (r.state) this.#states!.result(r.state, v);
+      else checkResult(this.#queue.resultSchema, v);
       return OK;
     } catch (err) {
       return failure(err);
@@ -750,12 +763,16 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
    * without its result. A write that fails hands the job back (it runs again), costing no attempt.
    */
   async #completeWithResult(r: Running, durationMs: number): Promise<void> {
+    this.#storing++;
+    this.#queuePull();
     try {
       await this.#states!.completed(r.state!);
     } catch (err) {
       this.#reportError(safeError(err));
       this.#handBack(r, DEFER_MS, "deferred");
       return;
+    } finally {
+      this.#storing--;
     }
     if (r.answered || r.settled) return; // stop() handed it back meanwhile: it runs again
     this.#complete(r, durationMs);

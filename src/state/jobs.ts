@@ -1,11 +1,14 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { ConfigError, JobFailedError, TimeoutError } from "../errors.ts";
+import { DeliverPolicy, jetstream, type JetStreamClient, JetStreamApiError, jetstreamManager, type JetStreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { ConfigError, JobFailedError, PermissionError, TimeoutError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { jobIdOf } from "../dlq/route.ts";
 import type { DeadLetterReason } from "../dlq/route.ts";
 import type { Queue } from "../queue/define.ts";
+import { HDR } from "../queue/headers.ts";
 import { jsOptions } from "../transport/api.ts";
+import { heldJobId } from "../schedule/held.ts";
+import { dueOf } from "../schedule/mover.ts";
 import { infoOf, type JobInfo, type JobStateError, parseRecord, type StateRecord, stateKey } from "./record.ts";
 
 /** Options of {@link Jobs.wait} and `receipt.result()`. */
@@ -66,6 +69,11 @@ const WAIT_POLL_MS = 1_000;
 /** Records an events() reader holds at most (the client's pull buffer); beyond it the server keeps them, or they are replaced. */
 const EVENTS_BUFFER = 256;
 const SEQ_ID = /^seq-(\d{1,16})$/;
+const HELD_ID = /^delayed-(\d{1,16})$/;
+/** JetStream's "wrong last sequence": a lookup probe that matched no job id (nothing was stored). */
+const WRONG_LAST_SEQUENCE = 10071;
+/** A last sequence no stream reaches: makes a probe publish fail unless its id is a duplicate. */
+const NEVER_SEQ = Number.MAX_SAFE_INTEGER;
 
 /**
  * Job state of a queue defined with `results`: look a job up by id, wait for its result, follow
@@ -83,6 +91,7 @@ export class Jobs<R = unknown> {
   readonly #nc: NatsConnection;
   readonly #queue: Queue<unknown, unknown>;
   #jsm: Promise<JetStreamManager> | undefined;
+  #js: JetStreamClient | undefined;
 
   /** @throws {@link ConfigError} the queue keeps no job state (define it with `results: { keepMs }`). */
   constructor(nc: NatsConnection, queue: Queue<unknown, unknown>) {
@@ -117,6 +126,11 @@ export class Jobs<R = unknown> {
    * @throws {@link ConnectionError} / {@link TimeoutError} the server could not be asked.
    */
   async get(id: string): Promise<JobInfo<R> | undefined> {
+    return this.#get(id, true);
+  }
+
+  /** `get`; without `unrecorded`, only what the job's state record says (what `wait()` polls: no probes). */
+  async #get(id: string, unrecorded: boolean): Promise<JobInfo<R> | undefined> {
     const what = `look up job ${JSON.stringify(id)} of queue "${this.#queue.name}"`;
     if (typeof id !== "string" || id.length === 0) throw new ConfigError(`Expected \`id\` to be a non-empty string, got ${String(id)}`);
     try {
@@ -131,15 +145,61 @@ export class Jobs<R = unknown> {
         }
         if (rec && rec.id === id) return infoOf<R>(rec, m.time.getTime(), Date.now());
       }
-      const seq = SEQ_ID.exec(id);
-      if (seq) {
-        const job = await jsm.direct.getMessage(this.#queue.names.stream, { seq: Number(seq[1]) });
-        if (job && jobIdOf(job.header, job.seq) === id) return { id, seq: job.seq, state: "waiting", attempt: 1, publishedAt: job.time };
-      }
-      return undefined;
+      return unrecorded ? await this.#unrecorded(jsm, id) : undefined;
     } catch (err) {
       throw mapNatsError(err, what);
     }
+  }
+
+  /**
+   * A job with no state record yet: waiting in the queue, or delayed in the held stream. A
+   * `seq-<n>` or `delayed-<n>` id names its sequence; another id (the producer's `id`, sent as
+   * `Nats-Msg-Id`) is found through the stream's duplicate window, the server's own index of
+   * msg ids: a probe publish with that id and an expected last sequence no stream reaches is
+   * answered "duplicate of sequence n" when the id was published within `duplicateWindowMs`,
+   * and refused (nothing stored) otherwise.
+   */
+  async #unrecorded(jsm: JetStreamManager, id: string): Promise<JobInfo<R> | undefined> {
+    const n = this.#queue.names;
+    const held = this.#queue.scheduling;
+    const seqId = SEQ_ID.exec(id);
+    if (seqId) return this.#waitingAt(jsm, id, Number(seqId[1]));
+    const heldId = HELD_ID.exec(id);
+    // A delayed job published without an id: held under this sequence, moved with this msg id.
+    if (held && heldId) return (await this.#delayedAt(jsm, id, Number(heldId[1]))) ?? (await this.#waitingAt(jsm, id, await this.#probe(n.subject, id)));
+    const seq = await this.#probe(n.subject, id);
+    if (seq !== undefined) return this.#waitingAt(jsm, id, seq);
+    if (!held) return undefined;
+    return this.#delayedAt(jsm, id, await this.#probe(n.heldSubject, id));
+  }
+
+  /** The sequence the msg id `id` was stored under on `subject`'s stream within its duplicate window. */
+  async #probe(subject: string, id: string): Promise<number | undefined> {
+    this.#js ??= jetstream(this.#nc, jsOptions(this.#queue));
+    try {
+      const ack = await this.#js.publish(subject, new Uint8Array(0), { msgID: id, expect: { lastSequence: NEVER_SEQ }, timeout: 5_000 });
+      return ack.duplicate ? ack.seq : undefined;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) return undefined;
+      // A reader that may not publish there cannot ask: it knows the job once a worker took it.
+      if (mapNatsError(err, "look up a job") instanceof PermissionError) return undefined;
+      throw err;
+    }
+  }
+
+  async #waitingAt(jsm: JetStreamManager, id: string, seq: number | undefined): Promise<JobInfo<R> | undefined> {
+    if (seq === undefined) return undefined;
+    const job = await directGet(jsm, this.#queue.names.stream, seq);
+    if (!job || jobIdOf(job.header, job.seq) !== id) return undefined;
+    return { id, seq: job.seq, state: "waiting", attempt: 1, publishedAt: job.time };
+  }
+
+  async #delayedAt(jsm: JetStreamManager, id: string, seq: number | undefined): Promise<JobInfo<R> | undefined> {
+    if (seq === undefined) return undefined;
+    const job = await directGet(jsm, this.#queue.names.heldStream, seq);
+    if (!job || (job.header?.get(HDR.msgId) || heldJobId(job.seq)) !== id) return undefined;
+    const storedMs = job.time.getTime();
+    return { id, seq: job.seq, state: "delayed", attempt: 1, publishedAt: job.time, runAt: new Date(dueOf(job.header, storedMs)) };
   }
 
   /**
@@ -192,7 +252,8 @@ export class Jobs<R = unknown> {
         }
       };
       const read = (): void => {
-        this.get(id).then(seen, (err: unknown) => {
+        // Only completed or dead ends a wait: the record is enough (no lookup probes per poll).
+        this.#get(id, false).then(seen, (err: unknown) => {
           // A lost connection is final; anything else is tried again at the next poll.
           if (this.#nc.isClosed()) finish(err);
         });
@@ -273,6 +334,17 @@ export class Jobs<R = unknown> {
       signal?.removeEventListener("abort", stop);
       messages.stop();
     }
+  }
+}
+
+/** A stored message by sequence; undefined when it is gone (acked, moved, expired). */
+async function directGet(jsm: JetStreamManager, stream: string, seq: number): Promise<StoredMsg | undefined> {
+  try {
+    return (await jsm.direct.getMessage(stream, { seq })) ?? undefined;
+  } catch (err) {
+    // 404: no message at that sequence (any more).
+    if (err instanceof JetStreamApiError && err.code === 10037) return undefined;
+    throw err;
   }
 }
 

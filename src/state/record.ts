@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { DeadLetterReason } from "../dlq/route.ts";
 
 /**
@@ -6,7 +6,7 @@ import type { DeadLetterReason } from "../dlq/route.ts";
  * last one a worker wrote, corrected for a lapsed lease: see README, "Looking up a job".
  *
  * - `waiting`: stored in the queue, not running (never started, or its worker died and its lease lapsed).
- * - `delayed`: published to run later (reserved for scheduled jobs; not reported by this version).
+ * - `delayed`: published to run later (`delayMs`/`runAt`, a queue with `scheduling`): held until `runAt`.
  * - `active`: a worker runs it now (its lease is alive).
  * - `retrying`: its last attempt failed; it runs again after its backoff.
  * - `completed`: a handler resolved; the result was stored before the job was acked.
@@ -48,6 +48,8 @@ export interface JobInfo<R = unknown> {
   deadLetter?: { reason: DeadLetterReason };
   /** When the next attempt is due (`retrying` only). */
   retryAt?: Date;
+  /** When a delayed job is due to enter the queue (`delayed` only; the server's clock). */
+  runAt?: Date;
 }
 
 /** @internal Which write a record is: the state change it reports (`lease` only renews an active one). */
@@ -79,7 +81,7 @@ export interface StateRecord {
  * `.`, `*`, `>` or spaces), so the token is a hash, 128 bits in base64url. The record carries the id.
  */
 export function stateKey(id: string): string {
-  return createHash("sha256").update(id).digest("base64url").slice(0, 22);
+  return hash("sha256", id, "base64url").slice(0, 22);
 }
 
 const num = (v: unknown): number | undefined => (typeof v === "number" && Number.isFinite(v) ? v : undefined);

@@ -9,6 +9,11 @@ import { StoreConfirmer } from "./confirm.ts";
 
 /** At most one progress write per job per this many ms; the last value is always written. */
 export const PROGRESS_EVERY_MS = 100;
+/**
+ * A job is written `active` only once it has run this long: a job done sooner goes from waiting
+ * to completed with one write (one stored message per job, not two, for handlers of a few ms).
+ */
+export const ACTIVE_AFTER_MS = 50;
 /** Room left under the server's max_payload for the rest of the record around a result or progress value. */
 const RECORD_SLACK = 1024;
 
@@ -30,11 +35,15 @@ export class JobState {
   readonly subject: string;
   startedAt = 0;
   progressValue: unknown = undefined;
+  /** The handler's result, checked ({@link StateWriter.result}), and its JSON text. */
   result: unknown = undefined;
+  resultText: string | undefined = undefined;
   #lastProgressAt = 0;
   /** A progress value not written yet (its write waits for the throttle). */
   #pending = false;
   #timer: NodeJS.Timeout | undefined;
+  /** Writes `active` once the job has run {@link ACTIVE_AFTER_MS}; cleared by the job's final write. */
+  #activeTimer: NodeJS.Timeout | undefined;
   #closed = false;
   /** A final record (completed, retrying, dead) is written or being written: no `active` write any more. */
   final = false;
@@ -44,6 +53,19 @@ export class JobState {
     this.#job = job;
     this.#publishedAtMs = publishedAtMs;
     this.subject = `${w.prefix}${stateKey(job.id)}`;
+  }
+
+  get id(): string {
+    return this.#job.id;
+  }
+
+  /** Writes `active` after `ms`, unless a final record (or the end of the delivery) comes first. */
+  armActive(ms: number): void {
+    this.#activeTimer = setTimeout(() => {
+      this.#activeTimer = undefined;
+      if (!this.final && !this.#closed) this.#w.fire(this, this.record("active", "active"));
+    }, ms);
+    this.#activeTimer.unref();
   }
 
   /**
@@ -85,6 +107,8 @@ export class JobState {
 
   /** Before a final write: a progress value still held back by the throttle goes out first. */
   flush(): void {
+    clearTimeout(this.#activeTimer);
+    this.#activeTimer = undefined;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#pending && !this.#closed) this.#writeProgress();
@@ -94,6 +118,8 @@ export class JobState {
   close(): void {
     this.#closed = true;
     this.#pending = false;
+    clearTimeout(this.#activeTimer);
+    this.#activeTimer = undefined;
     clearTimeout(this.#timer);
     this.#timer = undefined;
   }
@@ -134,9 +160,6 @@ export class StateWriter {
   /** Reported, never thrown into the worker's paths. */
   readonly #onError: (err: Error) => void;
 
-  /** Jobs started in this turn of the event loop: their `active` write waits for its end. Bounded by concurrency. */
-  #starting: JobState[] = [];
-
   constructor(nc: NatsConnection, queue: Queue<unknown, unknown>, worker: string, onError: (err: Error) => void) {
     this.#nc = nc;
     this.#confirmer = new StoreConfirmer(nc, 5_000);
@@ -149,22 +172,15 @@ export class StateWriter {
   }
 
   /**
-   * An attempt starts: the job is `active`. Written at the end of this turn of the event loop, and
-   * only for a job still running then: a handler that settles at once goes from waiting to
-   * completed with one write, which kept a draining worker's throughput with results on.
+   * An attempt starts: the job is `active`. Written once it has run {@link ACTIVE_AFTER_MS}, and
+   * only for a job still running then: a job done sooner goes from waiting to completed with one
+   * write, which keeps a draining worker's throughput with results on.
    */
   begin(job: Tracked, publishedAtMs: number): JobState {
     const s = new JobState(this, job, publishedAtMs);
     s.begun(Date.now());
-    this.#starting.push(s);
-    if (this.#starting.length === 1) setImmediate(() => this.#writeStarted());
+    s.armActive(ACTIVE_AFTER_MS);
     return s;
-  }
-
-  #writeStarted(): void {
-    const started = this.#starting;
-    this.#starting = [];
-    for (const s of started) if (!s.final) this.fire(s, s.record("active", "active"));
   }
 
   /** The worker stopped: nothing more waits for a confirmation. */
@@ -205,9 +221,9 @@ export class StateWriter {
   completed(s: JobState): Promise<void> {
     s.flush();
     s.final = true;
-    const extra: Partial<StateRecord> = { finishedAt: Date.now() };
-    if (s.result !== undefined) extra.result = s.result;
-    return this.#confirmed(s, s.record("completed", "completed", extra));
+    const json = JSON.stringify(s.record("completed", "completed", { finishedAt: Date.now() }));
+    // The result was encoded when it was checked: spliced in, not encoded again.
+    return this.#confirmed(s, s.id, s.resultText === undefined ? json : `${json.slice(0, -1)},"result":${s.resultText}}`);
   }
 
   /** A job that never started (rejected, or dead-lettered for its crashes): tracked only for its final write. */
@@ -219,14 +235,14 @@ export class StateWriter {
   dead(s: JobState, reason: DeadLetterReason, error: Error): Promise<void> {
     s.flush();
     s.final = true;
-    return this.#confirmed(s, s.record("dead", "dead", { finishedAt: Date.now(), reason, error: errorOf(error) }));
+    return this.#confirmed(s, s.id, JSON.stringify(s.record("dead", "dead", { finishedAt: Date.now(), reason, error: errorOf(error) })));
   }
 
-  async #confirmed(s: JobState, rec: StateRecord): Promise<void> {
+  async #confirmed(s: JobState, id: string, json: string): Promise<void> {
     try {
-      await this.#confirmer.store(s.subject, JSON.stringify(rec));
+      await this.#confirmer.store(s.subject, json);
     } catch (err) {
-      throw mapNatsError(err, `store the state of job ${rec.id} of queue "${this.#queue}"`);
+      throw mapNatsError(err, `store the state of job ${id} of queue "${this.#queue}"`);
     }
   }
 
@@ -256,11 +272,11 @@ export class StateWriter {
     return text;
   }
 
-  /** The handler's result: checked against the queue's `resultSchema`, then for storing. Throws {@link ValidationError}. */
-  result(value: unknown): unknown {
+  /** The handler's result: checked against the queue's `resultSchema`, then for storing, and kept in `s`. Throws {@link ValidationError}. */
+  result(s: JobState, value: unknown): void {
     const out = checkResult(this.#schema, value);
-    this.encode(out, "result");
-    return out;
+    s.resultText = this.encode(out, "result");
+    s.result = out;
   }
 }
 

@@ -18,7 +18,9 @@ import {
   TimeoutError,
   Worker,
 } from "../../src/index.ts";
+import { connect } from "@nats-io/transport-node";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
+import { startLocalNats } from "../support/nats-server.ts";
 import { FixtureProcess } from "../support/procs.ts";
 
 const nats = useNats();
@@ -141,7 +143,7 @@ describe("job results across processes", () => {
 });
 
 describe("Jobs.get", () => {
-  it("follows a job through waiting, active (with progress), retrying, completed; a permanent failure is dead; a seq id is found waiting", async () => {
+  it("follows a job through waiting, active (with progress), retrying, completed; a permanent failure is dead; a seq id and an id of your own are found waiting", async () => {
     const { nc, q, producer } = await setup({ name: uniqueName("get"), results: { keepMs: 60_000 }, backoff: [1_500] });
     const jobs = new Jobs<{ ok: boolean }>(nc, q);
     const plain = await producer.publish({ kind: "gate" });
@@ -152,7 +154,9 @@ describe("Jobs.get", () => {
     assert.equal(waiting?.state, "waiting");
     assert.equal(waiting?.seq, plain.seq);
     assert.ok(waiting!.publishedAt.getTime() > Date.now() - 60_000);
-    assert.equal(await jobs.get(named.id), undefined, "an id of your own is found once a worker took it");
+    const namedWaiting = await jobs.get(named.id);
+    assert.equal(namedWaiting?.state, "waiting", "an id of your own is found waiting (through the queue's duplicate window)");
+    assert.equal(namedWaiting?.seq, named.seq);
     assert.equal(await jobs.get("no-such-job"), undefined);
 
     let open!: () => void;
@@ -237,7 +241,7 @@ describe("Jobs.get", () => {
       await victim.waitFor((e) => e.ev === "ready", "victim ready");
       const r = await producer.publish({ hang: true, value: "first" }, { id: "survivor" });
       await victim.waitFor((e) => e.ev === "start" && e.id === "survivor", "the victim started the job");
-      assert.equal((await waitFor(() => jobs.get(r.id), "the job's record")).state, "active");
+      await waitFor(async () => (await jobs.get(r.id))?.state === "active", "the job's record active");
       await victim.kill9();
       assert.equal((await jobs.get(r.id))?.state, "active", "still active right after the kill: its lease has not lapsed");
       const lapsed = await waitFor(async () => {
@@ -274,6 +278,87 @@ describe("Jobs.get", () => {
       return i?.state === "waiting" ? i : undefined;
     }, "waiting after the hand-back", 2_000);
     assert.equal(info.attempt, 1);
+  });
+
+  it("a delayed job is delayed until due (with or without an id), then waiting; an id of your own is found only within the duplicate window", async () => {
+    const { nc, q, producer } = await setup({ name: uniqueName("dly"), results: { keepMs: 60_000 }, scheduling: true });
+    const jobs = new Jobs(nc, q);
+    const runAt = Date.now() + 3_600_000;
+    const named = await producer.publish({ n: 1 }, { id: "later-1", runAt });
+    const anon = await producer.publish({ n: 2 }, { delayMs: 3_600_000 });
+    const soon = await producer.publish({ n: 3 }, { id: "soon-1", delayMs: 1_000 });
+    const a = await jobs.get("later-1");
+    assert.equal(a?.state, "delayed");
+    assert.equal(a?.runAt?.getTime(), runAt);
+    assert.equal(a?.seq, named.seq);
+    const b = await jobs.get(anon.id);
+    assert.match(anon.id, /^delayed-\d+$/);
+    assert.equal(b?.state, "delayed");
+    assert.ok(b!.runAt!.getTime() >= b!.publishedAt.getTime() + 3_600_000);
+    assert.equal((await jobs.get(soon.id))?.state, "delayed");
+    // A worker moves the due job into the queue (and runs it: hold it there with a paused handler).
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const worker = new Worker(await nats.connect(), q, async () => {
+      await gate;
+      return "ran";
+    });
+    await worker.start();
+    try {
+      const moved = await waitFor(async () => {
+        const i = await jobs.get("soon-1");
+        return i?.state !== "delayed" ? i : undefined;
+      }, "the due job out of the held stream", 10_000);
+      assert.ok(moved.state === "waiting" || moved.state === "active", moved.state);
+      open();
+      assert.equal(await jobs.wait("soon-1", { timeoutMs: 10_000 }), "ran");
+      assert.equal((await jobs.get("later-1"))?.state, "delayed", "the other delayed jobs stay delayed");
+    } finally {
+      open();
+      await worker.stop();
+    }
+
+    // The lookup of an id of your own goes through the queue's duplicate window: past it, a
+    // waiting job is no longer found by that id (its seq-less record is written when it runs).
+    const short = await setup({ name: uniqueName("win"), results: { keepMs: 60_000 }, duplicateWindowMs: 500 });
+    const shortJobs = new Jobs(short.nc, short.q);
+    await short.producer.publish({}, { id: "mine" });
+    assert.equal((await shortJobs.get("mine"))?.state, "waiting");
+    await waitFor(async () => (await shortJobs.get("mine")) === undefined, "the id out of the duplicate window", 10_000, 100);
+    const info = await jetstreamManager(short.nc).then((m) => m.streams.info(short.q.names.stream));
+    assert.equal(info.state.messages, 1, "lookups store nothing in the queue");
+  });
+
+  it("a reader that may not publish to the queue gets undefined for a waiting job of its own id (it cannot probe), and the job's record once a worker took it", async () => {
+    const config = `jetstream: {}
+accounts: { A: { jetstream: enabled, users: [
+  { user: admin, password: a },
+  { user: reader, password: r, permissions: { publish: { allow: ["$JS.API.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
+] } }
+`;
+    const srv = await startLocalNats({ config });
+    const admin = await connect({ servers: srv.servers, user: "admin", pass: "a" });
+    const reader = await connect({ servers: srv.servers, user: "reader", pass: "r" });
+    try {
+      const q = defineQueue({ name: uniqueName("ro"), results: { keepMs: 60_000 } });
+      await provisionQueue(admin, q);
+      const r = await new Producer(admin, q).publish({}, { id: "mine" });
+      assert.equal((await new Jobs(admin, q).get("mine"))?.state, "waiting");
+      assert.equal(await new Jobs(reader, q).get("mine"), undefined);
+      assert.equal(await new Jobs(reader, q).get(`seq-${r.seq}`), undefined, "the job at that sequence has an id of its own");
+      const worker = new Worker(admin, q, () => "done");
+      await worker.start();
+      try {
+        await new Jobs(admin, q).wait("mine", { timeoutMs: 10_000 });
+      } finally {
+        await worker.stop();
+      }
+      assert.equal((await new Jobs(reader, q).get("mine"))?.state, "completed");
+    } finally {
+      await reader.close();
+      await admin.close();
+      await srv.stop();
+    }
   });
 
   it("wait() times out with TimeoutError and stops at its signal; Jobs refuses a queue without results", async () => {
@@ -369,6 +454,69 @@ describe("cost and bounds", () => {
     // (a handler that settles within the turn it started in gets no separate "active" write).
     assert.ok(withResults.out >= plain.out + jobsN * 2 - jobsN * 0.1, `with results: ${withResults.out}`);
     assert.equal(withResults.stateMsgs, jobsN * 2);
+  });
+
+  it("jobs waiting for their completed record free their handler slot, yet never more than concurrency handlers run, and every job's result is stored before its ack", async () => {
+    const { nc, q, producer } = await setup({ name: uniqueName("win"), results: { keepMs: 60_000 } });
+    const n = 400;
+    await producer.publishMany(Array.from({ length: n }, (_, i) => i));
+    const wnc = await nats.connect();
+    let running = 0;
+    let most = 0;
+    const acked: number[] = [];
+    const worker = new Worker<number>(
+      wnc,
+      q as never,
+      async (job) => {
+        most = Math.max(most, ++running);
+        await new Promise((r) => setImmediate(r));
+        running--;
+        return job.data * 2;
+      },
+      { concurrency: 4 },
+    );
+    worker.on("completed", (e) => void acked.push(e.seq));
+    await worker.start();
+    try {
+      await waitFor(() => acked.length >= n, `${n} jobs`, 60_000);
+    } finally {
+      await worker.stop();
+    }
+    assert.ok(most <= 4, `${most} handlers at once with concurrency 4`);
+    const jobs = new Jobs<number>(nc, q);
+    for (const seq of acked) {
+      const info = await jobs.get(`seq-${seq}`);
+      assert.equal(info?.state, "completed", `seq ${seq}`);
+      assert.equal(info?.result, (seq - 1) * 2, `seq ${seq}`);
+    }
+  });
+
+  it("a job done within 50 ms of its start is written once (completed); a longer one is written active, then completed", async () => {
+    const { nc, q, producer } = await setup({ name: uniqueName("act"), results: { keepMs: 60_000 } });
+    const seen = new Map<string, string[]>();
+    const sub = nc.subscribe(`${q.names.stateSubject}.>`, {
+      callback: (_e, m) => {
+        const rec = m.json<{ id: string; ev: string }>();
+        seen.set(rec.id, [...(seen.get(rec.id) ?? []), rec.ev]);
+      },
+    });
+    const worker = new Worker<{ ms: number }>(await nats.connect(), q as never, async (job) => {
+      await new Promise((r) => setTimeout(r, job.data.ms));
+      return job.data.ms;
+    }, { concurrency: 8 });
+    await worker.start();
+    try {
+      const fast = await Promise.all(Array.from({ length: 20 }, () => producer.publish({ ms: 5 })));
+      const slow = await Promise.all(Array.from({ length: 4 }, () => producer.publish({ ms: 200 })));
+      const jobs = new Jobs(nc, q);
+      for (const r of [...fast, ...slow]) await jobs.wait(r.id, { timeoutMs: 20_000 });
+      await nc.flush();
+      for (const r of fast) assert.deepEqual(seen.get(r.id), ["completed"], `fast job ${r.id}`);
+      for (const r of slow) assert.deepEqual(seen.get(r.id), ["active", "completed"], `slow job ${r.id}`);
+    } finally {
+      sub.unsubscribe();
+      await worker.stop();
+    }
   });
 
   it("a slow events() reader gets a gap with the count it missed, and workers do not wait for it", async () => {

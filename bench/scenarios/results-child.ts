@@ -1,0 +1,191 @@
+// Child side of the "results" scenario (bench/scenarios/results.ts): one worker drains a prefilled
+// queue, with or without job state (`results`), and counts what its connection sent per job.
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { Queue } from "../../src/index.ts";
+import { epochMs, sleep } from "../lib/common.ts";
+
+/**
+ * - `off`: a queue without `results`; the handler returns a value (thrown away).
+ * - `off-progress`: the same, and the handler also calls `job.progress()`: an unused feature, which
+ *   must cost nothing (the same messages per job as `off`).
+ * - `on`: the queue keeps results; the handler's value is stored before each ack.
+ * - `on-events`: `on`, and a `Jobs.events()` reader (own connection, same process) follows every change.
+ * - `off-1ms`, `on-1ms`: `off` and `on` with a handler that awaits a 1 ms timer (a job that does I/O).
+ */
+export type ResultsVariant = "off" | "off-progress" | "on" | "on-events" | "off-1ms" | "on-1ms";
+
+export interface ResultsTask {
+  kind: "results";
+  variant: ResultsVariant;
+  endpoints: { nats?: string };
+  queue: string;
+  jobs: number;
+  concurrency: number;
+}
+
+export async function prepareResults(task: ResultsTask): Promise<{ run(): Promise<Record<string, unknown>>; close(): Promise<void> }> {
+  const nats = await import("../contenders/nats.ts");
+  const jetq = await import("../../src/index.ts");
+  const { makeJob } = await import("../lib/common.ts");
+  const v = task.variant;
+  const on = v.startsWith("on");
+  const nc = await nats.connectJetq(task.endpoints.nats!, "bench-results");
+  const q = jetq.defineQueue({ name: task.queue, ...(on ? { results: { keepMs: 600_000 } } : {}) }) as Queue<unknown, unknown>;
+  await jetq.provisionQueue(nc, q);
+  const producer = new jetq.Producer(nc, q, { telemetry: false });
+  await producer.publishMany(Array.from({ length: task.jobs }, (_, i) => makeJob(i)));
+  const wc = await nats.connectJetq(task.endpoints.nats!, "bench-results-worker");
+  let done = 0;
+  let allDone: (() => void) | undefined;
+  const worker = new jetq.Worker(
+    wc,
+    q,
+    v.endsWith("-1ms")
+      ? async (job) => {
+          await sleep(1);
+          return { n: (job.data as { n: number }).n, ok: true };
+        }
+      : (job) => {
+          if (v === "off-progress") job.progress(0.5);
+          return { n: (job.data as { n: number }).n, ok: true };
+        },
+    { concurrency: task.concurrency, telemetry: false },
+  );
+  worker.on("completed", () => {
+    if (++done >= task.jobs) allDone?.();
+  });
+  worker.on("error", () => {});
+  let ec: NatsConnection | undefined;
+  const ac = new AbortController();
+  let events = 0;
+  let gaps = 0;
+  let reading: Promise<void> | undefined;
+  if (v === "on-events") {
+    ec = await nats.connectJetq(task.endpoints.nats!, "bench-results-events");
+    const it = new jetq.Jobs(ec, q).events({ signal: ac.signal })[Symbol.asyncIterator]();
+    // The reader is live once its first next() is pending and the consumer exists: give it a moment.
+    reading = (async () => {
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        if (r.value.type === "gap") gaps += r.value.missed;
+        else events++;
+      }
+    })();
+    await sleep(300);
+  }
+  return {
+    run: async () => {
+      const finished = new Promise<void>((r) => (allDone = r));
+      const out0 = wc.stats().outMsgs;
+      const cpu0 = process.cpuUsage();
+      const t0 = epochMs();
+      await worker.start();
+      await Promise.race([finished, sleep(120_000)]);
+      const t1 = epochMs();
+      const cpu = process.cpuUsage(cpu0);
+      const outMsgs = wc.stats().outMsgs - out0;
+      await worker.stop();
+      return {
+        drainSeconds: (t1 - t0) / 1000,
+        drained: done,
+        jobs: task.jobs,
+        outMsgsPerJob: outMsgs / task.jobs,
+        drainCpuSec: (cpu.user + cpu.system) / 1e6,
+        ...(v === "on-events" ? { events, gaps } : {}),
+      };
+    },
+    close: async () => {
+      ac.abort();
+      await Promise.race([reading, sleep(2000)]);
+      await producer.close();
+      await nc.close();
+      await wc.close();
+      await ec?.close();
+    },
+  };
+}
+
+/** Publish → result round trips at a fixed rate: jetq's `receipt.result()` or BullMQ's `job.waitUntilFinished()`. */
+export interface ResultRttTask {
+  kind: "result-rtt";
+  contender: "jetq" | "bullmq";
+  endpoints: { nats?: string; redis?: string };
+  queue: string;
+  rate: number;
+  durationMs: number;
+}
+
+export async function prepareResultRtt(task: ResultRttTask): Promise<{ run(): Promise<Record<string, unknown>>; close(): Promise<void> }> {
+  const { Samples } = await import("../lib/common.ts");
+  const lat = new Samples(Math.ceil((task.rate * task.durationMs) / 1000) + 1024);
+  let failed = 0;
+  let roundTrip: (i: number) => Promise<unknown>;
+  let close: () => Promise<void>;
+  if (task.contender === "bullmq") {
+    const { Queue: BullQueue, QueueEvents, Worker } = await import("bullmq");
+    const { PREFIX } = await import("../contenders/bullmq.ts");
+    const u = new URL(task.endpoints.redis!);
+    const connection = {
+      host: u.hostname || "127.0.0.1",
+      port: Number(u.port || 6379),
+      ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+      ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+      maxRetriesPerRequest: null,
+    };
+    // Finished jobs kept (the last 1,000): waitUntilFinished() on a job already completed and
+    // removed fails with "Missing key", which removeOnComplete: true makes of every fast job.
+    const q = new BullQueue(task.queue, { connection, prefix: PREFIX, defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } } });
+    const events = new QueueEvents(task.queue, { connection, prefix: PREFIX });
+    const worker = new Worker(task.queue, async (job) => ({ n: (job.data as { n: number }).n }), { connection, prefix: PREFIX, concurrency: 64 });
+    await Promise.all([q.waitUntilReady(), events.waitUntilReady(), worker.waitUntilReady()]);
+    roundTrip = async (i) => (await q.add("job", { n: i })).waitUntilFinished(events, 10_000);
+    close = async () => {
+      await worker.close();
+      await events.close();
+      await q.obliterate({ force: true }).catch(() => {});
+      await q.close();
+    };
+  } else {
+    const nats = await import("../contenders/nats.ts");
+    const jetq = await import("../../src/index.ts");
+    const nc = await nats.connectJetq(task.endpoints.nats!, "bench-rtt");
+    const q = jetq.defineQueue({ name: task.queue, results: { keepMs: 600_000 } }) as Queue<unknown, unknown>;
+    await jetq.provisionQueue(nc, q);
+    const producer = new jetq.Producer(nc, q, { telemetry: false });
+    const wc = await nats.connectJetq(task.endpoints.nats!, "bench-rtt-worker");
+    const worker = new jetq.Worker(wc, q, (job) => ({ n: (job.data as { n: number }).n }), { concurrency: 64, telemetry: false });
+    await worker.start();
+    roundTrip = async (i) => (await producer.publish({ n: i })).result({ timeoutMs: 10_000 });
+    close = async () => {
+      await worker.stop();
+      await producer.close();
+      await nc.close();
+      await wc.close();
+    };
+  }
+  // Warm up (connections, the first lookups) before the clock starts.
+  for (let i = 0; i < 20; i++) await roundTrip(-1 - i).catch(() => {});
+  return {
+    run: async () => {
+      const inFlight = new Set<Promise<void>>();
+      const t0 = performance.now();
+      let sent = 0;
+      while (performance.now() - t0 < task.durationMs) {
+        const due = Math.floor(((performance.now() - t0) * task.rate) / 1000);
+        for (; sent < due && inFlight.size < 1024; sent++) {
+          const start = performance.now();
+          const p = roundTrip(sent).then(
+            () => lat.add(performance.now() - start),
+            () => void failed++,
+          );
+          inFlight.add(p);
+          void p.finally(() => inFlight.delete(p));
+        }
+        await sleep(1);
+      }
+      await Promise.race([Promise.allSettled([...inFlight]), sleep(15_000)]);
+      const s = lat.summary();
+      return { sent, failed, p50: s.p50, p99: s.p99, max: s.max, count: s.count };
+    },
+    close,
+  };
+}
