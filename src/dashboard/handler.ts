@@ -572,7 +572,6 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
       parts.length === 0 ||
       (p0 === "queues" && parts.length === 2) ||
       (p0 === "queues" && p2 === "jobs" && parts.length === 4) ||
-      (p0 === "queues" && p2 === "dead-letters" && p3 === "groups" && parts.length === 4) ||
       (p0 === "queues" && p2 === "dead-letters" && (parts.length === 3 || (parts.length === 4 && p3 !== undefined && p4 === undefined)));
     if (!page) throw new HttpError(404, "Not found.");
     return shell(req, res, m.base);
