@@ -108,6 +108,7 @@ export async function ensureHistoryStream(jsm: JetStreamManager): Promise<void> 
       // A bound besides the age: 250 queues × 8 days of minutes.
       max_msgs: 250 * 8 * 1440,
       max_msg_size: 4096,
+      allow_direct: true,
     });
   } catch (err) {
     // Another recorder created it first.

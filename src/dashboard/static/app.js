@@ -763,13 +763,13 @@ async function entryPage(name, seqText) {
       row("Failed at", time(e.failedAt), "failedAt"),
       row("Queue sequence", int(e.sourceSeq), "sourceSeq"),
       row("Size", bytes(e.bytes), "bytes")),
-    e.error.stack ? [h("h2", {}, "Stack of the last error"), h("pre", { class: "payload stack", id: "stack" }, e.error.stack)] : null,
     h("h2", {}, e.json ? "Payload (JSON)" : "Payload (not JSON, shown as text)"),
     h("pre", { class: "payload", id: "payload" }, e.payload),
     e.truncated ? h("p", { class: "muted" }, "Only the first MiB is shown.") : null,
     e.truncatedFrom !== null && e.truncatedFrom !== undefined
       ? h("p", { class: "notice err" }, `This payload was cut to fit the dead-letter stream: the job had ${e.truncatedFrom} bytes, ${e.bytes} are kept.`)
       : null,
+    e.error.stack ? [h("h2", {}, "Stack of the last error"), h("pre", { class: "payload stack", id: "stack" }, e.error.stack)] : null,
     h("h2", {}, "Headers"),
     headerNames.length === 0
       ? h("p", { class: "muted" }, "No headers besides jetq's own.")
