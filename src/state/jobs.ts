@@ -6,6 +6,7 @@ import { jobIdOf } from "../dlq/route.ts";
 import type { DeadLetterReason } from "../dlq/route.ts";
 import type { Queue } from "../queue/define.ts";
 import { jsOptions } from "../transport/api.ts";
+import { type JobPage, listJobs, type ListJobsOptions } from "./list.ts";
 import { infoOf, type JobInfo, type JobStateError, parseRecord, type StateRecord, stateKey } from "./record.ts";
 
 /** Options of {@link Jobs.wait} and `receipt.result()`. */
@@ -140,6 +141,14 @@ export class Jobs<R = unknown> {
     } catch (err) {
       throw mapNatsError(err, what);
     }
+  }
+
+  /**
+   * A page of the queue's waiting, active or delayed jobs: {@link listJobs} (which works for a
+   * queue without `results` too).
+   */
+  list(options: ListJobsOptions = {}): Promise<JobPage> {
+    return listJobs(this.#nc, this.#queue, options);
   }
 
   /**
