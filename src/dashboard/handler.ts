@@ -11,6 +11,8 @@ import { Sampler, type Snapshot } from "./sampler.ts";
 import { HistoryRecorder, RANGES, rangePoints, readRollups } from "../history/recorder.ts";
 import { pauseQueue, resumeQueue } from "../flow/pause.ts";
 import { Schedules } from "../schedule/schedules.ts";
+import { listJobs } from "../state/list.ts";
+import { listWorkers } from "../fleet/list.ts";
 import { delayedJobs, groupDeadLetters, lookupJob, MAX_SELECTION, recentJobs, removeWaitingJob } from "./jobs-view.ts";
 
 /** Options of {@link createDashboard}. */
@@ -288,7 +290,7 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
 <script type="module" src="${b}/static/app.js"></script>
 </head>
 <body>
-<header class="top"><a class="brand" href="${b}/">jetq</a><nav id="crumbs"></nav><span id="live" class="live">connecting…</span>${readOnly ? '<span class="badge">read-only</span>' : ""}</header>
+<header class="top"><a class="brand" href="${b}/">jetq</a><nav id="crumbs"></nav><a class="nav" id="nav-workers" href="${b}/workers">Workers</a><span id="live" class="live">connecting…</span>${readOnly ? '<span class="badge">read-only</span>' : ""}</header>
 <div id="notice" role="status" hidden></div>
 <main id="app"><noscript>The jetq dashboard needs JavaScript.</noscript></main>
 </body>
@@ -486,6 +488,15 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     }
     if (a === "events" && name === undefined) return events(req, res);
     if (a === "overview" && name === undefined) return json(res, 200, await sampler.snapshot());
+    if (a === "workers" && name === undefined) {
+      const only = query.get("queue");
+      if (only !== null) await queueOf(only);
+      const shown = new Set([...(await sampler.queues())].map((x) => x.name));
+      const list = await listWorkers(nc, { limit: 500, ...(only !== null ? { queue: only } : {}) });
+      // Only the dashboard's queues: a dashboard given some queues does not show the others' workers.
+      const workers = list.workers.filter((w) => shown.has(w.queue));
+      return json(res, 200, { workers, total: list.total, shown: workers.length });
+    }
     if (a !== "queues" || name === undefined) throw new HttpError(404, "No such resource.");
     const q = await queueOf(name);
     if (c === undefined) {
@@ -514,6 +525,15 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     if (c === "recent" && d === undefined) {
       if (!q.results) return json(res, 200, { queue: q.name, keepsState: false, completed: [], failed: [] });
       return json(res, 200, { queue: q.name, keepsState: true, ...(await recentJobs(nc, q)) });
+    }
+    if (c === "jobs" && d === undefined) {
+      const state = query.get("state") ?? "waiting";
+      if (state !== "waiting" && state !== "active" && state !== "delayed") throw new HttpError(400, `Expected \`state\` to be waiting, active or delayed, got ${describe(state)}`);
+      if (state === "delayed" && !q.scheduling) return json(res, 200, { state, jobs: [], total: 0, scheduling: false });
+      const after = query.has("after") ? Number(query.get("after")) : 0;
+      if (!Number.isSafeInteger(after) || after < 0) throw new HttpError(400, "Expected `after` to be a sequence (an integer >= 0).");
+      const page = await listJobs(nc, q, { state, limit: 50, after });
+      return json(res, 200, { ...page, scheduling: q.scheduling });
     }
     if (c === "jobs" && d !== undefined && e === undefined) {
       if (d.length > 512) throw new HttpError(400, "Expected a job id of at most 512 characters.");
@@ -570,6 +590,8 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     const [p0, , p2, p3, p4] = parts;
     const page =
       parts.length === 0 ||
+      (p0 === "workers" && parts.length === 1) ||
+      (p0 === "queues" && p2 === "jobs" && parts.length === 3) ||
       (p0 === "queues" && parts.length === 2) ||
       (p0 === "queues" && p2 === "jobs" && parts.length === 4) ||
       (p0 === "queues" && p2 === "dead-letters" && (parts.length === 3 || (parts.length === 4 && p3 !== undefined && p4 === undefined)));

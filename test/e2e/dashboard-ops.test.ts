@@ -1,7 +1,7 @@
 // The operator's dashboard pages in a real headless Chromium against real NATS servers: the badge
 // telling NATS health, the 420 px layout, pause/resume, schedules and delayed jobs, the job page,
 // recent jobs, dead-letter triage (groups, selections, stack, live list), and history that
-// outlives the dashboard. UPDATE_SCREENSHOTS=1 also rewrites the README's docs/dashboard.png.
+// outlives the dashboard. UPDATE_SCREENSHOTS=1 also rewrites the README's docs/dashboard-queue.png.
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -180,6 +180,7 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     const clipped = await page.evaluate('[...document.querySelectorAll("svg.chart text[data-field=max]")].filter((t) => t.getBBox().x < 0).map((t) => t.textContent)');
     assert.deepEqual(clipped, []);
     const pageOverflow = (await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")) as number;
+    assert.doesNotMatch(await textOf(page, "main"), /\bnull\b|\bundefined\b|NaN/, "no placeholder leaked into the page");
     assert.ok(pageOverflow <= 0, `the queue page is ${pageOverflow} px wider than the viewport`);
 
     await worker.start();
@@ -389,6 +390,64 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     assert.deepEqual(jsErrors(page), []);
   });
 
+  it("lists waiting and active jobs by page, and the live workers with their running jobs", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("lists") });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    cleanups.push(() => producer.close());
+    await producer.publish({ n: 0 }, { id: "first-job" });
+    await producer.publishMany(Array.from({ length: 59 }, (_, i) => ({ n: i + 1 })));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const started: string[] = [];
+    const worker = new Worker(nc, q, async (job) => {
+      started.push(job.id);
+      await gate;
+    }, { concurrency: 1, announce: { everyMs: 200 } });
+    cleanups.push(() => {
+      release();
+      return worker.stop();
+    });
+    await worker.start();
+    await waitFor(() => started.length === 1, "one job running");
+
+    const { url } = await dashboard();
+    const page = await newPage();
+    await page.goto(`${url}/queues/${q.name}`);
+    await page.locator("#open-jobs").click();
+    await page.waitForURL(/\/jobs\?state=waiting$/);
+    await waitText(page, '[data-field="total"]', "59");
+    assert.equal(await page.locator("#jobs tbody tr").count(), 50);
+    assert.match(await textOf(page, "#jobs tbody tr:first-child .preview"), /^\{"n":1\}$/);
+    await page.locator("#next-page").click();
+    await waitFor(async () => (await page.locator("#jobs tbody tr").count()) === 9, "the second page");
+    await shot(page, "jobs-waiting");
+
+    await page.locator('#job-tabs a[data-state="active"]').click();
+    await waitFor(async () => (await page.locator("#jobs tbody tr").count()) === 1, "the running job listed");
+    assert.equal(await textOf(page, '#jobs [data-field="id"]'), "first-job");
+    await page.locator('#jobs [data-field="id"] a').click();
+    await page.waitForURL(/\/jobs\/1$/);
+    await waitText(page, "#job-id", "first-job");
+
+    await page.locator("#nav-workers").click();
+    await page.waitForURL(/\/workers$/);
+    const row = page.locator(`#workers tr:has(a:text-is("${q.name}"))`);
+    await waitFor(async () => (await row.count()) === 1, "the worker listed");
+    assert.equal(await textOf(page, `#workers tr:has(a:text-is("${q.name}")) [data-field="running"]`), "1 / 1");
+    assert.match(await textOf(page, `#workers tr:has(a:text-is("${q.name}")) [data-field="jobs"]`), /first-job \(attempt 1\)/);
+    await shot(page, "workers");
+
+    // A stopped worker leaves the list (the page refreshes by itself).
+    release();
+    await worker.stop();
+    await waitFor(async () => (await row.count()) === 0, "the stopped worker gone", 15_000);
+    assert.deepEqual(jsErrors(page), []);
+  });
+
   it("history outlives the dashboard: roll-ups written once per bucket by two recorders, read back after a restart", async () => {
     const nc = await nats.connect();
     const q = defineQueue({ name: uniqueName("hist") });
@@ -466,7 +525,7 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     await page.goto(`${url}/queues/${q.name}`);
     await waitFor(async () => (await page.locator('#history [data-chart="rates"] svg').getAttribute("data-segments")) === "2", "two segments around the gap");
     // The README's screenshot of a queue page: UPDATE_SCREENSHOTS=1 node scripts/test.ts test/e2e/dashboard-ops.test.ts
-    if (process.env.UPDATE_SCREENSHOTS === "1") await page.screenshot({ path: "docs/dashboard-queue.png" });
+    if (process.env.UPDATE_SCREENSHOTS === "1") await page.locator("#history").locator("..").screenshot({ path: "docs/dashboard-queue.png" });
     assert.deepEqual(jsErrors(page), []);
   });
 });

@@ -50,6 +50,8 @@ const url = {
   dlq: (q, from) => `${BASE}/queues/${encodeURIComponent(q)}/dead-letters${from ? `?from=${from}` : ""}`,
   entry: (q, seq) => `${BASE}/queues/${encodeURIComponent(q)}/dead-letters/${seq}`,
   job: (q, id) => `${BASE}/queues/${encodeURIComponent(q)}/jobs/${encodeURIComponent(id)}`,
+  jobs: (q, state, after) => `${BASE}/queues/${encodeURIComponent(q)}/jobs?state=${state}${after ? `&after=${after}` : ""}`,
+  workers: (q) => `${BASE}/workers${q ? `?queue=${encodeURIComponent(q)}` : ""}`,
 };
 const api = (q) => `/api/queues/${encodeURIComponent(q)}`;
 
@@ -441,7 +443,10 @@ function queuePage(name) {
   render(app,
     h("div", { class: "title-row" }, h("h1", {}, name, " ", pauseState), lookupBox(name).form),
     error,
-    h("div", { class: "actions" }, pauseButton, h("a", { href: url.dlq(name), class: "button" }, "Dead letters →")),
+    h("div", { class: "actions" }, pauseButton,
+      h("a", { href: url.jobs(name, "waiting"), class: "button", id: "open-jobs" }, "Jobs →"),
+      h("a", { href: url.workers(name), class: "button", id: "open-workers" }, "Workers →"),
+      h("a", { href: url.dlq(name), class: "button" }, "Dead letters →")),
     figures,
     totals,
     h("h2", {}, "Live throughput"),
@@ -478,7 +483,7 @@ function queuePage(name) {
         pauseButton.className = paused ? "" : "danger";
       }
     }
-    figures.replaceChildren(
+    render(figures,
       fig("Pending", int(st.pending), "pending"),
       fig("In flight", int(st.inFlight), "inFlight"),
       fig("Redelivered, un-acked", int(st.redelivered), "redelivered"),
@@ -498,6 +503,94 @@ function queuePage(name) {
       : "";
     rateChart.replaceChildren(chart(q.history, { width: 720, height: 180 }));
     depthChart.replaceChildren(chart(q.history, { width: 720, height: 120, series: [{ key: "depth", label: "pending", cls: "s-depth" }], fmt: int }));
+  });
+}
+
+// ---- job lists and workers ---------------------------------------------------------------
+
+/** Re-runs `fn` every 5 s while the page is open (one timer; a slow answer delays the next). */
+function every5s(fn) {
+  let timer;
+  const run = async () => {
+    clearTimeout(timer);
+    await fn();
+    timer = setTimeout(run, 5_000);
+  };
+  run();
+  window.addEventListener("pagehide", () => clearTimeout(timer));
+  return run;
+}
+
+function jobsPage(name) {
+  const params = new URLSearchParams(location.search);
+  const state = ["waiting", "active", "delayed"].includes(params.get("state")) ? params.get("state") : "waiting";
+  const after = params.get("after");
+  setCrumbs(h("a", { href: url.overview() }, "Queues"), h("a", { href: url.queue(name) }, name), h("span", {}, "Jobs"));
+  const tabs = h("nav", { class: "tabs", id: "job-tabs" });
+  const body = h("div", { id: "jobs-body" });
+  render(app, h("div", { class: "title-row" }, h("h1", {}, "Jobs of ", h("span", { class: "mono" }, name)), lookupBox(name).form), tabs, body);
+  every5s(async () => {
+    let page;
+    try {
+      page = await getJson(`${api(name)}/jobs?state=${state}${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+    } catch (err) {
+      render(body, h("p", { class: "notice err" }, err.message));
+      return;
+    }
+    render(tabs, ["waiting", "active", "delayed"].filter((st) => st !== "delayed" || page.scheduling).map((st) =>
+      h("a", { href: url.jobs(name, st), class: st === state ? "tab active" : "tab", "data-state": st }, st)));
+    const cols = state === "waiting" ? ["Seq", "Job id", "Age", "Size", "Payload"]
+      : state === "active" ? ["Seq", "Job id", "Attempt", "Running for", "Worker"]
+      : ["Held seq", "Job id", "Due (UTC)", "Size", "Payload"];
+    body.dataset.total = String(page.total);
+    render(body,
+      h("p", { class: "muted" }, h("span", { "data-field": "total" }, int(page.total)), ` ${state}`,
+        state === "active" ? " (as the workers last announced, every few seconds)" : ""),
+      page.jobs.length === 0 ? h("p", { class: "muted", id: "no-jobs" }, `No ${state} jobs.`)
+        : h("div", { class: "table-wrap" }, h("table", { class: "grid", id: "jobs" },
+          h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, c)))),
+          h("tbody", {}, page.jobs.map((j) => h("tr", { "data-seq": j.seq },
+            h("td", { class: "num" }, state === "delayed" ? int(j.seq) : h("a", { href: url.job(name, String(j.seq)) }, int(j.seq))),
+            h("td", { "data-field": "id" }, state === "delayed" ? jobId(j.id) : jobId(j.id, url.job(name, String(j.seq)))),
+            state === "waiting" ? [h("td", { class: "num" }, duration(j.ageMs)), h("td", { class: "num" }, bytes(j.size ?? 0)), h("td", { class: "mono preview" }, j.preview ?? "")]
+              : state === "active" ? [h("td", { class: "num" }, int(j.attempt)), h("td", { class: "num" }, j.since ? duration(Date.now() - Date.parse(j.since)) : "–"), h("td", { class: "mono" }, j.worker ?? "–")]
+              : [h("td", { class: "nowrap" }, j.dueAt ? time(j.dueAt).replace(" UTC", "") : "–"), h("td", { class: "num" }, bytes(j.size ?? 0)), h("td", { class: "mono preview" }, j.preview ?? "")]))))),
+      h("p", { class: "pager" },
+        after ? h("a", { href: url.jobs(name, state) }, "← First page") : null,
+        page.next ? h("a", { href: url.jobs(name, state, page.next), id: "next-page" }, "Next page →") : null));
+  });
+}
+
+function workersPage() {
+  const only = new URLSearchParams(location.search).get("queue");
+  setCrumbs(h("a", { href: url.overview() }, "Queues"), only ? h("a", { href: url.queue(only) }, only) : null, h("span", {}, "Workers"));
+  const body = h("div", { id: "workers-body" });
+  render(app, h("h1", {}, "Workers", only ? [" of ", h("span", { class: "mono" }, only)] : null), body);
+  every5s(async () => {
+    let r;
+    try {
+      r = await getJson(`/api/workers${only ? `?queue=${encodeURIComponent(only)}` : ""}`);
+    } catch (err) {
+      render(body, h("p", { class: "notice err" }, err.message));
+      return;
+    }
+    body.dataset.count = String(r.workers.length);
+    render(body,
+      h("p", { class: "muted" }, `${int(r.workers.length)} live worker${r.workers.length === 1 ? "" : "s"}`,
+        r.total > r.shown ? ` shown of ${int(r.total)}` : "", ". A worker that stops leaves at once; one that dies disappears within 15 s."),
+      r.workers.length === 0 ? h("p", { class: "muted", id: "no-workers" }, "No live workers.")
+        : h("div", { class: "table-wrap" }, h("table", { class: "grid", id: "workers" },
+          h("thead", {}, h("tr", {}, ["Queue", "Worker", "Version", "Running", "Utilisation", "Started (UTC)", "Last seen", "Jobs"].map((c) => h("th", {}, c)))),
+          h("tbody", {}, r.workers.map((w) => h("tr", { "data-worker": w.id },
+            h("td", {}, h("a", { href: url.queue(w.queue) }, w.queue), w.paused ? [" ", h("span", { class: "tag paused" }, "paused")] : null),
+            h("td", { class: "mono", "data-field": "id" }, jobId(w.id)),
+            h("td", { class: "mono" }, w.version),
+            h("td", { class: "num", "data-field": "running" }, `${int(w.inFlight)} / ${int(w.concurrency)}`),
+            h("td", { class: "num", "data-field": "utilization" }, `${Math.round(w.utilization * 100)}%`),
+            h("td", { class: "nowrap" }, time(w.startedAt).replace(" UTC", "")),
+            h("td", { class: "nowrap" }, `${duration(Date.now() - Date.parse(w.lastSeenAt))} ago`),
+            h("td", { "data-field": "jobs" }, w.jobs.slice(0, 5).map((j) => h("div", {}, jobId(j.id, url.job(w.queue, String(j.seq))), ` (attempt ${j.attempt})`)),
+              w.jobs.length > 5 ? h("div", { class: "muted" }, `and ${w.inFlight - 5} more`) : null)))))));
   });
 }
 
@@ -790,6 +883,8 @@ function route() {
     return;
   }
   if (parts.length === 0) return overview();
+  if (parts[0] === "workers" && parts.length === 1) return workersPage();
+  if (parts[0] === "queues" && parts[2] === "jobs" && parts.length === 3) return jobsPage(parts[1]);
   if (parts[0] === "queues" && parts.length === 2) return queuePage(parts[1]);
   if (parts[0] === "queues" && parts[2] === "jobs" && parts.length === 4) return jobPage(parts[1], parts[3]);
   if (parts[0] === "queues" && parts[2] === "dead-letters" && parts.length === 3) return dlqPage(parts[1]);
