@@ -13,6 +13,7 @@ import { ConfigError, JetqError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 import { readQueueSample } from "../telemetry/stats.ts";
+import { listWorkers } from "../fleet/list.ts";
 
 /**
  * @internal Queue history that outlives any browser tab: one roll-up per queue per bucket
@@ -55,6 +56,10 @@ export interface Rollup {
   oldestWaitingMs: number;
   /** inFlight / maxAckPending, 0..1: how much of the credit window the workers use. */
   utilisation: number;
+  /** Live workers of the queue (from their announcements; absent in roll-ups of older writers). */
+  workers?: number;
+  /** Their handlers in use over their capacity (sum of in flight / sum of concurrency, each worker's mean), 0..1; null with no worker. */
+  busy?: number | null;
 }
 
 /** @internal A point of a history range: rates between two consecutive roll-ups. */
@@ -67,6 +72,9 @@ export interface HistoryRangePoint {
   depth: number;
   oldestWaitingMs: number;
   utilisation: number;
+  /** Workers' utilisation (null: no worker announced itself). */
+  busy: number | null;
+  workers: number | null;
   /** True when the previous bucket is missing: draw a gap before this point. */
   gap: boolean;
 }
@@ -118,7 +126,13 @@ export async function ensureHistoryStream(jsm: JetStreamManager): Promise<void> 
 }
 
 /** @internal Reads one queue's figures as a roll-up of the bucket starting at `bucket`. */
-export async function readRollup(jsm: JetStreamManager, queue: Queue<unknown, unknown>, bucket: number, bucketMs: number): Promise<Rollup> {
+export async function readRollup(
+  jsm: JetStreamManager,
+  queue: Queue<unknown, unknown>,
+  bucket: number,
+  bucketMs: number,
+  fleet?: ReadonlyMap<string, { workers: number; busy: number | null }>,
+): Promise<Rollup> {
   const { stats, totals } = await readQueueSample(jsm, queue);
   let oldestWaitingMs = 0;
   if (stats.pending > 0) {
@@ -144,7 +158,29 @@ export async function readRollup(jsm: JetStreamManager, queue: Queue<unknown, un
     inFlight: stats.inFlight,
     oldestWaitingMs,
     utilisation: stats.maxAckPending > 0 ? Math.min(1, stats.inFlight / stats.maxAckPending) : 0,
+    ...(fleet ? { workers: fleet.get(queue.name)?.workers ?? 0, busy: fleet.get(queue.name)?.busy ?? null } : {}),
   };
+}
+
+/** @internal Workers and their utilisation per queue, from one bounded read of the announcements; undefined when it cannot be read. */
+export async function fleetByQueue(nc: NatsConnection): Promise<Map<string, { workers: number; busy: number | null }> | undefined> {
+  let list;
+  try {
+    list = await listWorkers(nc, { limit: 1000 });
+  } catch {
+    return undefined;
+  }
+  const acc = new Map<string, { workers: number; used: number; capacity: number }>();
+  for (const w of list.workers) {
+    const a = acc.get(w.queue) ?? { workers: 0, used: 0, capacity: 0 };
+    a.workers++;
+    a.used += w.utilization * w.concurrency;
+    a.capacity += w.concurrency;
+    acc.set(w.queue, a);
+  }
+  const out = new Map<string, { workers: number; busy: number | null }>();
+  for (const [q, a] of acc) out.set(q, { workers: a.workers, busy: a.capacity > 0 ? Math.min(1, a.used / a.capacity) : null });
+  return out;
 }
 
 /** @internal Options of {@link HistoryRecorder}. */
@@ -225,6 +261,7 @@ export class HistoryRecorder {
       return 0;
     }
     const bucket = Date.now() - (Date.now() % this.bucketMs);
+    const fleet = await fleetByQueue(this.#nc);
     const jsm = this.#jsm;
     const js = this.#js;
     let written = 0;
@@ -240,7 +277,7 @@ export class HistoryRecorder {
       await Promise.all(
         queues.slice(i, i + 4).map(async (q) => {
           try {
-            const r = await readRollup(jsm, q, bucket, this.bucketMs);
+            const r = await readRollup(jsm, q, bucket, this.bucketMs, fleet);
             await js.publish(historySubject(q.name), JSON.stringify(r), {
               msgID: `jetq-hist:${q.name}:${this.bucketMs}:${bucket}`,
               timeout: 5_000,
@@ -363,6 +400,8 @@ export function rangePoints(rollups: readonly Rollup[], maxPoints = MAX_POINTS):
       depth: b.pending,
       oldestWaitingMs: b.oldestWaitingMs,
       utilisation: b.utilisation,
+      busy: typeof b.busy === "number" ? b.busy : null,
+      workers: typeof b.workers === "number" ? b.workers : null,
       gap: b.b - a.b > b.bms * 1.5,
     });
   }
@@ -381,8 +420,21 @@ export function rangePoints(rollups: readonly Rollup[], maxPoints = MAX_POINTS):
       depth: avg("depth"),
       oldestWaitingMs: Math.max(...group.map((p) => p.oldestWaitingMs)),
       utilisation: avg("utilisation"),
+      busy: meanOf(group.map((p) => p.busy)),
+      workers: meanOf(group.map((p) => p.workers)),
       gap: group.some((p) => p.gap),
     });
   }
   return out;
+}
+
+function meanOf(values: ReadonlyArray<number | null>): number | null {
+  let sum = 0;
+  let n = 0;
+  for (const v of values) {
+    if (v === null) continue;
+    sum += v;
+    n++;
+  }
+  return n === 0 ? null : sum / n;
 }

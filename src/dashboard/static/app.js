@@ -173,11 +173,23 @@ function chart(history, { width, height, small, series = SERIES, fmt = rate, fro
   let gaps = 0;
   for (const seg of segments) {
     for (const se of series) {
-      if (seg.length === 1) {
-        svg.append(s("circle", { cx: x(seg[0].t).toFixed(1), cy: y(seg[0][se.key] ?? 0).toFixed(1), r: 1.5, class: `dot ${se.cls}` }));
-      } else {
-        const d = seg.map((p) => `${x(p.t).toFixed(1)},${y(p[se.key] ?? 0).toFixed(1)}`).join(" ");
-        svg.append(s("polyline", { points: d, class: `line ${se.cls}` }));
+      // A value that is not known (null) breaks this series' line too: unknown is not zero.
+      const runs = [];
+      let run = [];
+      for (const p of seg) {
+        if (typeof p[se.key] !== "number") {
+          if (run.length) runs.push(run);
+          run = [];
+        } else run.push(p);
+      }
+      if (run.length) runs.push(run);
+      for (const r of runs) {
+        if (r.length === 1) {
+          svg.append(s("circle", { cx: x(r[0].t).toFixed(1), cy: y(r[0][se.key]).toFixed(1), r: 1.5, class: `dot ${se.cls}` }));
+        } else {
+          const d = r.map((p) => `${x(p.t).toFixed(1)},${y(p[se.key]).toFixed(1)}`).join(" ");
+          svg.append(s("polyline", { points: d, class: `line ${se.cls}` }));
+        }
       }
     }
   }
@@ -308,7 +320,7 @@ const HISTORY_SERIES = {
   rates: SERIES,
   depth: [{ key: "depth", label: "pending", cls: "s-depth" }],
   age: [{ key: "oldestWaitingMs", label: "age of the oldest waiting job", cls: "s-fail" }],
-  util: [{ key: "utilisation", label: "credit window in use", cls: "s-ok" }],
+  util: [{ key: "busy", label: "workers busy", cls: "s-pub" }, { key: "utilisation", label: "credit window in use", cls: "s-ok" }],
 };
 
 function historySection(name) {
@@ -341,7 +353,7 @@ function historySection(name) {
       h("div", { class: "chart-row" },
         h("div", {}, h("h3", {}, "Depth (pending jobs)"), h("div", { class: "chart-box", "data-chart": "depth" }, chart(pts, { ...opts(110), width: 350, series: HISTORY_SERIES.depth, fmt: int }))),
         h("div", {}, h("h3", {}, "Age of the oldest waiting job"), h("div", { class: "chart-box", "data-chart": "age" }, chart(pts, { ...opts(110), width: 350, series: HISTORY_SERIES.age, fmt: duration }))),
-        h("div", {}, h("h3", {}, "Utilisation (credit window in use)"), h("div", { class: "chart-box", "data-chart": "util" }, chart(pts, { ...opts(110), width: 350, series: HISTORY_SERIES.util, fmt: (v) => `${Math.round(v * 100)}%` })))),
+        h("div", {}, h("h3", {}, "Utilisation"), h("div", { class: "chart-box", "data-chart": "util" }, chart(pts, { ...opts(110), width: 350, series: HISTORY_SERIES.util, fmt: (v) => `${Math.round(v * 100)}%` })), legend(HISTORY_SERIES.util))),
     );
     timer = setTimeout(() => load(range), 60_000);
   }
