@@ -509,20 +509,31 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     await ensureHistoryStream(await jetstreamManager(nc));
     const now = Date.now();
     const bucket = now - (now % 60_000);
-    // Ten minutes with minutes 4 and 5 missing.
-    for (let i = 9; i >= 0; i--) {
+    // Fourteen minutes with minutes 4 and 5 (counted back from now) missing.
+    const inc = (i: number): number => 60 + Math.round(40 * Math.sin(i / 2));
+    let published = 0;
+    let dead = 0;
+    for (let i = 13; i >= 0; i--) {
+      published += inc(i);
+      dead += i % 3;
       if (i === 4 || i === 5) continue;
       const b = bucket - i * 60_000;
-      const r = { v: 1, queue: q.name, b, bms: 60_000, t: b + 500, published: (10 - i) * 60, deadLettered: 0, stored: 0, pending: i, inFlight: 0, oldestWaitingMs: 0, utilisation: 0 };
+      const pending = 20 + Math.round(15 * Math.cos(i / 3));
+      const r = {
+        v: 1, queue: q.name, b, bms: 60_000, t: b + 500, published, deadLettered: dead, stored: pending, pending, inFlight: 3,
+        oldestWaitingMs: 400 + 300 * (i % 4), utilisation: 0.3, workers: 2, busy: 0.5 + 0.4 * Math.sin(i / 3),
+      };
       await js.publish(historySubject(q.name), JSON.stringify(r), { msgID: `jetq-hist:${q.name}:60000:${b}` });
     }
     const { url } = await dashboard({ queues: [q] });
     const r = (await (await fetch(`${url}/api/queues/${q.name}/history?range=15m`)).json()) as { points: Array<{ t: number; gap: boolean; published: number }> };
-    assert.equal(r.points.length, 7);
-    assert.deepEqual(r.points.map((p) => p.gap), [false, false, false, true, false, false, false]);
-    assert.ok(Math.abs(r.points[0]!.published - 1) < 0.01, `60 jobs a minute is 1/s, got ${r.points[0]!.published}`);
+    assert.equal(r.points.length, 11);
+    assert.deepEqual(r.points.map((p) => p.gap), [false, false, false, false, false, false, false, true, false, false, false]);
+    assert.ok(Math.abs(r.points[0]!.published - inc(12) / 60) < 1e-9, `${inc(12)} jobs in a minute, got ${r.points[0]!.published}/s`);
     const page = await newPage();
     await page.goto(`${url}/queues/${q.name}`);
+    await page.locator('button.range[data-range="15m"]').click();
+    await waitFor(async () => (await page.locator("#history").getAttribute("data-range")) === "15m", "range switched");
     await waitFor(async () => (await page.locator('#history [data-chart="rates"] svg').getAttribute("data-segments")) === "2", "two segments around the gap");
     // The README's screenshot of a queue page: UPDATE_SCREENSHOTS=1 node scripts/test.ts test/e2e/dashboard-ops.test.ts
     if (process.env.UPDATE_SCREENSHOTS === "1") await page.locator("#history").locator("..").screenshot({ path: "docs/dashboard-queue.png" });

@@ -60,7 +60,8 @@ const rate = (n) => (typeof n !== "number" || !Number.isFinite(n) ? "–" : n < 
 const time = (iso) => (iso ? `${iso.replace("T", " ").slice(0, 19)} UTC` : "–");
 const bytes = (n) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
 
-function setCrumbs(...items) {
+function setCrumbs(...all) {
+  const items = all.filter(Boolean);
   render(crumbs, items.map((it, i) => [i > 0 ? h("span", { class: "sep" }, "›") : null, it]));
 }
 
