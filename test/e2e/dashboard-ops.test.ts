@@ -386,6 +386,14 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     // A selection is bounded and needs the CSRF token.
     const res = await fetch(`${url}/api/queues/${q.name}/dead-letters/delete-selected`, { method: "POST", body: JSON.stringify({ seqs: [1] }) });
     assert.equal(res.status, 403);
+    const tooMany = (await page.evaluate(`fetch(location.pathname.replace(/\\/queues\\/.*/, "") + "/api/queues/${q.name}/dead-letters/delete-selected", {
+      method: "POST", credentials: "same-origin",
+      headers: { "X-Jetq-Csrf": document.querySelector('meta[name="jetq-csrf"]').content, "Content-Type": "application/json" },
+      body: JSON.stringify({ seqs: Array.from({ length: 501 }, (_, i) => i + 1) }),
+    }).then(async (r) => [r.status, (await r.json()).error])`)) as [number, string];
+    assert.equal(tooMany[0], 400);
+    assert.match(tooMany[1], /1 to 500 dead-letter sequences/);
+    assert.equal(await dlq.count(), 1, "nothing deleted by the refused request");
     await worker.stop();
     assert.deepEqual(jsErrors(page), []);
   });
