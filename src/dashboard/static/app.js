@@ -210,7 +210,10 @@ const duration = (ms) => {
   if (typeof ms !== "number" || !Number.isFinite(ms)) return "–";
   if (ms < 1000) return `${Math.round(ms)} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+  if (ms < 3_600_000) {
+    const sec = Math.round((ms % 60_000) / 1000);
+    return `${Math.floor(ms / 60_000)} min${sec ? ` ${sec} s` : ""}`;
+  }
   return `${(ms / 3_600_000).toFixed(1)} h`;
 };
 
@@ -412,13 +415,18 @@ async function queueExtras(name, holder) {
   if (d.keepsState) loadRecent(name, holder.querySelector("#recent"));
 }
 
+// The recent jobs refresh every 5 s (one timer per page, however often the section is redrawn).
+let recentTimer;
 async function loadRecent(name, box) {
+  clearTimeout(recentTimer);
   let r;
   try {
     r = await getJson(`${api(name)}/recent`);
   } catch (err) {
     render(box, h("p", { class: "notice err" }, err.message));
     return;
+  } finally {
+    if (box.isConnected) recentTimer = setTimeout(() => loadRecent(name, box), 5_000);
   }
   const table = (id, title, rows, failed) => [
     h("h3", {}, title, " ", h("span", { class: "count" }, int(rows.length))),
@@ -462,13 +470,13 @@ function queuePage(name) {
       h("a", { href: url.dlq(name), class: "button" }, "Dead letters →")),
     figures,
     totals,
+    extras,
     h("h2", {}, "Live throughput"),
     rateChart,
     legend(),
     h("h2", {}, "Live depth (pending jobs)"),
     depthChart,
     historySection(name),
-    extras,
   );
   queueExtras(name, extras);
   const fig = (label, value, field, href) =>
