@@ -356,7 +356,8 @@ export async function readRollups(nc: NatsConnection, queue: string, sinceMs: nu
         } catch {
           r = undefined;
         }
-        if (r) {
+        // The stream's start time is when a roll-up was stored; its bucket is what counts (a late writer's roll-up).
+        if (r && r.b >= sinceMs - r.bms) {
           const key = `${r.bms}:${r.b}`;
           if (!seen.has(key)) {
             seen.add(key);
