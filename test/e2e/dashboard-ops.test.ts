@@ -307,12 +307,21 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     await waitText(page, "#job-state", "dead");
     assert.equal(await textOf(page, "#job-error-text"), "PermanentError: report 4 failed: disk full");
     assert.match(await textOf(page, "#stack"), /PermanentError: report 4 failed: disk full\n\s+at /);
+    assert.equal(await page.locator('#job-actions button[data-action="replay-job"]').count(), 1);
     await page.locator('[data-action="open-dead-letter"]').click();
     await page.waitForURL(/\/dead-letters\/\d+$/);
     assert.match(await waitText(page, "#stack", /at /), /^PermanentError: report 4 failed: disk full/);
 
-    // A job nobody runs: found by its stream sequence, removed after a confirmation.
+    // Replayed from the job page (it fails again: the worker still rejects it).
     await worker.stop();
+    await page.goto(`${url}/queues/${q.name}/jobs/report-4`);
+    const replayAsked = confirmNext(page);
+    await page.locator('#job-actions button[data-action="replay-job"]').click();
+    assert.match(await replayAsked, /^Replay dead letter #\d+ \(job report-4\)/);
+    await waitText(page, "#notice", /^Replayed as job report-4 \(sequence \d+ in the queue\)\.$/);
+    await waitFor(async () => (await dlq.count()) === 0, "the dead letter gone");
+
+    // A job nobody runs: found by its stream sequence, removed after a confirmation.
     const receipt = await producer.publish({ n: 5 }, { id: "report-5" });
     await page.goto(`${url}/queues/${q.name}/jobs/${receipt.seq}`);
     await waitText(page, "#job-state", "waiting");
@@ -324,7 +333,7 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     await waitText(page, "#notice", "Removed job report-5.");
     await waitText(page, "#job-error", /No job/);
     const jsm = await jetstreamManager(nc);
-    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 0);
+    assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 1, "only the replayed report-4 is left");
     assert.deepEqual(jsErrors(page), []);
   });
 

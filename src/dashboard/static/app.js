@@ -639,6 +639,16 @@ async function jobPage(name, id) {
         }),
     }, "Remove from queue"));
   }
+  if (!READ_ONLY && j.deadLetter?.seq) {
+    actions.push(h("button", {
+      type: "button", "data-action": "replay-job",
+      onclick: () => act("Replay", `Replay dead letter #${j.deadLetter.seq} (job ${j.id}) back to "${name}"?`,
+        `${api(name)}/dead-letters/${j.deadLetter.seq}/replay`, (r) => {
+          say(`Replayed as job ${r.replayed.id} (sequence ${r.replayed.seq} in the queue).`);
+          document.getElementById("job-actions")?.remove();
+        }),
+    }, "Replay"));
+  }
   if (j.deadLetter?.seq) {
     actions.push(h("a", { class: "button", href: url.entry(name, j.deadLetter.seq), "data-action": "open-dead-letter" }, `Dead letter #${j.deadLetter.seq} (replay, delete) →`));
   }
