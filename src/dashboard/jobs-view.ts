@@ -9,6 +9,7 @@ import type { Queue } from "../queue/define.ts";
 import { HELD } from "../schedule/held.ts";
 import { Jobs } from "../state/jobs.ts";
 import { parseRecord, type StateRecord } from "../state/record.ts";
+import { parseRecord as parseLedgerRecord } from "../consumer/ledger.ts";
 import { jsOptions } from "../transport/api.ts";
 
 /** Characters of a result, progress value or payload shown on a job page. */
@@ -68,6 +69,23 @@ export interface JobView {
   removable: boolean;
   /** Whether the queue keeps job state (results). */
   keepsState: boolean;
+  /** The attempt ledger's record of a job still in the queue: failures so far, crashes, the last error. */
+  ledger: { failures: number; crashes: number; worker: string | null; error: string | null } | null;
+}
+
+/** The ledger record of the job at `seq` (kept while the job is in the queue), or null. */
+async function ledgerOf(jsm: JetStreamManager, q: Queue<unknown, unknown>, seq: number): Promise<JobView["ledger"]> {
+  try {
+    const si = await jsm.streams.info(q.names.stream);
+    const incarnation = Date.parse(si.created) || 0;
+    const m = await jsm.direct.getMessage(q.names.ledgerStream, { last_by_subj: `${q.names.ledgerSubject}.${incarnation.toString(36)}.${seq}` });
+    const rec = m ? parseLedgerRecord(m.json()) : undefined;
+    if (!rec) return null;
+    return { failures: rec.failures, crashes: rec.crashes, worker: rec.worker ?? null, error: rec.error ?? null };
+  } catch {
+    // No ledger record (never failed) or not readable: the rest of the page still stands.
+    return null;
+  }
 }
 
 async function firstDelivered(jsm: JetStreamManager, q: Queue<unknown, unknown>): Promise<number> {
@@ -120,6 +138,7 @@ function fromDeadLetter(q: Queue<unknown, unknown>, e: DeadLetter, keepsState: b
     source: "dead-letters",
     removable: false,
     keepsState,
+    ledger: null,
   };
 }
 
@@ -173,6 +192,7 @@ export async function lookupJob(nc: NatsConnection, q: Queue<unknown, unknown>, 
         source: "state",
         removable: job !== null && job.seq > delivered,
         keepsState,
+        ledger: job ? await ledgerOf(jsm, q, job.seq) : null,
       };
     }
   }
@@ -198,6 +218,7 @@ export async function lookupJob(nc: NatsConnection, q: Queue<unknown, unknown>, 
       source: "queue",
       removable: stored.seq > delivered,
       keepsState,
+      ledger: await ledgerOf(jsm, q, stored.seq),
     };
   }
   const e = await findDeadLetter(nc, q, bySeq === undefined ? query : undefined, bySeq);

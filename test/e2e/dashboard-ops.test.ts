@@ -334,6 +334,28 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     await waitText(page, "#job-error", /No job/);
     const jsm = await jetstreamManager(nc);
     assert.equal((await jsm.streams.info(q.names.stream)).state.messages, 1, "only the replayed report-4 is left");
+
+    // A queue without results: a job waiting out its retry shows its failures from the attempt ledger.
+    const plain = defineQueue({ name: uniqueName("flaky"), maxAttempts: 3, backoff: [60_000] });
+    await provisionQueue(nc, plain);
+    const flaky = new Worker(nc, plain, async () => {
+      throw new Error("flaky downstream (503)");
+    });
+    cleanups.push(() => flaky.stop());
+    await flaky.start();
+    const plainProducer = new Producer(nc, plain);
+    cleanups.push(() => plainProducer.close());
+    const r2 = await plainProducer.publish({ x: 1 }, { id: "flaky-1" });
+    await waitFor(async () => {
+      const j = (await (await fetch(`${url}/api/queues/${plain.name}/jobs/${r2.seq}`)).json()) as { ledger?: { failures: number } | null };
+      return j.ledger?.failures === 1;
+    }, "the first failure in the ledger");
+    await page.goto(`${url}/queues/${plain.name}/jobs/${r2.seq}`);
+    await waitText(page, "#job-id", "flaky-1");
+    assert.equal(await textOf(page, '[data-field="failures"]'), "1");
+    assert.equal(await textOf(page, '[data-field="ledgerError"]'), "flaky downstream (503)");
+    assert.equal(await textOf(page, "#job-state"), "delivered");
+    assert.equal(await page.locator('[data-action="remove-job"]').count(), 0, "a delivered job cannot be removed");
     assert.deepEqual(jsErrors(page), []);
   });
 
