@@ -146,6 +146,7 @@ export class Sampler {
   #queues = new Map<string, Queue<unknown, unknown>>();
   #discoveredAt = 0;
   #discoveryError: string | null = null;
+  #discovering: Promise<void> | undefined;
   #jsm: JetStreamManager | undefined;
   #snapshot: Snapshot | undefined;
   #round: Promise<Snapshot> | undefined;
@@ -173,17 +174,17 @@ export class Sampler {
     }
   }
 
-  /** The queue called `name`, if the dashboard shows it (the only queues actions may touch). */
   /** The queues shown now, discovered again when due (the history recorder runs with no page open). */
   async queues(): Promise<Iterable<Queue<unknown, unknown>>> {
-    if (Date.now() - this.#discoveredAt >= this.#opts.discoverEveryMs) await (this.#fixed ? this.#detectFixed() : this.#discover());
+    await this.#rediscover(false);
     return this.#queues.values();
   }
 
+  /** The queue called `name`, if the dashboard shows it (the only queues actions may touch). */
   async queue(name: string): Promise<Queue<unknown, unknown> | undefined> {
-    if (!this.#fixed && !this.#queues.has(name) && Date.now() - this.#discoveredAt > 1_000) {
+    if (!this.#fixed && !this.#queues.has(name) && (this.#discovering !== undefined || Date.now() - this.#discoveredAt > 1_000)) {
       // A queue created since the last discovery: look again before answering 404.
-      await this.#discover().catch(() => {});
+      await this.#rediscover(true).catch(() => {});
     }
     return this.#queues.get(name);
   }
@@ -349,6 +350,20 @@ export class Sampler {
   }
 
   /** Fixed queues given by name: look for their features now and then. */
+  /**
+   * Discovery when due (or `force`d), shared by every caller: a round, the history recorder and a
+   * lookup of an unknown queue never run it twice at once, and none reads the queue list while a
+   * discovery is still filling it.
+   */
+  #rediscover(force: boolean): Promise<void> {
+    if (this.#discovering) return this.#discovering;
+    if (!force && Date.now() - this.#discoveredAt < this.#opts.discoverEveryMs) return Promise.resolve();
+    this.#discovering = (this.#fixed ? this.#detectFixed() : this.#discover()).finally(() => {
+      this.#discovering = undefined;
+    });
+    return this.#discovering;
+  }
+
   async #detectFixed(): Promise<void> {
     this.#discoveredAt = Date.now();
     const streams = await this.#streamNames().catch(() => undefined);
@@ -382,7 +397,7 @@ export class Sampler {
   }
 
   async #readAll(): Promise<Snapshot> {
-    if (Date.now() - this.#discoveredAt >= this.#opts.discoverEveryMs) await (this.#fixed ? this.#detectFixed() : this.#discover());
+    await this.#rediscover(false);
     const queues = [...this.#queues.values()];
     const out = await Promise.all(queues.map((q) => this.#readOne(q)));
     const read = out.some((q) => q.stats !== null);
