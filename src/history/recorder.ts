@@ -260,7 +260,8 @@ export class HistoryRecorder {
       this.#opts.onError?.(err instanceof JetqError ? err : mapNatsError(err, "open the history stream"));
       return 0;
     }
-    const bucket = Date.now() - (Date.now() % this.bucketMs);
+    const now = Date.now();
+    const bucket = now - (now % this.bucketMs);
     const fleet = await fleetByQueue(this.#nc);
     const jsm = this.#jsm;
     const js = this.#js;
