@@ -126,13 +126,7 @@ export async function ensureHistoryStream(jsm: JetStreamManager): Promise<void> 
 }
 
 /** @internal Reads one queue's figures as a roll-up of the bucket starting at `bucket`. */
-export async function readRollup(
-  jsm: JetStreamManager,
-  queue: Queue<unknown, unknown>,
-  bucket: number,
-  bucketMs: number,
-  fleet?: ReadonlyMap<string, { workers: number; busy: number | null }>,
-): Promise<Rollup> {
+export async function readRollup(jsm: JetStreamManager, queue: Queue<unknown, unknown>, bucket: number, bucketMs: number): Promise<Rollup> {
   const { stats, totals } = await readQueueSample(jsm, queue);
   let oldestWaitingMs = 0;
   if (stats.pending > 0) {
@@ -158,7 +152,6 @@ export async function readRollup(
     inFlight: stats.inFlight,
     oldestWaitingMs,
     utilisation: stats.maxAckPending > 0 ? Math.min(1, stats.inFlight / stats.maxAckPending) : 0,
-    ...(fleet ? { workers: fleet.get(queue.name)?.workers ?? 0, busy: fleet.get(queue.name)?.busy ?? null } : {}),
   };
 }
 
@@ -262,7 +255,8 @@ export class HistoryRecorder {
     }
     const now = Date.now();
     const bucket = now - (now % this.bucketMs);
-    const fleet = await fleetByQueue(this.#nc);
+    // Read beside the queues, not before them: a slow worker list must not make the figures late.
+    const fleetRead = fleetByQueue(this.#nc);
     const jsm = this.#jsm;
     const js = this.#js;
     let written = 0;
@@ -278,7 +272,12 @@ export class HistoryRecorder {
       await Promise.all(
         queues.slice(i, i + 4).map(async (q) => {
           try {
-            const r = await readRollup(jsm, q, bucket, this.bucketMs, fleet);
+            const [plain, fleet] = await Promise.all([readRollup(jsm, q, bucket, this.bucketMs), fleetRead]);
+            // Figures read after their bucket ended are not that bucket's: a late writer (a slow
+            // round, a clock behind the others) leaves the bucket to the others, or to a gap. So
+            // roll-ups in bucket order are in reading order too, and rates between them are right.
+            if (plain.t >= bucket + this.bucketMs) return;
+            const r: Rollup = fleet ? { ...plain, workers: fleet.get(q.name)?.workers ?? 0, busy: fleet.get(q.name)?.busy ?? null } : plain;
             await js.publish(historySubject(q.name), JSON.stringify(r), {
               msgID: `jetq-hist:${q.name}:${this.bucketMs}:${bucket}`,
               timeout: 5_000,
