@@ -499,16 +499,20 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     const b = await startDashboardServer(await nats.connect(), { port: 0, queues: [q.name], recordHistory: true, historyBucketMs: 500, refreshMs: 200 });
     cleanups.push(() => a.close(), () => b.close());
     let published = 0;
-    const count = async (): Promise<{ msgs: number; buckets: number }> => {
+    const count = async (): Promise<{ msgs: number; buckets: number; late: number }> => {
       const msgs: number[] = [];
+      let late = 0;
       let seq = 1;
       for (;;) {
         const m = await jsm.direct.getMessage(HISTORY.stream, { seq, next_by_subj: historySubject(q.name) }).catch(() => null);
         if (!m) break;
-        msgs.push((m.json() as { b: number }).b);
+        const r = m.json() as { b: number; bms: number; t: number };
+        msgs.push(r.b);
+        // Every roll-up holds figures read within its own bucket.
+        if (r.t < r.b || r.t >= r.b + r.bms) late++;
         seq = m.seq + 1;
       }
-      return { msgs: msgs.length, buckets: new Set(msgs).size };
+      return { msgs: msgs.length, buckets: new Set(msgs).size, late };
     };
     await waitFor(async () => {
       await producer.publish({ n: published++ });
@@ -518,6 +522,7 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     await b.close();
     const c1 = await count();
     assert.equal(c1.msgs, c1.buckets, `one roll-up per bucket, got ${c1.msgs} for ${c1.buckets} buckets`);
+    assert.equal(c1.late, 0, "roll-ups read outside their bucket");
 
     // A new dashboard that does not record shows what was recorded.
     const d = await startDashboardServer(await nats.connect(), { port: 0, queues: [q.name], recordHistory: false, refreshMs: 200 });
