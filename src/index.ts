@@ -21,6 +21,10 @@ export type { DeadLetterReason } from "./dlq/route.ts";
 export { Jobs } from "./state/jobs.ts";
 export type { WaitOptions, EventsOptions, JobStateEvent, JobGapEvent, JobsEvent } from "./state/jobs.ts";
 export type { JobInfo, JobStateName, JobStateError } from "./state/record.ts";
+export { listJobs } from "./state/list.ts";
+export type { ListJobsOptions, ListedJob, ListedJobState, JobPage } from "./state/list.ts";
+export { listWorkers } from "./fleet/list.ts";
+export type { ListWorkersOptions, WorkerInfo, WorkerList, RunningJobInfo } from "./fleet/list.ts";
 export {
   JetqError,
   ValidationError,

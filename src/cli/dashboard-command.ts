@@ -16,6 +16,7 @@ interface DashboardFlags {
   basePath?: string;
   refresh: string;
   allowHost?: string;
+  history: boolean;
 }
 
 function authOf(f: DashboardFlags): { auth: DashboardAuth; generated: string | undefined } {
@@ -71,6 +72,7 @@ async function run(g: GlobalOptions, names: string[], f: DashboardFlags): Promis
       auth,
       readOnly: f.readOnly === true,
       refreshMs,
+      recordHistory: f.history,
       allowedHosts: (f.allowHost ?? "").split(",").map((h) => h.trim()).filter(Boolean),
       ...(names.length > 0 ? { queues: names } : {}),
       ...(f.basePath !== undefined ? { basePath: f.basePath } : {}),
@@ -126,7 +128,7 @@ async function run(g: GlobalOptions, names: string[], f: DashboardFlags): Promis
 /** The `dashboard` command: serves the web dashboard until Ctrl-C. */
 export function dashboardCommand(): Command {
   return new Command("dashboard")
-    .description("Serve the web dashboard: queues, live depth and throughput, dead letters to inspect, replay and purge.")
+    .description("Serve the web dashboard: queues, live depth and throughput, history, job lookup, pause/resume, schedules, dead letters to triage, replay and purge.")
     .argument("[queues...]", "queues to show (default: every jetq queue on the server)")
     .option("-p, --port <port>", "port to listen on (0 picks a free one)", "3000")
     .option("--host <address>", "address to listen on; the default only accepts connections from this machine", "127.0.0.1")
@@ -138,6 +140,7 @@ export function dashboardCommand(): Command {
     .addOption(new Option("--basic-auth <user:password>", "require HTTP basic authentication").env("JETQ_DASHBOARD_BASIC_AUTH"))
     .option("--base-path <path>", "URL path prefix, when a reverse proxy serves the dashboard under one")
     .option("--refresh <duration>", "how often queue figures are read while a page is open", "2s")
+    .option("--no-history", "do not record per-minute queue history to the stream JETQ_HISTORY (charts then show what others recorded)")
     .option("--allow-host <names>", "on loopback without auth, also answer requests for these host names (a local reverse proxy's), comma-separated")
     .addHelpText(
       "after",

@@ -80,10 +80,13 @@ export class Running {
   state: JobState | undefined;
   readonly msg: Delivered;
   readonly event: JobEvent;
+  /** When the worker took this delivery (epoch ms). */
+  readonly since: number;
   constructor(msg: Delivered, event: JobEvent, now: number) {
     this.msg = msg;
     this.event = event;
     this.lastLease = now;
+    this.since = now;
   }
   get signal(): AbortSignal {
     this.controller ??= new AbortController();

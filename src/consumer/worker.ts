@@ -34,6 +34,7 @@ import { type Middleware, PayloadRejected, runChain, telemetryStep, timeoutStep,
 import { type WorkerTelemetry, noAttemptSpan, noWorkerTelemetry } from "../telemetry/hooks.ts";
 import { checkResult, StateWriter } from "../state/writer.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
+import { announceEvery, Announcer } from "../fleet/announcer.ts";
 
 export type { Job, JobEvent } from "./job.ts";
 export type { Middleware } from "./middleware.ts";
@@ -90,6 +91,14 @@ export interface WorkerOptions<T = unknown> {
    * `jetq schedules run <queue>`. @default true
    */
   schedules?: boolean;
+  /**
+   * Announce this worker (host, pid, version, concurrency, running jobs, utilization) every
+   * `everyMs` in the server's worker list, read by {@link listWorkers}, `jetq workers` and the
+   * dashboard: one small core publish per interval, nothing per job. A worker that dies drops off
+   * the list 15 s after its last announcement; one that stops, at once. `false` turns it off.
+   * @default true (every 5000 ms; `everyMs` from 100 to 5000)
+   */
+  announce?: boolean | { everyMs?: number };
 }
 
 /** The subset of a pino-style logger jetq uses. */
@@ -230,6 +239,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   readonly #schedules: boolean;
   #scheduling: Scheduling | undefined;
   readonly #telemetryOptions: TelemetryOptions | false | undefined;
+  /** Announcement interval in the worker list (src/fleet); 0: off. */
+  readonly #announceEveryMs: number;
+  #announcer: Announcer | undefined;
 
   constructor(nc: NatsConnection, queue: Queue<unknown, T>, handler: Handler<T>, options: WorkerOptions<T> = {}) {
     super();
@@ -255,6 +267,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#validate = options.validate ?? true;
     this.#schedules = options.schedules ?? true;
     this.#telemetryOptions = options.telemetry;
+    this.#announceEveryMs = announceEvery(options.announce);
     if (typeof this.#schedules !== "boolean") throw new ConfigError(`Expected \`schedules\` to be true or false, got ${describe(this.#schedules)}`);
     this.#logger = options.logger;
     if (options.use !== undefined) {
@@ -377,6 +390,18 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     // Running handlers keep the process alive by themselves; the lease timer must not keep a
     // process whose connection closed (or that forgot to stop its worker) from exiting.
     this.#leaseTimer.unref();
+    if (this.#announceEveryMs > 0) {
+      this.#announcer = new Announcer(this.#nc, this.#jsm, {
+        id: this.#workerId,
+        queue: this.#queue.name,
+        concurrency: this.#concurrency,
+        inFlight: () => this.#running.size,
+        paused: () => this.#pause?.paused === true,
+        forEachJob: (fn) => this.#running.forEach((r) => fn(r.event.id, r.event.seq, r.event.attempt, r.since)),
+        error: (err) => this.#reportError(err),
+      }, this.#announceEveryMs);
+      this.#announcer.start();
+    }
     this.#pull();
   }
 
@@ -443,6 +468,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#handBack(r, 0, "released");
     }
     await Promise.allSettled([...this.#handingBack]);
+    await this.#announcer?.stop();
     clearInterval(this.#leaseTimer);
     this.#confirmer?.close();
     this.#states?.close();

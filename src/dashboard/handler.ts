@@ -8,6 +8,12 @@ import { ConfigError, ConnectionError, DeadLetterNotFoundError, JetqError, Queue
 import { describe, type Queue } from "../queue/define.ts";
 import { prettyJson } from "./pretty.ts";
 import { Sampler, type Snapshot } from "./sampler.ts";
+import { HistoryRecorder, RANGES, rangePoints, readRollups } from "../history/recorder.ts";
+import { pauseQueue, resumeQueue } from "../flow/pause.ts";
+import { Schedules } from "../schedule/schedules.ts";
+import { listJobs } from "../state/list.ts";
+import { listWorkers } from "../fleet/list.ts";
+import { delayedJobs, groupDeadLetters, lookupJob, MAX_SELECTION, recentJobs, removeWaitingJob } from "./jobs-view.ts";
 
 /** Options of {@link createDashboard}. */
 export interface DashboardOptions {
@@ -30,6 +36,16 @@ export interface DashboardOptions {
   historySize?: number;
   /** Live-update connections served at once; more get 503. @default 100 */
   maxEventStreams?: number;
+  /**
+   * Record per-minute roll-ups of every shown queue (rates, depth, age of the oldest waiting job,
+   * utilisation) to the stream `JETQ_HISTORY` (kept 8 days), so the history charts do not need an
+   * open tab. Any number of dashboards may record at once: one roll-up per queue per minute is
+   * kept. `jetq dashboard` records by default. History already recorded is shown either way.
+   * @default false
+   */
+  recordHistory?: boolean;
+  /** @internal Length of a history bucket (tests use short ones). @default 60000 */
+  historyBucketMs?: number;
 }
 
 /**
@@ -200,6 +216,10 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     throw new ConfigError(`Expected \`queues\` to be an array of queue names or definitions, got ${describe(options.queues)}`);
   }
   const sampler = new Sampler(nc, { queues: options.queues, refreshMs, historySize, discoverEveryMs: 10_000 });
+  const recorder = options.recordHistory === true
+    ? new HistoryRecorder(nc, { queues: () => sampler.queues(), ...(options.historyBucketMs !== undefined ? { bucketMs: options.historyBucketMs } : {}) })
+    : undefined;
+  recorder?.start();
   assets(); // fail at creation, not on the first request, when the package lost its assets
 
   // One secret per handler: pages carry it, and a POST must echo it in a header and a cookie.
@@ -270,7 +290,7 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
 <script type="module" src="${b}/static/app.js"></script>
 </head>
 <body>
-<header class="top"><a class="brand" href="${b}/">jetq</a><nav id="crumbs"></nav><span id="live" class="live">connecting…</span>${readOnly ? '<span class="badge">read-only</span>' : ""}</header>
+<header class="top"><a class="brand" href="${b}/">jetq</a><nav id="crumbs"></nav><a class="nav" id="nav-workers" href="${b}/workers">Workers</a><span id="live" class="live">connecting…</span>${readOnly ? '<span class="badge">read-only</span>' : ""}</header>
 <div id="notice" role="status" hidden></div>
 <main id="app"><noscript>The jetq dashboard needs JavaScript.</noscript></main>
 </body>
@@ -338,10 +358,64 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     return d;
   }
 
-  function seqOf(s: string): number {
+  function seqOf(s: string, what = "dead-letter sequence"): number {
     const n = Number(s);
-    if (!/^[1-9][0-9]{0,15}$/.test(s) || !Number.isSafeInteger(n)) throw new HttpError(400, `Expected a dead-letter sequence, got ${describe(s)}`);
+    if (!/^[1-9][0-9]{0,15}$/.test(s) || !Number.isSafeInteger(n)) throw new HttpError(400, `Expected a ${what}, got ${describe(s)}`);
     return n;
+  }
+
+  /** The body of a selection action: `{"seqs":[1,2,3]}`, at most MAX_SELECTION sequences, at most 16 KiB. */
+  async function selection(req: IncomingMessage): Promise<number[]> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > 16 * 1024) throw new HttpError(413, `Expected a selection of at most ${MAX_SELECTION} sequences (16 KiB).`);
+      chunks.push(chunk as Buffer);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    } catch {
+      throw new HttpError(400, 'Expected a JSON body like {"seqs":[1,2,3]}.');
+    }
+    const seqs = (body as { seqs?: unknown })?.seqs;
+    if (!Array.isArray(seqs) || seqs.length === 0 || seqs.length > MAX_SELECTION || !seqs.every((x) => Number.isSafeInteger(x) && (x as number) > 0)) {
+      throw new HttpError(400, `Expected \`seqs\` to be 1 to ${MAX_SELECTION} dead-letter sequences (positive integers).`);
+    }
+    return [...new Set(seqs as number[])];
+  }
+
+  /** What the queue page shows besides the live figures: features, all-time totals, delayed jobs, schedules. */
+  async function details(q: Queue<unknown, unknown>): Promise<Record<string, unknown>> {
+    const snap = await sampler.snapshot();
+    const one = snap.queues.find((x) => x.name === q.name);
+    const [delayed, schedules] = await Promise.all([
+      q.scheduling ? delayedJobs(nc, q).catch((err: unknown) => ({ error: (err as Error).message })) : null,
+      q.scheduling
+        ? new Schedules(nc, q).list().then(
+            (list) => list.slice(0, 200).map((x) => ({
+              name: x.name,
+              spec: x.spec,
+              nextTick: x.nextTick?.toISOString() ?? null,
+              lastTick: x.lastTick?.toISOString() ?? null,
+              runs: x.runs,
+              updatedAt: x.updatedAt.toISOString(),
+            })),
+            (err: unknown) => ({ error: (err as Error).message }),
+          )
+        : null,
+    ]);
+    return {
+      queue: q.name,
+      keepsState: q.results !== undefined,
+      scheduling: q.scheduling,
+      paused: one?.stats?.paused ?? null,
+      pausedUntilMs: one?.stats?.pausedUntilMs ?? null,
+      totals: one?.totals ?? null,
+      delayed,
+      schedules,
+    };
   }
 
   function csrfOk(req: IncomingMessage): boolean {
@@ -356,13 +430,50 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
   async function api(req: IncomingMessage, res: ServerResponse, parts: string[], query: URLSearchParams): Promise<void> {
     const method = req.method ?? "GET";
     const [a, name, c, d, e] = parts;
+    if (parts.length > 5) throw new HttpError(404, "No such resource.");
     if (method === "POST") {
       if (readOnly) return json(res, 403, { error: "This dashboard is read-only." });
       if (!csrfOk(req)) return json(res, 403, { error: "Missing or invalid CSRF token: reload the page and try again." });
-      if (a !== "queues" || name === undefined || c !== "dead-letters") throw new HttpError(404, "No such action.");
-      const dlq = dlqOf(await queueOf(name));
+      if (a !== "queues" || name === undefined) throw new HttpError(404, "No such action.");
+      const q = await queueOf(name);
+      if (c === "pause" && d === undefined) {
+        await pauseQueue(nc, q);
+        return json(res, 200, { paused: true });
+      }
+      if (c === "resume" && d === undefined) {
+        await resumeQueue(nc, q);
+        return json(res, 200, { paused: false });
+      }
+      if (c === "schedules" && d !== undefined && e === "remove" && parts.length === 5) {
+        if (!q.scheduling) throw new HttpError(404, `Queue "${q.name}" has no schedules.`);
+        return json(res, 200, { removed: await new Schedules(nc, q).remove(d) });
+      }
+      if (c === "jobs" && d !== undefined && e === "remove" && parts.length === 5) {
+        const outcome = await removeWaitingJob(nc, q, seqOf(d, "job sequence"));
+        if (outcome === "delivered") throw new HttpError(409, `Job ${d} was delivered to a worker already (it may be running); only a job that is still waiting can be removed.`);
+        if (outcome === "gone") throw new HttpError(404, `Job ${d} is not in the queue any more (finished, removed or dead-lettered).`);
+        return json(res, 200, { removed: Number(d) });
+      }
+      if (c !== "dead-letters") throw new HttpError(404, "No such action.");
+      const dlq = dlqOf(q);
       if (d === "replay-all" && e === undefined) return json(res, 200, await dlq.replayAll());
       if (d === "purge" && e === undefined) return json(res, 200, { purged: await dlq.purge() });
+      if ((d === "replay-selected" || d === "delete-selected") && e === undefined) {
+        const seqs = await selection(req);
+        let done = 0;
+        let alreadyGone = 0;
+        for (const seq of seqs) {
+          try {
+            if (d === "replay-selected") await dlq.replay(seq);
+            else await dlq.remove(seq);
+            done++;
+          } catch (err) {
+            if (!(err instanceof DeadLetterNotFoundError)) throw err;
+            alreadyGone++;
+          }
+        }
+        return json(res, 200, d === "replay-selected" ? { replayed: done, alreadyGone } : { deleted: done, alreadyGone });
+      }
       if (d !== undefined && e === "replay") return json(res, 200, { replayed: await dlq.replay(seqOf(d)) });
       if (d !== undefined && e === "delete") {
         const seq = seqOf(d);
@@ -377,6 +488,15 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     }
     if (a === "events" && name === undefined) return events(req, res);
     if (a === "overview" && name === undefined) return json(res, 200, await sampler.snapshot());
+    if (a === "workers" && name === undefined) {
+      const only = query.get("queue");
+      if (only !== null) await queueOf(only);
+      const shown = new Set([...(await sampler.queues())].map((x) => x.name));
+      const list = await listWorkers(nc, { limit: 500, ...(only !== null ? { queue: only } : {}) });
+      // Only the dashboard's queues: a dashboard given some queues does not show the others' workers.
+      const workers = list.workers.filter((w) => shown.has(w.queue));
+      return json(res, 200, { workers, total: list.total, shown: workers.length });
+    }
     if (a !== "queues" || name === undefined) throw new HttpError(404, "No such resource.");
     const q = await queueOf(name);
     if (c === undefined) {
@@ -385,8 +505,50 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
       if (!one) throw new HttpError(404, `No queue "${name}" on this dashboard.`);
       return json(res, 200, one);
     }
+    if (c === "details" && d === undefined) return json(res, 200, await details(q));
+    if (c === "history" && d === undefined) {
+      const range = query.get("range") ?? "1h";
+      const span = RANGES[range];
+      if (span === undefined) throw new HttpError(400, `Expected \`range\` to be one of ${Object.keys(RANGES).join(", ")}, got ${describe(range)}`);
+      const rollups = await readRollups(nc, q.name, Date.now() - span);
+      const last = rollups.at(-1);
+      return json(res, 200, {
+        queue: q.name,
+        range,
+        from: Date.now() - span,
+        to: Date.now(),
+        bucketMs: last?.bms ?? options.historyBucketMs ?? 60_000,
+        recording: recorder !== undefined,
+        points: rangePoints(rollups),
+      });
+    }
+    if (c === "recent" && d === undefined) {
+      if (!q.results) return json(res, 200, { queue: q.name, keepsState: false, completed: [], failed: [] });
+      return json(res, 200, { queue: q.name, keepsState: true, ...(await recentJobs(nc, q)) });
+    }
+    if (c === "jobs" && d === undefined) {
+      const state = query.get("state") ?? "waiting";
+      if (state !== "waiting" && state !== "active" && state !== "delayed") throw new HttpError(400, `Expected \`state\` to be waiting, active or delayed, got ${describe(state)}`);
+      if (state === "delayed" && !q.scheduling) return json(res, 200, { state, jobs: [], total: 0, scheduling: false });
+      const after = query.has("after") ? Number(query.get("after")) : 0;
+      if (!Number.isSafeInteger(after) || after < 0) throw new HttpError(400, "Expected `after` to be a sequence (an integer >= 0).");
+      const page = await listJobs(nc, q, { state, limit: 50, after });
+      return json(res, 200, { ...page, scheduling: q.scheduling });
+    }
+    if (c === "jobs" && d !== undefined && e === undefined) {
+      if (d.length > 512) throw new HttpError(400, "Expected a job id of at most 512 characters.");
+      const job = await lookupJob(nc, q, d);
+      if (!job) {
+        const hint = q.results
+          ? "its state expired (results.keepMs), or there is no such job"
+          : "this queue keeps no job state (define it with `results`), so only jobs still in the queue (by sequence or seq-<n> id) and dead letters can be found";
+        throw new HttpError(404, `No job ${JSON.stringify(d)} found in queue "${q.name}": ${hint}.`);
+      }
+      return json(res, 200, job);
+    }
     if (c !== "dead-letters") throw new HttpError(404, "No such resource.");
     const dlq = dlqOf(q);
+    if (d === "groups" && e === undefined) return json(res, 200, { queue: q.name, ...(await groupDeadLetters(nc, q)) });
     if (d === undefined) {
       const limit = query.has("limit") ? Number(query.get("limit")) : 50;
       const from = query.has("from") ? seqOf(query.get("from") ?? "") : 1;
@@ -428,7 +590,10 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     const [p0, , p2, p3, p4] = parts;
     const page =
       parts.length === 0 ||
+      (p0 === "workers" && parts.length === 1) ||
+      (p0 === "queues" && p2 === "jobs" && parts.length === 3) ||
       (p0 === "queues" && parts.length === 2) ||
+      (p0 === "queues" && p2 === "jobs" && parts.length === 4) ||
       (p0 === "queues" && p2 === "dead-letters" && (parts.length === 3 || (parts.length === 4 && p3 !== undefined && p4 === undefined)));
     if (!page) throw new HttpError(404, "Not found.");
     return shell(req, res, m.base);
@@ -449,6 +614,7 @@ export function createDashboard(nc: NatsConnection, options: DashboardOptions = 
     if (closed) return;
     closed = true;
     sampler.close();
+    recorder?.close();
     for (const s of streams) s.end();
     streams.clear();
   };

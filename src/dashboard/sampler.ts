@@ -1,6 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { ConfigError, JetqError } from "../errors.ts";
+import { ConfigError, ConnectionError, JetqError, TimeoutError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
 import { defineQueue, type Queue } from "../queue/define.ts";
 import { listQueues } from "../queue/list.ts";
@@ -30,6 +30,8 @@ export interface QueueSnapshot {
   /** Rates averaged over the last few samples; null until two samples exist. */
   rates: Rates | null;
   history: HistoryPoint[];
+  /** All-time figures from the streams' counters (a re-created stream starts again); null when unread. */
+  totals: { published: number; completed: number; deadLettered: number } | null;
 }
 
 /** @internal A full overview at one instant. */
@@ -44,6 +46,12 @@ export interface Snapshot {
   error: string | null;
   /** True when these are the last figures read, served again because NATS does not answer. */
   stale: boolean;
+  /**
+   * The NATS link as this dashboard sees it: `ok`, `stale` (the server has not answered for a
+   * while) or `down` (the connection is lost or closed, or no queue could be read for want of it).
+   * The page's badge shows this, not merely whether the browser reaches the dashboard.
+   */
+  nats: "ok" | "stale" | "down";
 }
 
 /** @internal Rates over the whole window of `samples` (oldest first), or null with fewer than two. */
@@ -132,11 +140,13 @@ export class Sampler {
   readonly #nc: NatsConnection;
   readonly #opts: SamplerOptions;
   readonly #fixed: Map<string, Queue<unknown, unknown>> | undefined;
+  readonly #originals = new Set<string>();
   readonly #histories = new Map<string, History>();
   readonly #listeners = new Set<(s: Snapshot) => void>();
   #queues = new Map<string, Queue<unknown, unknown>>();
   #discoveredAt = 0;
   #discoveryError: string | null = null;
+  #discovering: Promise<void> | undefined;
   #jsm: JetStreamManager | undefined;
   #snapshot: Snapshot | undefined;
   #round: Promise<Snapshot> | undefined;
@@ -157,16 +167,24 @@ export class Sampler {
       for (const q of opts.queues) {
         const def = toQueue(q);
         this.#fixed.set(def.name, def);
+        // A definition is taken as given; a bare name gets the features its streams show.
+        if (typeof q !== "string") this.#originals.add(def.name);
       }
       this.#queues = this.#fixed;
     }
   }
 
+  /** The queues shown now, discovered again when due (the history recorder runs with no page open). */
+  async queues(): Promise<Iterable<Queue<unknown, unknown>>> {
+    await this.#rediscover(false);
+    return this.#queues.values();
+  }
+
   /** The queue called `name`, if the dashboard shows it (the only queues actions may touch). */
   async queue(name: string): Promise<Queue<unknown, unknown> | undefined> {
-    if (!this.#fixed && !this.#queues.has(name) && Date.now() - this.#discoveredAt > 1_000) {
+    if (!this.#fixed && !this.#queues.has(name) && (this.#discovering !== undefined || Date.now() - this.#discoveredAt > 1_000)) {
       // A queue created since the last discovery: look again before answering 404.
-      await this.#discover().catch(() => {});
+      await this.#rediscover(true).catch(() => {});
     }
     return this.#queues.get(name);
   }
@@ -211,7 +229,12 @@ export class Sampler {
   #stale(s: Snapshot): Snapshot {
     const ago = Math.max(1, Math.round((Date.now() - s.at) / 1000));
     const why = this.#linkError ?? "NATS has not answered";
-    return { ...s, stale: true, error: `${why}; these figures are ${ago} s old (read at ${new Date(s.at).toISOString()}).` };
+    return {
+      ...s,
+      stale: true,
+      nats: this.#linkError ? "down" : "stale",
+      error: `${why}; these figures are ${ago} s old (read at ${new Date(s.at).toISOString()}).`,
+    };
   }
 
   /** Keeps {@link Sampler.#linkError} current from the connection's status. */
@@ -297,12 +320,66 @@ export class Sampler {
     return this.#jsm;
   }
 
+  /**
+   * The streams a queue found by name has besides its own (`_STATE` for results, `_HELD` for
+   * scheduling): a queue given or found by name alone would otherwise lose its job lookup,
+   * delayed jobs and schedules. One listing of stream names per discovery.
+   */
+  async #streamNames(): Promise<Set<string>> {
+    const out = new Set<string>();
+    for await (const name of (await this.#manager()).streams.names()) {
+      if (name.startsWith("JETQ_")) out.add(name);
+      if (out.size > 40 * MAX_QUEUES) break;
+    }
+    return out;
+  }
+
+  /** `name` as a definition with the features its streams show. */
+  #defined(name: string, streams: Set<string>, given?: Queue<unknown, unknown>): Queue<unknown, unknown> {
+    const plain = given ?? toQueue(name);
+    const results = !plain.results && streams.has(plain.names.stateStream);
+    const scheduling = !plain.scheduling && streams.has(plain.names.heldStream);
+    if (!results && !scheduling) return plain;
+    const was = this.#queues.get(name);
+    if (was && (was.results !== undefined || !results) && (was.scheduling || !scheduling)) return was;
+    return defineQueue({
+      name,
+      ...(results || plain.results ? { results: { keepMs: plain.results?.keepMs ?? 86_400_000 } } : {}),
+      ...(scheduling || plain.scheduling ? { scheduling: true } : {}),
+    }) as Queue<unknown, unknown>;
+  }
+
+  /** Fixed queues given by name: look for their features now and then. */
+  /**
+   * Discovery when due (or `force`d), shared by every caller: a round, the history recorder and a
+   * lookup of an unknown queue never run it twice at once, and none reads the queue list while a
+   * discovery is still filling it.
+   */
+  #rediscover(force: boolean): Promise<void> {
+    if (this.#discovering) return this.#discovering;
+    if (!force && Date.now() - this.#discoveredAt < this.#opts.discoverEveryMs) return Promise.resolve();
+    this.#discovering = (this.#fixed ? this.#detectFixed() : this.#discover()).finally(() => {
+      this.#discovering = undefined;
+    });
+    return this.#discovering;
+  }
+
+  async #detectFixed(): Promise<void> {
+    this.#discoveredAt = Date.now();
+    const streams = await this.#streamNames().catch(() => undefined);
+    if (!streams || !this.#fixed) return;
+    const next = new Map<string, Queue<unknown, unknown>>();
+    for (const [name, q] of this.#fixed) next.set(name, this.#originals.has(name) ? q : this.#defined(name, streams));
+    this.#queues = next;
+  }
+
   async #discover(): Promise<void> {
     this.#discoveredAt = Date.now();
     try {
       const names = await listQueues(this.#nc, { jsm: await this.#manager(), max: MAX_QUEUES });
+      const streams = await this.#streamNames();
       const next = new Map<string, Queue<unknown, unknown>>();
-      for (const name of names) next.set(name, this.#queues.get(name) ?? toQueue(name));
+      for (const name of names) next.set(name, this.#defined(name, streams));
       this.#queues = next;
       for (const name of this.#histories.keys()) if (!next.has(name)) this.#histories.delete(name);
       this.#discoveryError = null;
@@ -320,20 +397,22 @@ export class Sampler {
   }
 
   async #readAll(): Promise<Snapshot> {
-    if (!this.#fixed && Date.now() - this.#discoveredAt >= this.#opts.discoverEveryMs) await this.#discover();
+    await this.#rediscover(false);
     const queues = [...this.#queues.values()];
     const out = await Promise.all(queues.map((q) => this.#readOne(q)));
     const read = out.some((q) => q.stats !== null);
     // Figures that could not be read are not figures: with none read and the link down, say so once for the page.
     const error = this.#discoveryError ?? (!read && this.#linkError ? this.#linkError : null);
-    const snap: Snapshot = { at: Date.now(), queues: out, error, stale: false };
+    const unreachable = out.length > 0 && !read && out.every((q) => q.unreachable);
+    const nats = this.#linkError || unreachable ? "down" : "ok";
+    const snap: Snapshot = { at: Date.now(), queues: out.map(({ unreachable: _, ...q }) => q), error, stale: false, nats };
     // A round that read nothing keeps the last good snapshot for the stale view.
     if (read || !this.#snapshot || out.length === 0) this.#snapshot = snap;
     this.#emit(snap);
     return snap;
   }
 
-  async #readOne(q: Queue<unknown, unknown>): Promise<QueueSnapshot> {
+  async #readOne(q: Queue<unknown, unknown>): Promise<QueueSnapshot & { unreachable?: boolean }> {
     let h = this.#histories.get(q.name);
     if (!h) {
       h = new History(this.#opts.historySize);
@@ -342,10 +421,12 @@ export class Sampler {
     try {
       const { stats, totals } = await readQueueSample(await this.#manager(), q);
       h.push(totals, stats.pending);
-      return { name: q.name, stats, error: null, rates: averageRates(h.samples, 3), history: h.points() };
+      const all = { published: totals.published, deadLettered: totals.deadLettered, completed: Math.max(0, totals.published - totals.stored - totals.deadLettered) };
+      return { name: q.name, stats, error: null, rates: averageRates(h.samples, 3), history: h.points(), totals: all };
     } catch (err) {
-      const message = err instanceof JetqError ? err.message : mapNatsError(err, `read queue "${q.name}"`).message;
-      return { name: q.name, stats: null, error: message, rates: null, history: h.points() };
+      const e = err instanceof JetqError ? err : mapNatsError(err, `read queue "${q.name}"`);
+      const unreachable = e instanceof ConnectionError || e instanceof TimeoutError;
+      return { name: q.name, stats: null, error: e.message, rates: null, history: h.points(), totals: null, unreachable };
     }
   }
 }

@@ -5,7 +5,7 @@ import { API, apiCode, mapNatsError } from "../natserr.ts";
 import { jsOptions } from "../transport/api.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { DLQ_HEADERS, HDR } from "../queue/headers.ts";
-import type { DeadLetterReason } from "./route.ts";
+import { decodeStack, type DeadLetterReason } from "./route.ts";
 
 /** One dead letter, as listed by {@link DeadLetterQueue}. */
 export interface DeadLetter<T = unknown> {
@@ -21,8 +21,8 @@ export interface DeadLetter<T = unknown> {
   headers: Record<string, string>;
   /** Why the job was dead-lettered. */
   reason: DeadLetterReason | string;
-  /** The last error: its name and message. */
-  error: { name: string; message: string };
+  /** The last error: its name and message, and its stack when the worker had one (at most 4,000 characters). */
+  error: { name: string; message: string; stack?: string };
   /** The attempt it was on: handler failures + 1 (crashes and hand-backs do not count). */
   attempts: number;
   /** Crashes counted while it ran alone (reason `crashed`); 0 otherwise. */
@@ -368,7 +368,7 @@ function toEntry<T>(m: StoredMsg): DeadLetter<T> {
     raw: m.data,
     headers,
     reason: get(HDR.reason) || "unknown",
-    error: { name: get(HDR.errorName) || "Error", message: get(HDR.error) },
+    error: errorOf(get(HDR.errorName) || "Error", get(HDR.error), decodeStack(h?.get(HDR.errorStack))),
     attempts: Number(get(HDR.attempts)) || 0,
     crashes: Number(get(HDR.crashes)) || 0,
     worker: get(HDR.worker) || undefined,
@@ -377,4 +377,8 @@ function toEntry<T>(m: StoredMsg): DeadLetter<T> {
     sourceSeq: Number(get(HDR.sourceSeq)) || 0,
     ...(get("Jetq-Truncated") ? { truncatedFrom: Number(get("Jetq-Truncated")) } : {}),
   };
+}
+
+function errorOf(name: string, message: string, stack: string | undefined): DeadLetter["error"] {
+  return stack === undefined ? { name, message } : { name, message, stack };
 }

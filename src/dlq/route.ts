@@ -33,7 +33,32 @@ export interface DeadLetterInput {
   worker?: string;
   publishedAtMs: number | undefined;
   reason: DeadLetterReason;
-  error: { name: string; message: string };
+  /** The last error; its `stack` (an `Error`'s own) is kept too, cut to {@link MAX_STACK_CHARS}. */
+  error: { name: string; message: string; stack?: string | undefined };
+}
+
+/** @internal Most characters of an error's stack kept in a dead letter (header `Jetq-Error-Stack`). */
+export const MAX_STACK_CHARS = 4000;
+
+/**
+ * @internal A stack as one header line: JSON string escapes (newlines become `\n`), bounded.
+ * Read back with {@link decodeStack}.
+ */
+export function encodeStack(stack: string): string {
+  const cut = stack.length > MAX_STACK_CHARS ? `${stack.slice(0, MAX_STACK_CHARS - 1)}…` : stack;
+  // eslint-disable-next-line no-control-regex
+  return JSON.stringify(cut).slice(1, -1).replace(/\x7f/g, "\\u007f");
+}
+
+/** @internal The stack {@link encodeStack} wrote, or `undefined` for a value that is not one. */
+export function decodeStack(v: string | undefined): string | undefined {
+  if (!v) return undefined;
+  try {
+    const s = JSON.parse(`"${v}"`) as unknown;
+    return typeof s === "string" ? s : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -95,6 +120,9 @@ export async function copyToDeadLetters(
   if (input.publishedAtMs !== undefined) optional.push([HDR.publishedAt, new Date(input.publishedAtMs).toISOString()]);
   const original = input.headers?.get(HDR.msgId);
   if (original) optional.push(["Jetq-Original-Msg-Id", headerValue(original, 256)]);
+  // The stack comes last: the first thing dropped when room is short.
+  const stack = typeof input.error.stack === "string" ? input.error.stack : undefined;
+  const stackEntry: [string, string] | undefined = stack ? [HDR.errorStack, encodeStack(stack)] : undefined;
   if (input.headers) {
     for (const [k, values] of input.headers) {
       // Our own bookkeeping headers are rewritten above; a forged one on the job must not survive.
@@ -102,6 +130,7 @@ export async function copyToDeadLetters(
       for (const v of values) optional.push([k, v]);
     }
   }
+  if (stackEntry) optional.push(stackEntry);
 
   let data = input.data;
   const kept: Array<[string, string]> = [...essential];

@@ -8,6 +8,8 @@ export const HDR = {
   reason: "Jetq-Reason",
   error: "Jetq-Error",
   errorName: "Jetq-Error-Name",
+  /** The last error's stack, JSON-escaped onto one line and bounded (see dlq/route.ts). */
+  errorStack: "Jetq-Error-Stack",
   attempts: "Jetq-Attempts",
   /** Crashes counted while the job ran alone (reason `crashed`). */
   crashes: "Jetq-Crashes",
@@ -26,6 +28,7 @@ export const DLQ_HEADERS: readonly string[] = [
   HDR.reason,
   HDR.error,
   HDR.errorName,
+  HDR.errorStack,
   HDR.attempts,
   HDR.crashes,
   HDR.worker,

@@ -9,6 +9,7 @@ import { HDR } from "../queue/headers.ts";
 import { jsOptions } from "../transport/api.ts";
 import { heldJobId } from "../schedule/held.ts";
 import { dueOf } from "../schedule/mover.ts";
+import { type JobPage, listJobs, type ListJobsOptions } from "./list.ts";
 import { infoOf, type JobInfo, type JobStateError, parseRecord, type StateRecord, stateKey } from "./record.ts";
 
 /** Options of {@link Jobs.wait} and `receipt.result()`. */
@@ -200,6 +201,14 @@ export class Jobs<R = unknown> {
     if (!job || (job.header?.get(HDR.msgId) || heldJobId(job.seq)) !== id) return undefined;
     const storedMs = job.time.getTime();
     return { id, seq: job.seq, state: "delayed", attempt: 1, publishedAt: job.time, runAt: new Date(dueOf(job.header, storedMs)) };
+  }
+
+  /**
+   * A page of the queue's waiting, active or delayed jobs: {@link listJobs} (which works for a
+   * queue without `results` too).
+   */
+  list(options: ListJobsOptions = {}): Promise<JobPage> {
+    return listJobs(this.#nc, this.#queue, options);
   }
 
   /**

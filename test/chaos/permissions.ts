@@ -44,6 +44,12 @@ export function rolePermissions(name: string): { producer: object; worker: objec
           `jetq.ledger.${name}.>`,
           // the pause record: read at start and on every notice (src/flow/pause.ts)
           `$JS.API.STREAM.MSG.GET.JETQ_${name}_PAUSE`,
+          // the worker list (src/fleet): announce, make the store if missing, remove itself at stop
+          `jetq.workers.${name}.>`,
+          "$JS.API.STREAM.INFO.JETQ-WORKERS",
+          "$JS.API.STREAM.CREATE.JETQ-WORKERS",
+          "$JS.API.STREAM.PURGE.JETQ-WORKERS",
+          `$JS.API.DIRECT.GET.JETQ-WORKERS.jetq.workers.${name}.>`,
         ],
       },
       // `jetq.pause.<q>`: notices of pauses and resumes

@@ -6,7 +6,9 @@ import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { defineQueue, provisionQueue } from "../../src/index.ts";
+import { HISTORY, historySubject } from "../../src/history/recorder.ts";
 import { startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
 import { uniqueName, waitFor } from "../support/ctx.ts";
 
@@ -105,6 +107,13 @@ describe("jetq dashboard", () => {
       (await (await fetch(`${first.url}api/overview`)).json()) as never;
     const names = (await overview()).queues.map((x) => x.name);
     assert.ok(names.includes(q.name), `${q.name} in ${names.join(",")}`);
+    // It records history by default, with no page open: a roll-up of the queue in JETQ_HISTORY.
+    const jsm = await jetstreamManager(nc);
+    const rollup = await waitFor(
+      () => jsm.direct.getMessage(HISTORY.stream, { last_by_subj: historySubject(q.name) }).catch(() => null),
+      "a history roll-up of the queue",
+    );
+    assert.equal((rollup.json() as { queue: string }).queue, q.name);
 
     await nats.restart();
     // The command notices the lost connection, opens a new one, and serves figures again.

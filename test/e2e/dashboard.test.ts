@@ -125,6 +125,8 @@ async function waitText(page: Page, selector: string, expected: string | RegExp,
 
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: join(ARTIFACTS, `dashboard-${name}.png`), fullPage: true });
+  // The README's screenshot: UPDATE_SCREENSHOTS=1 node scripts/test.ts test/e2e/dashboard.test.ts
+  if (name === "overview" && process.env.UPDATE_SCREENSHOTS === "1") await page.screenshot({ path: "docs/dashboard.png" });
 }
 
 const pwned = (page: Page): Promise<unknown> => page.evaluate(() => (globalThis as Record<string, unknown>).__pwned);
