@@ -15,6 +15,7 @@ import { apiPrefix, domainOf, jsOptions } from "../transport/api.ts";
 import { SlotTable } from "./slots.ts";
 import { PauseWatch } from "../flow/pause.ts";
 import { RateLimiter } from "../flow/rate.ts";
+import { type JobSource, levelConsumer, PriorityPull } from "../flow/priority.ts";
 import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
 import {
   afterDead,
@@ -190,7 +191,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #incarnation = 0;
   /** Job state writes, for a queue with `results` only (docs: README "Results and progress"). */
   #states: StateWriter | undefined;
-  #puller: Puller | undefined;
+  /** The queue's consumer, or one per level for a queue with `priorities` (src/flow/priority.ts). */
+  #puller: JobSource | undefined;
   /** The queue's pause record, watched (src/flow/pause.ts). */
   #pause: PauseWatch | undefined;
   /** The queue's rate limit (src/flow/rate.ts); `undefined` for an unlimited queue. */
@@ -317,6 +319,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       const si = await this.#jsm.streams.info(n.stream);
       this.#incarnation = Date.parse(si.created) || 0;
       await this.#jsm.streams.info(n.ledgerStream);
+      if (this.#queue.priorities) await this.#checkLevels(this.#jsm);
       if (this.#queue.results) await this.#jsm.streams.info(n.stateStream);
       if (this.#queue.scheduling && this.#schedules) {
         this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) }, this.#telemetryOptions);
@@ -346,8 +349,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#states = new StateWriter(this.#nc, this.#queue as Queue<unknown, unknown>, this.#workerId, (err) => this.#reportError(err));
     }
     this.#state = "running";
-    this.#puller = new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, {
-      message: (m) => {
+    const hooks = {
+      message: (m: Delivered) => {
         this.#pullRetryMs = 0;
         this.#rateIdle = false;
         this.#accept(m);
@@ -360,8 +363,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         void this.#checkConsumer(undefined);
         this.#queuePull();
       },
-      error: (err) => this.#pullFailed(err),
-    }, { apiPrefix: apiPrefix(domainOf(this.#queue)) });
+      error: (err: Error) => this.#pullFailed(err),
+    };
+    const pullOptions = { apiPrefix: apiPrefix(domainOf(this.#queue)) };
+    this.#puller = this.#queue.priorities
+      ? new PriorityPull(this.#nc, this.#queue as Queue<unknown, unknown>, this.#pullExpiresMs, this.#concurrency, this.#pullBatch, hooks, pullOptions)
+      : new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, hooks, pullOptions);
     void this.#nc.closed().then(() => this.#onClosed());
     this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
@@ -450,6 +457,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     const requested = puller.outstanding;
     const free = this.#concurrency - this.#running.size - requested;
     if (free <= 0) return;
+    // A prioritised queue batches per level itself (and keeps its urgent levels' requests open).
+    if (puller instanceof PriorityPull && !this.#limiter) {
+      puller.pull(free);
+      return;
+    }
     // Ask in batches, but never let the worker sit idle with free slots and nothing requested.
     if (free < this.#pullBatch && requested > 0) return;
     if (this.#limiter) this.#limitedPull(puller, free);
@@ -460,7 +472,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
    * A rate-limited queue: take tokens first, then pull only as many jobs as there are tokens,
    * so nothing is pulled that may not start. A full window: try again when its oldest token leaves.
    */
-  #limitedPull(puller: Puller, want: number): void {
+  #limitedPull(puller: JobSource, want: number): void {
     const lim = this.#limiter!;
     if (lim.taking || this.#rateTimer) return;
     if (this.#rateIdle) {
@@ -516,6 +528,24 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#handBack(r, await lim.waitMs(), "deferred");
     } else {
       this.#begin(r, true);
+    }
+  }
+
+  /** A prioritised queue: every level's consumer must exist (a clear error if it was provisioned without levels). */
+  async #checkLevels(jsm: JetStreamManager): Promise<void> {
+    const q = this.#queue as Queue<unknown, unknown>;
+    for (let l = 0; l < q.priorities! - 1; l++) {
+      const name = levelConsumer(q, l);
+      try {
+        await jsm.consumers.info(q.names.stream, name);
+      } catch (err) {
+        const e = mapNatsError(err, `start worker for queue "${q.name}"`);
+        if (!(e instanceof QueueNotFoundError)) throw e;
+        throw new QueueNotFoundError(
+          `start worker for queue "${q.name}": the consumer "${name}" of priority level ${l} does not exist. Provision the queue with its priorities (provisionQueue(nc, queue, { update: true }) for a queue that had none).`,
+          { cause: err },
+        );
+      }
     }
   }
 

@@ -75,6 +75,22 @@ export interface QueueOptions<S extends ZodType = ZodType> {
    */
   rateLimit?: RateLimit;
   /**
+   * Priority levels, 2 to 10: `publish(data, { priority })` with 0 the most urgent; a job
+   * published without one gets the lowest urgency, `priorities - 1`. A worker with free slots
+   * takes from the most urgent level that has work (strict unless `priorityStarvation`). Each
+   * level is a subject of the queue's stream read by its own durable consumer (`workers` for the
+   * lowest level, `workers-p<level>` for the others). An existing single-level queue gains levels
+   * with `provisionQueue(nc, queue, { update: true })`; levels cannot be removed in place.
+   * @default undefined (one level: no extra subjects, consumers or pulls)
+   */
+  priorities?: number;
+  /**
+   * With `priorities`: after every `every` jobs a worker took from a more urgent level, it lets
+   * one job of a less urgent level through when one is waiting, so low levels keep moving under
+   * a steady stream of urgent work. `every` from 1 to 1,000,000. @default undefined (strict)
+   */
+  priorityStarvation?: { every: number };
+  /**
    * Keep each job's state and result for `keepMs` after its last change, in the stream
    * `JETQ_<name>_STATE`: what `Jobs.get`, `Jobs.wait`, `Jobs.events` and `receipt.result()` read.
    * Off by default: a queue without it writes nothing per job. `keepMs` from 1000 to 365 days.
@@ -131,6 +147,10 @@ export interface Queue<In = unknown, Out = In> {
   readonly scheduling: boolean;
   /** {@link QueueOptions.rateLimit}, validated; `undefined` for none. */
   readonly rateLimit: RateLimit | undefined;
+  /** {@link QueueOptions.priorities}; `undefined` for a single-level queue. */
+  readonly priorities: number | undefined;
+  /** {@link QueueOptions.priorityStarvation}; `undefined` for strict priorities (or none). */
+  readonly priorityStarvation: { readonly every: number } | undefined;
   /** {@link QueueOptions.results}; `undefined` when the queue keeps no job state. */
   readonly results: { readonly keepMs: number } | undefined;
   /** {@link QueueOptions.resultSchema}, if any. */
@@ -175,6 +195,9 @@ export interface QueueNames {
 export type JobInput<Q> = Q extends Queue<infer In, unknown> ? In : never;
 /** Type of the payload a handler receives from `Q`. */
 export type JobData<Q> = Q extends Queue<unknown, infer Out> ? Out : never;
+
+/** @internal The most priority levels a queue may have. */
+export const MAX_PRIORITIES = 10;
 
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 /**
@@ -306,6 +329,15 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     );
   }
   const results = resolveResults(options.results);
+  const priorities = options.priorities === undefined ? undefined : int("priorities", options.priorities, 2, MAX_PRIORITIES);
+  const starvation = options.priorityStarvation;
+  if (starvation !== undefined && priorities === undefined) {
+    throw new ConfigError(`\`priorityStarvation\` needs \`priorities\` (2 to ${MAX_PRIORITIES}); got priorityStarvation ${describe(starvation)} without it`);
+  }
+  if (starvation !== undefined && (typeof starvation !== "object" || starvation === null)) {
+    throw new ConfigError(`Expected \`priorityStarvation\` to be { every } (e.g. { every: 10 }), got ${describe(starvation)}`);
+  }
+  const priorityStarvation = starvation === undefined ? undefined : Object.freeze({ every: int("priorityStarvation.every", starvation.every, 1, 1_000_000) });
   const resultSchema = options.resultSchema;
   if (resultSchema !== undefined && (typeof resultSchema !== "object" || resultSchema === null || typeof resultSchema.safeParse !== "function")) {
     throw new ConfigError(`Expected \`resultSchema\` to be a zod schema, got ${describe(resultSchema)}`);
@@ -331,6 +363,8 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     }),
     scheduling,
     rateLimit: rateLimitOf(options.rateLimit),
+    priorities,
+    priorityStarvation,
     results,
     resultSchema,
     names: Object.freeze(queueNames(name)),

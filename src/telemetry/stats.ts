@@ -4,13 +4,19 @@ import { mapNatsError } from "../natserr.ts";
 import { jsOptions } from "../transport/api.ts";
 import type { Queue } from "../queue/define.ts";
 import { readPause } from "../flow/pause.ts";
+import { levelConsumer } from "../flow/priority.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
 export interface QueueStats {
   /** The queue's name. */
   queue: string;
-  /** Jobs waiting to be delivered (the consumer's `num_pending`). */
+  /** Jobs waiting to be delivered (the consumer's `num_pending`; of every level's consumer together for a queue with `priorities`). */
   pending: number;
+  /**
+   * A queue with `priorities`: jobs waiting per level, index 0 the most urgent (one more request
+   * per extra level). Absent for a single-level queue.
+   */
+  priorityPending?: number[];
   /**
    * Jobs delivered and not yet acked (`num_ack_pending`): running in handlers, but also jobs
    * waiting out a retry delay (`nak(delay)`) and jobs of a dead worker until `ackWaitMs` passes.
@@ -124,6 +130,17 @@ export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknow
       paused: pause.paused,
       pausedUntilMs: pause.untilMs,
     };
+    if (queue.priorities) {
+      // Every level's consumer: waiting and un-acked jobs add up; index = level.
+      const levels = await Promise.all(Array.from({ length: queue.priorities - 1 }, (_, l) => jsm.consumers.info(n.stream, levelConsumer(queue, l))));
+      stats.priorityPending = [...levels.map((c) => c.num_pending), ci.num_pending];
+      for (const c of levels) {
+        stats.pending += c.num_pending;
+        stats.inFlight += c.num_ack_pending;
+        stats.redelivered += c.num_redelivered;
+        stats.waitingPulls += c.num_waiting;
+      }
+    }
     if (queue.scheduling) stats.delayed = (await jsm.streams.info(n.heldStream)).state.messages;
     return { stats, totals: { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages } };
   } catch (err) {
