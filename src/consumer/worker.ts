@@ -16,6 +16,7 @@ import { SlotTable } from "./slots.ts";
 import { PauseWatch } from "../flow/pause.ts";
 import { RateLimiter } from "../flow/rate.ts";
 import { type JobSource, levelConsumer, PriorityPull } from "../flow/priority.ts";
+import { GROUP_HEADER, type GroupHold, GroupLimiter } from "../flow/group.ts";
 import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
 import {
   afterDead,
@@ -198,6 +199,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   /** The queue's rate limit (src/flow/rate.ts); `undefined` for an unlimited queue. */
   #limiter: RateLimiter | undefined;
   #rateTimer: NodeJS.Timeout | undefined;
+  /** The queue's group limits (src/flow/group.ts); `undefined` for a queue without them. */
+  #groups: GroupLimiter | undefined;
+  /** Group concurrency tokens of the jobs running here. Bounded by concurrency. */
+  readonly #holds = new Map<Running, GroupHold>();
   /**
    * The last pull request of a rate-limited queue expired unfilled: pull without tokens (each
    * job that comes takes its own), rather than burn a batch of tokens per idle pull.
@@ -330,6 +335,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (this.#queue.rateLimit) {
         this.#limiter = new RateLimiter(this.#nc, this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>);
         await this.#limiter.check();
+      }
+      if (this.#queue.group) {
+        this.#groups = new GroupLimiter(this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>);
+        await this.#groups.check();
       }
     } catch (err) {
       void this.#scheduling?.stop();
@@ -525,6 +534,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     if (this.#state !== "running") {
       this.#handBack(r, 0, "released");
     } else if (!ok) {
+      this.#telemetry.throttled?.(this.#queue.name, "rate");
       this.#handBack(r, await lim.waitMs(), "deferred");
     } else {
       this.#begin(r, true);
@@ -546,6 +556,34 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
           { cause: err },
         );
       }
+    }
+  }
+
+  /**
+   * A job of a group, on a queue with group limits: take its group's tokens, or hand it back
+   * until the group has room (no attempt used). A limiter stream that cannot be written (lost,
+   * or the connection) holds the job back too, reported: a limit is never skipped.
+   */
+  async #startGrouped(r: Running, group: string, rateToken: boolean): Promise<void> {
+    let verdict;
+    try {
+      verdict = await this.#groups!.take(group, r.msg.deliveries);
+    } catch (err) {
+      this.#reportError(safeError(err));
+    }
+    if (r.answered || r.settled || this.#state !== "running") {
+      if (verdict?.ok) this.#groups!.release(verdict.hold);
+      if (!r.answered && !r.settled) this.#handBack(r, 0, "released");
+      return;
+    }
+    if (!verdict) {
+      this.#handBack(r, 1_000, "deferred");
+    } else if (!verdict.ok) {
+      this.#telemetry.throttled?.(this.#queue.name, verdict.limit === "rate" ? "group_rate" : "group_concurrency");
+      this.#handBack(r, verdict.delayMs, "deferred");
+    } else {
+      this.#holds.set(r, verdict.hold);
+      this.#begin(r, rateToken);
     }
   }
 
@@ -712,6 +750,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   /** Runs the middleware chain and the handler for one delivery (on a rate-limited queue, once it has a token). */
   #begin(r: Running, token = false): void {
+    if (this.#groups && !this.#holds.has(r)) {
+      const group = r.msg.headers?.get(GROUP_HEADER);
+      if (group) {
+        void this.#startGrouped(r, group, token);
+        return;
+      }
+    }
     if (this.#limiter && !token && !this.#limiter.use()) {
       void this.#startLimited(r);
       return;
@@ -984,6 +1029,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     r.settled = true;
     clearTimeout(r.timer);
+    if (this.#holds.size > 0) {
+      const hold = this.#holds.get(r);
+      if (hold) {
+        this.#holds.delete(r);
+        this.#groups!.release(hold);
+      }
+    }
     r.state?.close();
     this.#running.delete(r);
     if (this.#isolation?.r === r) this.#isolation = undefined;
@@ -1013,6 +1065,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (now - r.lastLease >= every && !r.answered) {
         r.lastLease = now;
         this.#tell(r, "extend the lease of", () => r.msg.working());
+        const hold = this.#holds.size > 0 ? this.#holds.get(r) : undefined;
+        if (hold) this.#groups!.renew(hold).catch((err: unknown) => this.#reportError(safeError(err)));
         if (r.state) this.#states!.lease(r.state);
       }
     });

@@ -156,8 +156,9 @@ export class PriorityPull implements JobSource {
       this.#level = 0;
     }
     if (this.#sentinels) {
-      // Keep one slot for the bulk: a sentinel never takes the last free one.
-      for (let l = 0; l < this.#level && free > 1; l++) {
+      // Sentinels first: at most `priorities - 1` of them, and sentinel mode needs a concurrency
+      // above twice that, so the bulk always keeps at least as many slots as there are levels.
+      for (let l = 0; l < this.#level && free > 0; l++) {
         if (this.#pullers[l]!.outstanding === 0) {
           this.#send(l, 1, false);
           free--;

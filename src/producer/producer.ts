@@ -11,6 +11,7 @@ import { BatchSink, batchResult, type Sink } from "./batch.ts";
 import { checkId, encodeJob, jobHeaders } from "./job.ts";
 import { type Due, HELD, heldJobId, resolveDue } from "../schedule/held.ts";
 import { priorityHeaders, prioritySubject } from "../flow/priority.ts";
+import { groupHeaders, groupToken } from "../flow/group.ts";
 import { type ProducerOptions, type PublishManyOptions, type PublishOptions, resolveChunkSize, resolveProducerOptions, type ResolvedProducerOptions } from "./options.ts";
 import { publishOutcome, type PublishReceipt, type ResultOf } from "./receipt.ts";
 import { Jobs } from "../state/jobs.ts";
@@ -164,6 +165,7 @@ export class Producer<In = unknown> {
         subject = this.#priority(options.priority, due);
         if (subject !== undefined) hdrs = priorityHeaders(hdrs, options.priority);
       }
+      if (options.group !== undefined) hdrs = groupHeaders(hdrs, groupToken(this.#queue as Queue<unknown, unknown>, options.group));
       if (this.#telemetry.tracesPublishes()) {
         hdrs ??= natsHeaders();
         span = this.#telemetry.publish(this.#queue.name, id, hdrs);
@@ -246,6 +248,9 @@ export class Producer<In = unknown> {
     // Levels of the chunk's items; empty unless the batch has priorities.
     const priority = options.priority;
     const levels: Array<{ subject: string; level: number } | undefined> = [];
+    // Encoded group keys of the chunk's items; empty unless the batch has groups.
+    const group = options.group;
+    const groups: Array<string | undefined> = [];
     let next = 0; // index of the next item to read
     let stopped: Error | undefined; // why the rest of the batch is not sent
     // The outcome of an item left unsent once `stopped` is set: that error, or NotSentError.
@@ -255,6 +260,7 @@ export class Producer<In = unknown> {
       ids.length = 0;
       dues.length = 0;
       levels.length = 0;
+      groups.length = 0;
       const base = next;
       let exhausted = false;
       try {
@@ -277,6 +283,10 @@ export class Producer<In = unknown> {
             const level = typeof priority === "function" ? priority(r.value, i) : priority;
             const subject = level === undefined ? undefined : this.#priority(level, delays ? dues[dues.length - 1] : undefined, i);
             levels.push(subject === undefined ? undefined : { subject, level: level! });
+          }
+          if (group !== undefined) {
+            const key = typeof group === "function" ? group(r.value, i) : group;
+            groups.push(key === undefined ? undefined : groupToken(queue, key, ` (item ${i})`));
           }
           payloads.push(payload);
         }
@@ -315,6 +325,8 @@ export class Producer<In = unknown> {
         if (due !== undefined) hdrs = heldHeaders(hdrs, due);
         const level = priority !== undefined ? levels[k] : undefined;
         if (level !== undefined) hdrs = priorityHeaders(hdrs, level.level);
+        const g = group !== undefined ? groups[k] : undefined;
+        if (g !== undefined) hdrs = groupHeaders(hdrs, g);
         let span: PublishSpan | undefined;
         if (this.#telemetry.tracesPublishes()) {
           hdrs ??= natsHeaders();

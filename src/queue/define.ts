@@ -91,6 +91,16 @@ export interface QueueOptions<S extends ZodType = ZodType> {
    */
   priorityStarvation?: { every: number };
   /**
+   * Limits per group key, across every worker process: a job published with `{ group: key }`
+   * starts only while fewer than `concurrency` jobs of its group run, and at most
+   * `rateLimit.max` jobs of its group start per sliding `rateLimit.perMs`. Enforced by the server
+   * (limiter streams `JETQ_<name>_GROUPS` and `JETQ_<name>_GRATE`, one subject per group, made by
+   * `provisionQueue`); a job whose group is at its limit is handed back with a delay and uses no
+   * attempt. Jobs without a group are not limited. `concurrency` 1 to 10,000.
+   * @default undefined (no group limits, and no limiter streams)
+   */
+  group?: GroupOptions;
+  /**
    * Keep each job's state and result for `keepMs` after its last change, in the stream
    * `JETQ_<name>_STATE`: what `Jobs.get`, `Jobs.wait`, `Jobs.events` and `receipt.result()` read.
    * Off by default: a queue without it writes nothing per job. `keepMs` from 1000 to 365 days.
@@ -103,6 +113,14 @@ export interface QueueOptions<S extends ZodType = ZodType> {
    * @default undefined (any JSON value)
    */
   resultSchema?: ZodType;
+}
+
+/** Limits per group key ({@link QueueOptions.group}); at least one of them. */
+export interface GroupOptions {
+  /** Jobs of one group running at once, across every worker. */
+  concurrency?: number;
+  /** Job starts of one group per sliding window. */
+  rateLimit?: RateLimit;
 }
 
 /** A rate limit: at most `max` job starts per sliding window of `perMs`. */
@@ -151,6 +169,8 @@ export interface Queue<In = unknown, Out = In> {
   readonly priorities: number | undefined;
   /** {@link QueueOptions.priorityStarvation}; `undefined` for strict priorities (or none). */
   readonly priorityStarvation: { readonly every: number } | undefined;
+  /** {@link QueueOptions.group}, validated; `undefined` for none. */
+  readonly group: { readonly concurrency: number | undefined; readonly rateLimit: RateLimit | undefined } | undefined;
   /** {@link QueueOptions.results}; `undefined` when the queue keeps no job state. */
   readonly results: { readonly keepMs: number } | undefined;
   /** {@link QueueOptions.resultSchema}, if any. */
@@ -204,7 +224,7 @@ const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
  * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
  * `x_DLQ` would be the stream of queue `x`'s dead letters (`_PAUSE`: its pause record). `_ADV` was used up to jetq 0.1.
  */
-const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|STATE|ADV|PAUSE|RATE)$/;
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|STATE|ADV|PAUSE|RATE|GROUPS|GRATE)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -262,13 +282,28 @@ export function describe(v: unknown): string {
   }
 }
 
-function rateLimitOf(v: unknown): RateLimit | undefined {
+function rateLimitOf(v: unknown, name = "rateLimit"): RateLimit | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== "object" || v === null) {
-    throw new ConfigError(`Expected \`rateLimit\` to be { max, perMs } (e.g. { max: 100, perMs: 1000 }), got ${describe(v)}`);
+    throw new ConfigError(`Expected \`${name}\` to be { max, perMs } (e.g. { max: 100, perMs: 1000 }), got ${describe(v)}`);
   }
   const r = v as { max?: unknown; perMs?: unknown };
-  return Object.freeze({ max: int("rateLimit.max", r.max, 1, 1_000_000), perMs: int("rateLimit.perMs", r.perMs, 100, 24 * 3600 * 1000) });
+  return Object.freeze({ max: int(`${name}.max`, r.max, 1, 1_000_000), perMs: int(`${name}.perMs`, r.perMs, 100, 24 * 3600 * 1000) });
+}
+
+function groupOf(v: unknown): Queue["group"] {
+  if (v === undefined) return undefined;
+  if (typeof v !== "object" || v === null) {
+    throw new ConfigError(`Expected \`group\` to be { concurrency?, rateLimit? } (e.g. { concurrency: 2 }), got ${describe(v)}`);
+  }
+  const g = v as { concurrency?: unknown; rateLimit?: unknown };
+  if (g.concurrency === undefined && g.rateLimit === undefined) {
+    throw new ConfigError(`Expected \`group\` to set \`concurrency\`, \`rateLimit\` or both, got ${describe(v)}`);
+  }
+  return Object.freeze({
+    concurrency: g.concurrency === undefined ? undefined : int("group.concurrency", g.concurrency, 1, 10_000),
+    rateLimit: rateLimitOf(g.rateLimit, "group.rateLimit"),
+  });
 }
 
 /**
@@ -294,7 +329,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   }
   if (RESERVED_SUFFIX.test(name)) {
     throw new ConfigError(
-      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _STATE, _PAUSE, _RATE or _ADV (the names of another queue's streams), got ${describe(name)}`,
+      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _STATE, _PAUSE, _RATE, _GROUPS, _GRATE or _ADV (the names of another queue's streams), got ${describe(name)}`,
     );
   }
   const schema = options.schema;
@@ -365,6 +400,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     rateLimit: rateLimitOf(options.rateLimit),
     priorities,
     priorityStarvation,
+    group: groupOf(options.group),
     results,
     resultSchema,
     names: Object.freeze(queueNames(name)),

@@ -20,6 +20,7 @@ import { HDR, seqJobId } from "./headers.ts";
 import { moverConfig } from "../schedule/held.ts";
 import { rateStreamConfig } from "../flow/rate.ts";
 import { levelConsumer, levelSubject, levelSubjects } from "../flow/priority.ts";
+import { groupStreamConfigs } from "../flow/group.ts";
 
 /** Options of {@link provisionQueue}. */
 export interface ProvisionOptions {
@@ -47,6 +48,11 @@ export interface ProvisionResult {
    * only for a queue with `priorities`.
    */
   priorityConsumers?: "created" | "unchanged" | "updated";
+  /**
+   * The group limiter streams (`JETQ_<name>_GROUPS` for concurrency, `JETQ_<name>_GRATE` for the
+   * rate; one answer for both); only for a queue with `group` limits.
+   */
+  groupStreams?: "created" | "unchanged" | "updated";
   /** The rate limiter stream (`JETQ_<name>_RATE`); only for a queue with a `rateLimit`. */
   rateLimitStream?: "created" | "unchanged" | "updated";
   /**
@@ -87,6 +93,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
   rate?: Partial<StreamConfig>;
   state: Partial<StreamConfig> | undefined;
   levels?: Array<Partial<ConsumerConfig>>;
+  groups?: Array<{ kind: string; cfg: Partial<StreamConfig> }>;
 } {
   const n = q.names;
   const storage = q.storage === "memory" ? StorageType.Memory : StorageType.File;
@@ -108,6 +115,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
   // lowest level keeps the queue's own subject and consumer.
   const p = q.priorities;
   return {
+    ...(q.group ? { groups: groupStreamConfigs(q) } : {}),
     ...(p ? { levels: Array.from({ length: p - 1 }, (_, l) => consumer(levelConsumer(q, l), levelSubject(q, l))) } : {}),
     stream: {
       name: n.stream,
@@ -391,6 +399,8 @@ export async function provisionQueue<In, Out>(
   const schedules = cfg.schedules ? await planStream(jsm, cfg.schedules, "schedule stream", update) : undefined;
   const rate = cfg.rate ? await planStream(jsm, cfg.rate, "rate limiter stream", update) : undefined;
   const state = cfg.state ? await planStream(jsm, cfg.state, "job state stream", update) : undefined;
+  const groups: Array<{ plan: Plan<Partial<StreamConfig>>; kind: string }> = [];
+  for (const g of cfg.groups ?? []) groups.push({ plan: await planStream(jsm, g.cfg, g.kind, update), kind: g.kind });
   const levels: Array<Plan<Partial<ConsumerConfig>>> = [];
   for (const c of cfg.levels ?? []) levels.push(await planConsumer(jsm, n.stream, c, update));
   const legacy = `${n.stream}_ADV`;
@@ -490,6 +500,14 @@ export async function provisionQueue<In, Out>(
     if (schedules) result.scheduleStream = await applyStream(schedules, "schedule stream");
     if (rate) result.rateLimitStream = await applyStream(rate, "rate limiter stream");
     if (state) result.stateStream = await applyStream(state, "job state stream");
+    if (cfg.groups) {
+      let out: ProvisionResult["stream"] = "unchanged";
+      for (const g of groups) {
+        const r = await applyStream(g.plan, g.kind);
+        if (r !== "unchanged") out = out === "unchanged" ? r : out;
+      }
+      result.groupStreams = out;
+    }
     if (hasLegacy) {
       // Jobs the 0.1 server gave up on and its mover had not moved yet: queue them again.
       await requeueGivenUp(nc, jsm, queue as Queue<unknown, unknown>, legacy);

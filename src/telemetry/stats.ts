@@ -5,6 +5,7 @@ import { jsOptions } from "../transport/api.ts";
 import type { Queue } from "../queue/define.ts";
 import { readPause } from "../flow/pause.ts";
 import { levelConsumer } from "../flow/priority.ts";
+import { busiestGroups } from "../flow/group.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
 export interface QueueStats {
@@ -17,6 +18,11 @@ export interface QueueStats {
    * per extra level). Absent for a single-level queue.
    */
   priorityPending?: number[];
+  /**
+   * A queue with `group: { concurrency }`: the groups with the most jobs running now (each holds
+   * a concurrency token), busiest first, at most 10 (one more request). Absent otherwise.
+   */
+  busiestGroups?: Array<{ group: string; running: number }>;
   /**
    * Jobs delivered and not yet acked (`num_ack_pending`): running in handlers, but also jobs
    * waiting out a retry delay (`nak(delay)`) and jobs of a dead worker until `ackWaitMs` passes.
@@ -141,6 +147,7 @@ export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknow
         stats.waitingPulls += c.num_waiting;
       }
     }
+    if (queue.group?.concurrency !== undefined) stats.busiestGroups = await busiestGroups(jsm, queue);
     if (queue.scheduling) stats.delayed = (await jsm.streams.info(n.heldStream)).state.messages;
     return { stats, totals: { t: Date.now(), published: si.state.last_seq, deadLettered: di.state.last_seq, stored: si.state.messages } };
   } catch (err) {
