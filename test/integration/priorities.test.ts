@@ -19,10 +19,14 @@ import {
   queueStats,
   Worker,
 } from "../../src/index.ts";
+import { spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
 
 const nats = useNats();
+const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 
 describe("priorities", () => {
   it("2,000 low-priority jobs waiting, then 50 urgent ones: with 2 worker processes the 50 start before any low job beyond those already asked for", { timeout: 90_000 }, async (t) => {
@@ -193,6 +197,12 @@ describe("priorities", () => {
       const s = await queueStats(nc, q);
       assert.deepEqual(s.priorityPending, [1, 1]);
       assert.equal(s.pending, 2);
+      // The CLI knows the queue by name only: it reads the levels from the stream's subjects.
+      const cli = spawnSync(process.execPath, [CLI, "stats", q.name, "--json"], { env: { ...process.env, NATS_URL: nats.server().servers }, encoding: "utf8", timeout: 30_000 });
+      assert.equal(cli.status, 0, cli.stderr);
+      assert.deepEqual((JSON.parse(cli.stdout) as { priorityPending: number[] }).priorityPending, [1, 1]);
+      const text = spawnSync(process.execPath, [CLI, "stats", q.name], { env: { ...process.env, NATS_URL: nats.server().servers, NO_COLOR: "1" }, encoding: "utf8", timeout: 30_000 });
+      assert.match(text.stdout, /priority 0\s+1\s+waiting, most urgent level/);
     } finally {
       await producer.close();
       await w.stop();
