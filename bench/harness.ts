@@ -12,11 +12,12 @@ import { epochMs, median, sleep } from "./lib/common.ts";
 import { findPostgres, findRedis, natsForScenario, natsServerVersion, processCpuSeconds, type NatsTarget, type PgTarget, type RedisTarget } from "./lib/servers.ts";
 import type { DrainContender, Endpoints, ExtraVariant, FromChild, LatencyContender, PublishContender, Task, ToChild } from "./lib/tasks.ts";
 import { benchQueue, connectRaw, prefill } from "./contenders/nats.ts";
+import { scenarioFlow } from "./scenarios/flow.ts";
 
 const CHILD = fileURLToPath(new URL("./child.ts", import.meta.url));
 
-export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras";
-export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras"];
+export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras" | "flow";
+export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras", "flow"];
 
 export interface BenchOptions {
   mode: "quick" | "full" | "smoke";
@@ -788,6 +789,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       else if (s === "latency") await scenarioLatency(ctx, latency);
       else if (s === "memory") await scenarioMemory(ctx, memory);
       else if (s === "extras") await scenarioExtras(ctx);
+      else if (s === "flow") await scenarioFlow({ o, record: (g, c, u, v, run, b) => record(ctx, "flow", g, c, u, v, run, b) });
       o.log(`  (${((Date.now() - t) / 1000).toFixed(0)} s)`);
     }
   } finally {

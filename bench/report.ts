@@ -188,6 +188,20 @@ function extrasTable(res: BenchResult): string {
   return out.join("\n");
 }
 
+function flowTable(res: BenchResult): string {
+  const rows = res.rows.filter((r) => r.scenario === "flow");
+  if (rows.length === 0) return "(not run)";
+  const out = ["| measurement | contender | median | min – max |", "|---|---|---:|---:|"];
+  for (const r of rows) {
+    const f = (v: number): string => (r.unit === "ratio" ? v.toFixed(3) : fmt(v));
+    out.push(`| ${r.group} | ${r.contender} | ${f(r.median)} ${r.unit === "ratio" ? "" : r.unit} | ${f(r.min)} – ${f(r.max)} |`);
+  }
+  const single = rows.find((r) => r.contender === "jetq single level");
+  const three = rows.find((r) => r.contender === "jetq 3 priority levels");
+  if (single && three) out.push("", `3 levels / single level: ${x(three.median / single.median)}`);
+  return out.join("\n");
+}
+
 export function markdownReport(res: BenchResult, chartPath: string): string {
   const m = res.machine;
   const notes = existsSync(NOTES) ? readFileSync(NOTES, "utf8").trim() : "";
@@ -255,6 +269,12 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     `jetq only, ${fmt(res.config.extraJobs)} jobs: \`publishMany\` then a drain by one worker in the same process, each variant changing one thing from "base" (no schema, \`telemetry: false\`, \`ack()\`). In-progress acks: ${fmt(res.config.leaseJobs)} jobs whose handlers each take 300 ms, with \`ackWaitMs\` 30 s (no lease renewals) vs 450 ms (a renewal every 150 ms, 1–2 per job); the cost is client CPU per 1,000 jobs.`,
     "",
     extrasTable(res),
+    "",
+    "## Flow control: priorities and the rate limit",
+    "",
+    "jetq only. Drain: one worker process (concurrency 64) drains a prefilled backlog of a single-level queue, and of a queue with `priorities: 3` holding a third of the jobs at each level (the issue's target: 3 levels ≥ 0.9 × one level). Rate limit: `rateLimit: { max, perMs: 1000 }`, three worker processes of concurrency 16 on a backlog above the limit; the observed rate counts handler starts over the run after its first second (target: within 2 % below the limit, never above), and the busiest sliding 1 s window over the whole run must not exceed the limit (ratio ≤ 1).",
+    "",
+    flowTable(res),
     notes ? `\n${notes}\n` : "",
     "## Reproduce",
     "",
