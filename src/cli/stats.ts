@@ -5,6 +5,7 @@ import { ConnectionError, QueueNotFoundError, TimeoutError } from "../errors.ts"
 import { mapNatsError } from "../natserr.ts";
 import { defineQueue, type Queue } from "../queue/define.ts";
 import { groupNames } from "../flow/group.ts";
+import { rateNames } from "../flow/rate.ts";
 import { limitsFromDescription } from "../queue/provision.ts";
 import { listQueues } from "../queue/list.ts";
 import { type QueueStats, type QueueTotals, ratesBetween, readQueueSample } from "../telemetry/stats.ts";
@@ -69,12 +70,26 @@ async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknown, unkn
   } catch {
     // no group limits
   }
-  if (levels === 0 && concurrency === undefined) return queue;
-  return defineQueue({
-    name: queue.name,
-    ...(levels > 0 ? { priorities: levels + 1 } : {}),
-    ...(concurrency !== undefined && concurrency > 0 ? { group: { concurrency } } : {}),
-  });
+  let rate: { max: number; perMs: number } | undefined;
+  try {
+    const c = (await jsm.streams.info(rateNames(queue).stream)).config;
+    // max_age is the window plus the grace (5 %, at least 100 ms): the window is what the stats need least.
+    rate = { max: c.max_msgs, perMs: Math.max(100, Math.round(c.max_age / 1e6 / 1.05)) };
+  } catch {
+    // no rate limit
+  }
+  if (levels === 0 && concurrency === undefined && rate === undefined) return queue;
+  try {
+    return defineQueue({
+      name: queue.name,
+      ...(rate !== undefined && rate.max > 0 ? { rateLimit: rate } : {}),
+      ...(levels > 0 ? { priorities: levels + 1 } : {}),
+      ...(concurrency !== undefined && concurrency > 0 ? { group: { concurrency } } : {}),
+    });
+  } catch {
+    // Limits jetq would not define (changed by hand): the figures without them.
+    return queue;
+  }
 }
 
 /** @internal Adds the rates since `prev`, by the formula the dashboard uses ({@link ratesBetween}). */
@@ -99,6 +114,9 @@ function renderOne(s: StatsSample): string {
   if (s.doneRate !== undefined) rows.splice(6, 0, ["finished", rate(s.doneRate), "acked or dead-lettered"]);
   if (s.priorityPending) {
     s.priorityPending.forEach((n, l) => rows.splice(1 + l, 0, [`  priority ${l}`, String(n), l === 0 ? "waiting, most urgent level" : l === s.priorityPending!.length - 1 ? "waiting, least urgent (default) level" : "waiting"]));
+  }
+  if (s.rateWindow) {
+    rows.push(["rate window", `${s.rateWindow.used}/${s.rateWindow.max}`, s.rateWindow.waiting > 0 ? `full: ${s.rateWindow.waiting} jobs wait for it` : "job starts in the current window"]);
   }
   if (s.busiestGroups && s.busiestGroups.length > 0) {
     rows.push(["busiest groups", "", s.busiestGroups.map((b) => `${JSON.stringify(b.group)} ${b.running}`).join(", ")]);

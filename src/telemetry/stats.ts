@@ -6,6 +6,7 @@ import type { Queue } from "../queue/define.ts";
 import { readPause } from "../flow/pause.ts";
 import { levelConsumer } from "../flow/priority.ts";
 import { busiestGroups } from "../flow/group.ts";
+import { rateNames } from "../flow/rate.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
 export interface QueueStats {
@@ -23,6 +24,12 @@ export interface QueueStats {
    * a concurrency token), busiest first, at most 10 (one more request). Absent otherwise.
    */
   busiestGroups?: Array<{ group: string; running: number }>;
+  /**
+   * A queue with a `rateLimit`: the tokens in the current window against the limit (one more
+   * request), and `waiting`, the jobs held back by it: every waiting job while the window is
+   * full, else 0. Absent otherwise.
+   */
+  rateWindow?: { used: number; max: number; waiting: number };
   /**
    * Jobs delivered and not yet acked (`num_ack_pending`): running in handlers, but also jobs
    * waiting out a retry delay (`nak(delay)`) and jobs of a dead worker until `ackWaitMs` passes.
@@ -146,6 +153,10 @@ export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknow
         stats.redelivered += c.num_redelivered;
         stats.waitingPulls += c.num_waiting;
       }
+    }
+    if (queue.rateLimit) {
+      const used = (await jsm.streams.info(rateNames(queue).stream)).state.messages;
+      stats.rateWindow = { used, max: queue.rateLimit.max, waiting: used >= queue.rateLimit.max ? stats.pending : 0 };
     }
     if (queue.group?.concurrency !== undefined) stats.busiestGroups = await busiestGroups(jsm, queue);
     if (queue.scheduling) stats.delayed = (await jsm.streams.info(n.heldStream)).state.messages;

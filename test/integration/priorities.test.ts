@@ -140,6 +140,42 @@ describe("priorities", () => {
     }
   });
 
+  it("a worker process killed mid-run: every job of every level still completes, none dead-lettered, no attempt charged", { timeout: 90_000 }, async (t) => {
+    const nc = await nats.connect();
+    const opts: QueueOptions = { name: uniqueName("prio"), priorities: 3, ackWaitMs: 2_000 };
+    const q = defineQueue(opts);
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const done = new Set<string>();
+    const bad: ProcEvent[] = [];
+    const starts: ProcEvent[] = [];
+    const sink = (e: ProcEvent): void => {
+      if (e.ev === "start") starts.push(e);
+      else if (e.ev === "done") done.add(e.id!);
+      else if (e.ev === "dead" || e.ev === "fail") bad.push(e);
+    };
+    const env = { NATS_URL: nats.server().servers, QUEUE: JSON.stringify(opts), MODE: "record", CONCURRENCY: "8", JOB_MS: "30" };
+    const victim = new FixtureProcess("worker-proc.ts", env, sink);
+    const survivor = new FixtureProcess("worker-proc.ts", env, sink);
+    try {
+      await producer.publishMany(Array.from({ length: 300 }, (_, i) => i), { id: (i) => `job-${String(i)}`, priority: (i) => Number(i) % 3 });
+      await Promise.all([victim, survivor].map((p) => p.waitFor((e) => e.ev === "ready", "ready")));
+      await waitFor(() => starts.some((e) => e.pid === victim.pid) && done.size >= 60, "the victim runs jobs");
+      victim.proc.kill("SIGKILL");
+      await victim.exited;
+      await waitFor(() => done.size === 300, "all 300 jobs completed", 60_000);
+      const redelivered = starts.filter((e) => e.isolated).length;
+      t.diagnostic(`${redelivered} jobs ran alone after the kill`);
+      assert.deepEqual(bad, []);
+      assert.ok(starts.every((e) => e.attempt === 1), "no attempt charged for the crash");
+      assert.equal(await new DeadLetterQueue(nc, q).count(), 0);
+      assert.equal((await queueStats(nc, q)).pending, 0);
+    } finally {
+      await producer.close();
+      await Promise.all([victim, survivor].map((p) => p.terminate()));
+    }
+  });
+
   it("a single-level queue gains levels with { update: true }, keeping its waiting jobs; levels cannot be removed in place", { timeout: 60_000 }, async () => {
     const nc = await nats.connect();
     const name = uniqueName("prio");
