@@ -87,6 +87,11 @@ export function groupStreamConfigs(queue: Queue<unknown, unknown>): Array<{ kind
 
 const REFUSED = new Set<number>([API.streamStoreFailed, API.maximumMessagesExceeded]);
 
+/** How long a group refused by the server counts as full without asking again. */
+const FULL_MEMO_MS = 20;
+/** Most groups remembered as full at once. */
+const FULL_MEMO_MAX = 1_000;
+
 /** @internal A concurrency token held by a running job. */
 export interface GroupHold {
   readonly token: string;
@@ -112,6 +117,12 @@ export class GroupLimiter {
   readonly #names: ReturnType<typeof groupNames>;
   readonly #concurrency: number | undefined;
   readonly #rate: RateLimit | undefined;
+  /**
+   * Groups found full a moment ago, until when: the jobs of a hot group that arrive together (one
+   * pull's batch) are deferred without asking the server again. Bounded: cleared when it grows
+   * past {@link FULL_MEMO_MAX} entries.
+   */
+  readonly #full = new Map<string, number>();
 
   constructor(js: JetStreamClient, jsm: JetStreamManager, queue: Queue<unknown, unknown>) {
     this.#js = js;
@@ -141,12 +152,18 @@ export class GroupLimiter {
   async take(token: string, deliveries: number): Promise<GroupVerdict> {
     const hold: GroupHold = { token, seq: 0, takenAt: Date.now() };
     if (this.#concurrency !== undefined) {
-      const seq = await this.#publish(`${this.#names.concurrencySubject}.${token}`);
+      const until = this.#full.get(token);
+      const seq = until !== undefined && until > hold.takenAt ? undefined : await this.#publish(`${this.#names.concurrencySubject}.${token}`);
       if (seq === undefined) {
+        if (until === undefined || until <= hold.takenAt) {
+          if (this.#full.size >= FULL_MEMO_MAX) this.#full.clear();
+          this.#full.set(token, Date.now() + FULL_MEMO_MS);
+        }
         // Full: back off with the deferrals, so a hot group's jobs do not crowd the queue's pulls.
         const base = Math.min(2_000, 50 * 2 ** Math.min(6, Math.max(0, deliveries - 1)));
         return { ok: false, delayMs: Math.round(base * (0.75 + Math.random() / 2)), limit: "concurrency" };
       }
+      this.#full.delete(token);
       hold.seq = seq;
     }
     if (this.#rate !== undefined) {
@@ -167,6 +184,7 @@ export class GroupLimiter {
     if (hold.seq === 0) return;
     const seq = hold.seq;
     hold.seq = 0;
+    this.#full.delete(hold.token); // a slot of it frees now
     this.#jsm.streams.deleteMessage(this.#names.concurrency, seq, false).catch(() => {});
   }
 
