@@ -87,6 +87,8 @@ export function groupStreamConfigs(queue: Queue<unknown, unknown>): Array<{ kind
 
 const REFUSED = new Set<number>([API.streamStoreFailed, API.maximumMessagesExceeded]);
 
+/** The longest deferral of a job whose group is full (before jitter). */
+const MAX_DEFER_MS = 10_000;
 /** How long a group refused by the server counts as full without asking again. */
 const FULL_MEMO_MS = 20;
 /** Most groups remembered as full at once. */
@@ -160,8 +162,10 @@ export class GroupLimiter {
           this.#full.set(token, Date.now() + FULL_MEMO_MS);
         }
         // Full: back off with the deferrals, so a hot group's jobs do not crowd the queue's pulls.
-        const base = Math.min(2_000, 50 * 2 ** Math.min(6, Math.max(0, deliveries - 1)));
-        return { ok: false, delayMs: Math.round(base * (0.75 + Math.random() / 2)), limit: "concurrency" };
+        // JetStream hands out redeliveries that are due before new jobs: short delays for a hot
+        // group's backlog would keep a cold group's new job waiting behind them.
+        const base = Math.min(MAX_DEFER_MS, 100 * 2 ** Math.min(7, Math.max(0, deliveries - 1)));
+        return { ok: false, delayMs: Math.round(base * (0.5 + Math.random())), limit: "concurrency" };
       }
       this.#full.delete(token);
       hold.seq = seq;
