@@ -193,8 +193,11 @@ export class PriorityPull implements JobSource {
       this.#urgentRun = 0;
     } else if (l > this.#level) {
       // A less urgent job got through (a starvation probe, or a request sent before `level` rose).
+      // Urgent jobs that arrived while the probe was on its way count towards the next one, so
+      // the ratio holds at one per `every` rather than one per `every` plus a pull's batch.
       if (this.#probe === l) this.#probe = undefined;
-      this.#urgentRun = 0;
+      const every = this.#every ?? 0;
+      this.#urgentRun = Math.max(0, Math.min(every, this.#urgentRun - every));
     } else if (l < this.#last) {
       this.#urgentRun++;
     }

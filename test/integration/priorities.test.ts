@@ -100,8 +100,8 @@ describe("priorities", () => {
         const lastMid = order.findLastIndex((x) => x.startsWith("mid-"));
         assert.equal(order.slice(0, lastMid).filter((x) => x.startsWith("low-")).length, 0, "strict: no low job before the last mid one");
       } else {
-        // 300 urgent jobs at one in 10 (plus the jobs already asked for when each is let through).
-        assert.ok(lessUrgent >= 12 && lessUrgent <= 33, `about one less urgent job per 10 urgent ones, saw ${lessUrgent} among ${lastHigh + 1}`);
+        // 300 urgent jobs at one in 10: about 30 let through.
+        assert.ok(lessUrgent >= 24 && lessUrgent <= 36, `about one less urgent job per 10 urgent ones, saw ${lessUrgent} among ${lastHigh + 1}`);
       }
     }
   });
