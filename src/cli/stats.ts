@@ -59,10 +59,10 @@ async function sample(nc: NatsConnection, name: string): Promise<Sampled> {
 }
 
 /**
- * The CLI knows a queue by name only: its priority levels are read from the stream's subjects
+ * @internal The CLI knows a queue by name only: its priority levels are read from the stream's subjects
  * (`jetq.q.<q>.p.<level>`), its group concurrency from the group limiter stream, if any.
  */
-async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknown, unknown>, subjects: string[]): Promise<Queue<unknown, unknown>> {
+export async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknown, unknown>, subjects: string[]): Promise<Queue<unknown, unknown>> {
   const levels = subjects.filter((x) => x.startsWith(`${queue.names.subject}.p.`)).length;
   let concurrency: number | undefined;
   try {
@@ -82,6 +82,7 @@ async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknown, unkn
   try {
     return defineQueue({
       name: queue.name,
+      scheduling: queue.scheduling,
       ...(rate !== undefined && rate.max > 0 ? { rateLimit: rate } : {}),
       ...(levels > 0 ? { priorities: levels + 1 } : {}),
       ...(concurrency !== undefined && concurrency > 0 ? { group: { concurrency } } : {}),

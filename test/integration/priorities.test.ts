@@ -239,6 +239,13 @@ describe("priorities", () => {
       assert.deepEqual((JSON.parse(cli.stdout) as { priorityPending: number[] }).priorityPending, [1, 1]);
       const text = spawnSync(process.execPath, [CLI, "stats", q.name], { env: { ...process.env, NATS_URL: nats.server().servers, NO_COLOR: "1" }, encoding: "utf8", timeout: 30_000 });
       assert.match(text.stdout, /priority 0\s+1\s+waiting, most urgent level/);
+      const env = { ...process.env, NATS_URL: nats.server().servers, NO_COLOR: "1" };
+      const pub = spawnSync(process.execPath, [CLI, "publish", q.name, '{"n":3}', "--priority", "0"], { env, encoding: "utf8", timeout: 30_000 });
+      assert.equal(pub.status, 0, pub.stderr);
+      assert.deepEqual((await queueStats(nc, q)).priorityPending, [2, 1], "jetq publish --priority 0 went to level 0");
+      const bad = spawnSync(process.execPath, [CLI, "publish", q.name, '{"n":4}', "--priority", "2"], { env, encoding: "utf8", timeout: 30_000 });
+      assert.notEqual(bad.status, 0);
+      assert.match(bad.stderr, /`priority`.*0 \(most urgent\) to 1/);
     } finally {
       await producer.close();
       await w.stop();
