@@ -108,7 +108,9 @@ describe("group limits", () => {
       const free = events.filter((e) => e.ev === "start" && e.id!.startsWith("free-"));
       const most = Math.max(...mostRunning(free, () => "free").values());
       t.diagnostic(`the cold job started ${cold.t! - at} ms after its publish, behind 1,000 hot jobs; ungrouped jobs ran up to ${most} at once`);
-      assert.ok(cold.t! - at < 3_000, `the cold job started within 3 s, took ${cold.t! - at} ms`);
+      // Alone 0.9-1.3 s on 2 loaded cores (each hot job is delivered and deferred once before it);
+      // the bound leaves room for the rest of the suite beside it.
+      assert.ok(cold.t! - at < 5_000, `the cold job started within 5 s, took ${cold.t! - at} ms`);
       assert.ok(most > 2, "jobs without a group are not limited by the group concurrency");
       const hot = events.filter((e) => e.id?.startsWith("hot-"));
       assert.ok(Math.max(...mostRunning(hot, () => "hot").values()) <= 2, "the hot group ran at most 2 at once");
