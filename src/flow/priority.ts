@@ -62,6 +62,9 @@ export function levelOfHeader(queue: Queue<unknown, unknown>, value: string | un
   return value !== undefined && value !== "" && Number.isInteger(l) && l >= 0 && l < n ? l : n - 1;
 }
 
+/** @internal Longest wait of the lowest level's pull request when more urgent levels have sentinels. */
+const LOWEST_EXPIRES_MS = 1_000;
+
 /** @internal What the worker's pull path needs of a job source: one puller, or one per level. */
 export interface JobSource {
   /** Jobs asked for that have not arrived and may still come. */
@@ -124,7 +127,10 @@ export class PriorityPull implements JobSource {
     this.requests = new Array<number>(n).fill(0);
     this.#pullers = [];
     for (let l = 0; l < n; l++) {
-      this.#pullers.push(new Puller(nc, queue.names.stream, levelConsumer(queue, l), expiresMs, {
+      // The lowest level's waiting request holds the slots an urgent burst needs until it expires:
+      // with sentinels it expires within a second (one request a second on an idle queue).
+      const expires = l === n - 1 && this.#sentinels ? Math.min(expiresMs, LOWEST_EXPIRES_MS) : expiresMs;
+      this.#pullers.push(new Puller(nc, queue.names.stream, levelConsumer(queue, l), expires, {
         message: (m: Delivered) => {
           this.#onJob(l);
           hooks.message(m);

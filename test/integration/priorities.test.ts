@@ -140,6 +140,38 @@ describe("priorities", () => {
     }
   });
 
+  it("an urgent burst on an idle worker runs at full concurrency within about a second (the lowest level's waiting request does not hold the slots)", { timeout: 60_000 }, async (t) => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("prio"), priorities: 3 });
+    await provisionQueue(nc, q);
+    let running = 0;
+    let most = 0;
+    let done = 0;
+    const w = new Worker(nc, q, async () => {
+      most = Math.max(most, ++running);
+      await new Promise((r) => setTimeout(r, 20));
+      running--;
+      done++;
+    }, { concurrency: 16 });
+    const producer = new Producer(nc, q);
+    try {
+      await w.start();
+      await new Promise((r) => setTimeout(r, 300)); // idle: every level has its waiting request
+      const at = Date.now();
+      await producer.publishMany(Array.from({ length: 300 }, (_, i) => i), { priority: 0 });
+      await waitFor(() => done === 300, "the burst ran", 30_000);
+      const took = Date.now() - at;
+      t.diagnostic(`300 urgent jobs of 20 ms on an idle worker of concurrency 16 (default pullExpiresMs 5 s): ${took} ms, up to ${most} at once`);
+      // At full concurrency 300 × 20 ms / 16 ≈ 0.4 s; held to the sentinels' slots until a 5 s
+      // request expired it took over 5 s.
+      assert.ok(took < 3_500, `the burst took ${took} ms`);
+      assert.ok(most >= 12, `ran up to ${most} at once`);
+    } finally {
+      await producer.close();
+      await w.stop();
+    }
+  });
+
   it("a worker process killed mid-run: every job of every level still completes, none dead-lettered, no attempt charged", { timeout: 90_000 }, async (t) => {
     const nc = await nats.connect();
     const opts: QueueOptions = { name: uniqueName("prio"), priorities: 3, ackWaitMs: 2_000 };
