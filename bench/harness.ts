@@ -14,11 +14,12 @@ import type { DrainContender, Endpoints, ExtraVariant, FromChild, LatencyContend
 import { benchQueue, connectRaw, prefill } from "./contenders/nats.ts";
 import { scenarioSchedule, scheduleRatios } from "./scenarios/schedule.ts";
 import { scenarioResults } from "./scenarios/results.ts";
+import { scenarioFlow } from "./scenarios/flow.ts";
 
 const CHILD = fileURLToPath(new URL("./child.ts", import.meta.url));
 
-export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras" | "schedule" | "results";
-export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras", "schedule", "results"];
+export type Scenario = "publish" | "drain" | "latency" | "memory" | "extras" | "schedule" | "results" | "flow";
+export const ALL_SCENARIOS: readonly Scenario[] = ["publish", "drain", "latency", "memory", "extras", "schedule", "results", "flow"];
 
 export interface BenchOptions {
   mode: "quick" | "full" | "smoke";
@@ -824,6 +825,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       else if (s === "extras") await scenarioExtras(ctx);
       else if (s === "schedule") await scenarioSchedule(ctx);
       else if (s === "results") await scenarioResults(ctx);
+      else if (s === "flow") await scenarioFlow({ o, record: (g, c, u, v, run, b) => record(ctx, "flow", g, c, u, v, run, b) });
       o.log(`  (${((Date.now() - t) / 1000).toFixed(0)} s)`);
     }
   } finally {

@@ -195,6 +195,20 @@ function extrasTable(res: BenchResult): string {
   return out.join("\n");
 }
 
+function flowTable(res: BenchResult): string {
+  const rows = res.rows.filter((r) => r.scenario === "flow");
+  if (rows.length === 0) return "(not run)";
+  const out = ["| measurement | contender | median | min – max |", "|---|---|---:|---:|"];
+  for (const r of rows) {
+    const f = (v: number): string => (r.unit === "ratio" ? v.toFixed(3) : fmt(v));
+    out.push(`| ${r.group} | ${r.contender} | ${f(r.median)} ${r.unit === "ratio" ? "" : r.unit} | ${f(r.min)} – ${f(r.max)} |`);
+  }
+  const single = rows.find((r) => r.contender === "jetq single level");
+  const three = rows.find((r) => r.contender === "jetq 3 priority levels");
+  if (single && three) out.push("", `3 levels / single level: ${x(three.median / single.median)}`);
+  return out.join("\n");
+}
+
 export function markdownReport(res: BenchResult, chartPath: string): string {
   const m = res.machine;
   const notes = existsSync(NOTES) ? readFileSync(NOTES, "utf8").trim() : "";
@@ -274,6 +288,12 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     "One worker drains a prefilled queue with a handler that returns a small object: `off` a queue without `results` (the value is thrown away), `on` the same with `results` (each job's `completed` record, with the result, confirmed by the server before its ack), `on-events` with a `Jobs.events()` reader following every change from another connection, `off-progress` a queue without `results` whose handler calls `job.progress()`: an unused feature, which must send as many messages per job as `off`; `off-1ms` and `on-1ms` the same two with a handler that awaits a 1 ms timer (a job that does I/O, held against `off-1ms`). Client and server CPU are per 1,000 jobs. The round trip: producer and worker (concurrency 64) in one process, one job published every 10 ms and its result awaited, jetq with `receipt.result()` on a queue with `results`, BullMQ with `job.waitUntilFinished(queueEvents)` (finished jobs kept, the last 1,000); latency from the publish call to the result, after 20 warm-up round trips.",
     "",
     resultsSection(res.rows),
+    "",
+    "## Flow control: priorities and the rate limit",
+    "",
+    "jetq only. Drain: one worker process (concurrency 64) drains a prefilled backlog of a single-level queue, and of a queue with `priorities: 3` holding a third of the jobs at each level (the issue's target: 3 levels ≥ 0.9 × one level). Rate limit: `rateLimit: { max, perMs: 1000 }`, three worker processes of concurrency 16 on a backlog above the limit; the observed rate counts handler starts over the run after its first second (target: within 2 % below the limit, never above), and the busiest sliding 1 s window over the whole run must not exceed the limit (ratio ≤ 1).",
+    "",
+    flowTable(res),
     notes ? `\n${notes}\n` : "",
     "## Reproduce",
     "",

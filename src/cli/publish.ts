@@ -2,16 +2,20 @@ import { isUtf8 } from "node:buffer";
 import type { Readable } from "node:stream";
 import { Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { ConnectionError, JetqError, TimeoutError, ValidationError } from "../errors.ts";
 import { Producer, type PublishReceipt } from "../producer/producer.ts";
 import { loadSchedulingQueue, loadQueue } from "./connect.ts";
-import { parseDuration } from "./format.ts";
+import { parseDuration, parseInteger } from "./format.ts";
+import { withFlowControl } from "./stats.ts";
 import { globals, print, printJson, withNats } from "./context.ts";
 import { UsageError } from "./exit.ts";
 
 interface PublishFlags {
   id?: string;
   delay?: string;
+  priority?: string;
+  group?: string;
   header: string[];
 }
 
@@ -45,11 +49,14 @@ export function publishCommand(): Command {
     .option("--id <id>", "idempotency key: a second publish with the same id within the duplicate window is dropped")
     .option("-H, --header <name=value>", "extra header carried with the job (repeatable)", collect, [] as string[])
     .option("--delay <duration>", "run the job(s) no earlier than this long from now, e.g. 30s, 5m (the queue must be provisioned with --scheduling)")
+    .option("--priority <level>", "the job's priority on a queue with priorities: 0 is the most urgent (single job only)")
+    .option("--group <key>", "the job's group on a queue with group limits (single job only)")
     .addHelpText(
       "after",
       `
 Examples:
   jetq publish emails '{"to":"ada@example.com"}' --id welcome-ada
+  jetq publish emails '{"to":"ada@example.com"}' --priority 0
   jetq publish emails '{"to":"ada@example.com"}' --delay 30s
   cat jobs.ndjson | jetq publish emails`,
     )
@@ -61,15 +68,27 @@ Examples:
       if (json !== undefined) single = parseJson(json, "The payload");
       else if (process.stdin.isTTY) {
         throw new UsageError(`Give the job as an argument (jetq publish ${name} '{"k":"v"}') or pipe JSON lines to stdin.`);
-      } else if (flags.id !== undefined) {
-        throw new UsageError("--id applies to a single job given as an argument, not to jobs read from stdin");
+      } else if (flags.id !== undefined || flags.priority !== undefined || flags.group !== undefined) {
+        throw new UsageError("--id, --priority and --group apply to a single job given as an argument, not to jobs read from stdin");
       }
+      const priority = flags.priority === undefined ? undefined : parseInteger(flags.priority, "--priority", 0);
       await withNats(g, async (nc) => {
-        const queue = delayMs === undefined ? (await loadQueue(nc, name)).queue : await loadSchedulingQueue(nc, name);
+        let queue = delayMs === undefined ? (await loadQueue(nc, name)).queue : await loadSchedulingQueue(nc, name);
+        if (priority !== undefined || flags.group !== undefined) {
+          // Levels and group limits are read from the server (the name alone does not tell).
+          const jsm = await jetstreamManager(nc);
+          queue = await withFlowControl(jsm, queue, (await loadQueue(nc, name)).stream.config.subjects ?? []);
+        }
         const producer = new Producer(nc, queue);
         try {
           if (json !== undefined) {
-            const r = await producer.publish(single, { ...(flags.id !== undefined ? { id: flags.id } : {}), headers, ...(delayMs !== undefined ? { delayMs } : {}) });
+            const r = await producer.publish(single, {
+              ...(flags.id !== undefined ? { id: flags.id } : {}),
+              headers,
+              ...(delayMs !== undefined ? { delayMs } : {}),
+              ...(priority !== undefined ? { priority } : {}),
+              ...(flags.group !== undefined ? { group: flags.group } : {}),
+            });
             if (g.json) printJson({ queue: name, ...r });
             else if (r.duplicate) print(`job ${r.id} was already in queue "${name}" (seq ${r.seq}); the duplicate was dropped`);
             else print(`published job ${r.id} to queue "${name}" (seq ${r.seq})`);

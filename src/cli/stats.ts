@@ -1,9 +1,11 @@
 import { Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { ConnectionError, QueueNotFoundError, TimeoutError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
-import { defineQueue } from "../queue/define.ts";
+import { defineQueue, type Queue } from "../queue/define.ts";
+import { groupNames } from "../flow/group.ts";
+import { rateNames } from "../flow/rate.ts";
 import { limitsFromDescription } from "../queue/provision.ts";
 import { listQueues } from "../queue/list.ts";
 import { type QueueStats, type QueueTotals, ratesBetween, readQueueSample } from "../telemetry/stats.ts";
@@ -34,13 +36,14 @@ export interface Sampled {
 }
 
 async function sample(nc: NatsConnection, name: string): Promise<Sampled> {
-  const { queue, consumer } = await loadQueue(nc, name);
+  const { queue: plain, stream, consumer } = await loadQueue(nc, name);
   let jsm;
   try {
     jsm = await jetstreamManager(nc);
   } catch (err) {
     throw mapNatsError(err, `read stats of queue "${name}"`);
   }
+  const queue = await withFlowControl(jsm, plain, stream.config.subjects ?? []);
   const { stats, totals } = await readQueueSample(jsm, queue);
   return {
     sample: {
@@ -53,6 +56,41 @@ async function sample(nc: NatsConnection, name: string): Promise<Sampled> {
     },
     totals,
   };
+}
+
+/**
+ * @internal The CLI knows a queue by name only: its priority levels are read from the stream's subjects
+ * (`jetq.q.<q>.p.<level>`), its group concurrency from the group limiter stream, if any.
+ */
+export async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknown, unknown>, subjects: string[]): Promise<Queue<unknown, unknown>> {
+  const levels = subjects.filter((x) => x.startsWith(`${queue.names.subject}.p.`)).length;
+  let concurrency: number | undefined;
+  try {
+    concurrency = (await jsm.streams.info(groupNames(queue).concurrency)).config.max_msgs_per_subject;
+  } catch {
+    // no group limits
+  }
+  let rate: { max: number; perMs: number } | undefined;
+  try {
+    const c = (await jsm.streams.info(rateNames(queue).stream)).config;
+    // max_age is the window plus the grace (5 %, at least 100 ms): the window is what the stats need least.
+    rate = { max: c.max_msgs, perMs: Math.max(100, Math.round(c.max_age / 1e6 / 1.05)) };
+  } catch {
+    // no rate limit
+  }
+  if (levels === 0 && concurrency === undefined && rate === undefined) return queue;
+  try {
+    return defineQueue({
+      name: queue.name,
+      scheduling: queue.scheduling,
+      ...(rate !== undefined && rate.max > 0 ? { rateLimit: rate } : {}),
+      ...(levels > 0 ? { priorities: levels + 1 } : {}),
+      ...(concurrency !== undefined && concurrency > 0 ? { group: { concurrency } } : {}),
+    });
+  } catch {
+    // Limits jetq would not define (changed by hand): the figures without them.
+    return queue;
+  }
 }
 
 /** @internal Adds the rates since `prev`, by the formula the dashboard uses ({@link ratesBetween}). */
@@ -75,6 +113,15 @@ function renderOne(s: StatsSample): string {
     ["waiting pulls", String(s.waitingPulls), "idle worker pull requests"],
   ];
   if (s.doneRate !== undefined) rows.splice(6, 0, ["finished", rate(s.doneRate), "acked or dead-lettered"]);
+  if (s.priorityPending) {
+    s.priorityPending.forEach((n, l) => rows.splice(1 + l, 0, [`  priority ${l}`, String(n), l === 0 ? "waiting, most urgent level" : l === s.priorityPending!.length - 1 ? "waiting, least urgent (default) level" : "waiting"]));
+  }
+  if (s.rateWindow) {
+    rows.push(["rate window", `${s.rateWindow.used}/${s.rateWindow.max}`, s.rateWindow.waiting > 0 ? `full: ${s.rateWindow.waiting} jobs wait for it` : "job starts in the current window"]);
+  }
+  if (s.busiestGroups && s.busiestGroups.length > 0) {
+    rows.push(["busiest groups", "", s.busiestGroups.map((b) => `${JSON.stringify(b.group)} ${b.running}`).join(", ")]);
+  }
   if (s.paused) {
     const until = s.pausedUntilMs === undefined ? "until `jetq resume`" : `until ${new Date(s.pausedUntilMs).toISOString()}`;
     rows.unshift(["paused", "yes", `workers start no jobs ${until}`]);

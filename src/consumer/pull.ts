@@ -109,6 +109,8 @@ interface OpenRequest {
   /** Jobs counted against it, first come first counted (jobs do not say which request they answer). */
   got: number;
   readonly giveUpAt: number;
+  /** Sent with `no_wait` (a prioritised queue's levels): an empty level answers 404 at once. */
+  readonly noWait?: boolean;
 }
 
 /**
@@ -200,18 +202,21 @@ export class Puller {
     return this.#subject;
   }
 
-  /** Asks for up to `n` more jobs. */
-  pull(n: number): void {
+  /**
+   * Asks for up to `n` more jobs. `noWait` (priority levels only): the server answers at once
+   * with what it has, and a 404 or 408 for the rest, instead of waiting up to the expiry.
+   */
+  pull(n: number, noWait?: boolean): void {
     if (this.#closed) return;
     const token = this.#inbox.token();
     const now = Date.now();
     const grace = this.#graceMs;
-    this.#open.push({ token, want: n, got: 0, giveUpAt: now + this.#expiresMs + grace });
+    this.#open.push(noWait ? { token, want: n, got: 0, giveUpAt: now + this.#expiresMs + grace, noWait } : { token, want: n, got: 0, giveUpAt: now + this.#expiresMs + grace });
     this.#outstanding += n;
     this.#quietUntil = now + this.#expiresMs + grace;
     try {
       if (!this.#inbox.subscribed) this.#subscribe();
-      this.#nc.publish(this.#subject, JSON.stringify({ batch: n, expires: this.#expiresMs * 1e6 }), { reply: `${this.#inbox.prefix}.${token}` });
+      this.#nc.publish(this.#subject, noWait ? JSON.stringify({ batch: n, no_wait: true }) : JSON.stringify({ batch: n, expires: this.#expiresMs * 1e6 }), { reply: `${this.#inbox.prefix}.${token}` });
     } catch (err) {
       this.#forget(token);
       this.#giveUp(n);
@@ -316,6 +321,7 @@ export class Puller {
     const pending = Number(m.headers?.get("Nats-Pending-Messages") || Number.NaN);
     if (Number.isInteger(pending) && pending >= 0) this.#giveUp(pending);
     else if (code === 408 && req) this.#giveUp(req.want - req.got);
+    else if (code === 404 && req?.noWait) this.#giveUp(req.want); // "No Messages": none of it came
     else this.#abandonAll(); // the server did not say how many: start over from a clean window
     if (code === 408 || code === 404) return; // expired or nothing there: ask again
     if (code === 409) {

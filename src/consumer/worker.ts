@@ -15,6 +15,8 @@ import { apiPrefix, domainOf, jsOptions } from "../transport/api.ts";
 import { SlotTable } from "./slots.ts";
 import { PauseWatch } from "../flow/pause.ts";
 import { RateLimiter } from "../flow/rate.ts";
+import { type JobSource, levelConsumer, PriorityPull } from "../flow/priority.ts";
+import { GROUP_HEADER, type GroupHold, GroupLimiter } from "../flow/group.ts";
 import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
 import {
   afterDead,
@@ -207,12 +209,17 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
    * trip per slot. Always 0 without `results`.
    */
   #storing = 0;
-  #puller: Puller | undefined;
+  /** The queue's consumer, or one per level for a queue with `priorities` (src/flow/priority.ts). */
+  #puller: JobSource | undefined;
   /** The queue's pause record, watched (src/flow/pause.ts). */
   #pause: PauseWatch | undefined;
   /** The queue's rate limit (src/flow/rate.ts); `undefined` for an unlimited queue. */
   #limiter: RateLimiter | undefined;
   #rateTimer: NodeJS.Timeout | undefined;
+  /** The queue's group limits (src/flow/group.ts); `undefined` for a queue without them. */
+  #groups: GroupLimiter | undefined;
+  /** Group concurrency tokens of the jobs running here. Bounded by concurrency. */
+  readonly #holds = new Map<Running, GroupHold>();
   /**
    * The last pull request of a rate-limited queue expired unfilled: pull without tokens (each
    * job that comes takes its own), rather than burn a batch of tokens per idle pull.
@@ -338,6 +345,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       const si = await this.#jsm.streams.info(n.stream);
       this.#incarnation = Date.parse(si.created) || 0;
       await this.#jsm.streams.info(n.ledgerStream);
+      if (this.#queue.priorities) await this.#checkLevels(this.#jsm);
       if (this.#queue.results) await this.#jsm.streams.info(n.stateStream);
       if (this.#queue.scheduling && this.#schedules) {
         this.#scheduling = await startScheduling(this.#nc, this.#queue as Queue<unknown, unknown>, { error: (err) => this.#reportError(err) }, this.#telemetryOptions);
@@ -348,6 +356,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (this.#queue.rateLimit) {
         this.#limiter = new RateLimiter(this.#nc, this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>);
         await this.#limiter.check();
+      }
+      if (this.#queue.group) {
+        this.#groups = new GroupLimiter(this.#js, this.#jsm, this.#queue as Queue<unknown, unknown>);
+        await this.#groups.check();
       }
     } catch (err) {
       void this.#scheduling?.stop();
@@ -367,8 +379,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#states = new StateWriter(this.#nc, this.#queue as Queue<unknown, unknown>, this.#workerId, (err) => this.#reportError(err));
     }
     this.#state = "running";
-    this.#puller = new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, {
-      message: (m) => {
+    const hooks = {
+      message: (m: Delivered) => {
         this.#pullRetryMs = 0;
         this.#rateIdle = false;
         this.#accept(m);
@@ -381,8 +393,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         void this.#checkConsumer(undefined);
         this.#queuePull();
       },
-      error: (err) => this.#pullFailed(err),
-    }, { apiPrefix: apiPrefix(domainOf(this.#queue)) });
+      error: (err: Error) => this.#pullFailed(err),
+    };
+    const pullOptions = { apiPrefix: apiPrefix(domainOf(this.#queue)) };
+    this.#puller = this.#queue.priorities
+      ? new PriorityPull(this.#nc, this.#queue as Queue<unknown, unknown>, this.#pullExpiresMs, this.#concurrency, this.#pullBatch, hooks, pullOptions)
+      : new Puller(this.#nc, n.stream, n.consumer, this.#pullExpiresMs, hooks, pullOptions);
     void this.#nc.closed().then(() => this.#onClosed());
     this.#telemetry.attach();
     const leaseEvery = Math.max(50, Math.floor(this.#queue.ackWaitMs / 3));
@@ -484,6 +500,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     const requested = puller.outstanding;
     const free = this.#concurrency - this.#held() - requested;
     if (free <= 0) return;
+    // A prioritised queue batches per level itself (and keeps its urgent levels' requests open).
+    if (puller instanceof PriorityPull && !this.#limiter) {
+      puller.pull(free);
+      return;
+    }
     // Ask in batches, but never let the worker sit idle with free slots and nothing requested.
     if (free < this.#pullBatch && requested > 0) return;
     if (this.#limiter) this.#limitedPull(puller, free);
@@ -499,7 +520,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
    * A rate-limited queue: take tokens first, then pull only as many jobs as there are tokens,
    * so nothing is pulled that may not start. A full window: try again when its oldest token leaves.
    */
-  #limitedPull(puller: Puller, want: number): void {
+  #limitedPull(puller: JobSource, want: number): void {
     const lim = this.#limiter!;
     if (lim.taking || this.#rateTimer) return;
     if (this.#rateIdle) {
@@ -552,9 +573,56 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     if (this.#state !== "running") {
       this.#handBack(r, 0, "released");
     } else if (!ok) {
+      this.#telemetry.throttled?.(this.#queue.name, "rate");
       this.#handBack(r, await lim.waitMs(), "deferred");
     } else {
       this.#begin(r, true);
+    }
+  }
+
+  /** A prioritised queue: every level's consumer must exist (a clear error if it was provisioned without levels). */
+  async #checkLevels(jsm: JetStreamManager): Promise<void> {
+    const q = this.#queue as Queue<unknown, unknown>;
+    for (let l = 0; l < q.priorities! - 1; l++) {
+      const name = levelConsumer(q, l);
+      try {
+        await jsm.consumers.info(q.names.stream, name);
+      } catch (err) {
+        const e = mapNatsError(err, `start worker for queue "${q.name}"`);
+        if (!(e instanceof QueueNotFoundError)) throw e;
+        throw new QueueNotFoundError(
+          `start worker for queue "${q.name}": the consumer "${name}" of priority level ${l} does not exist. Provision the queue with its priorities (provisionQueue(nc, queue, { update: true }) for a queue that had none).`,
+          { cause: err },
+        );
+      }
+    }
+  }
+
+  /**
+   * A job of a group, on a queue with group limits: take its group's tokens, or hand it back
+   * until the group has room (no attempt used). A limiter stream that cannot be written (lost,
+   * or the connection) holds the job back too, reported: a limit is never skipped.
+   */
+  async #startGrouped(r: Running, group: string, rateToken: boolean): Promise<void> {
+    let verdict;
+    try {
+      verdict = await this.#groups!.take(group, r.msg.deliveries);
+    } catch (err) {
+      this.#reportError(safeError(err));
+    }
+    if (r.answered || r.settled || this.#state !== "running") {
+      if (verdict?.ok) this.#groups!.release(verdict.hold);
+      if (!r.answered && !r.settled) this.#handBack(r, 0, "released");
+      return;
+    }
+    if (!verdict) {
+      this.#handBack(r, 1_000, "deferred");
+    } else if (!verdict.ok) {
+      this.#telemetry.throttled?.(this.#queue.name, verdict.limit === "rate" ? "group_rate" : "group_concurrency");
+      this.#handBack(r, verdict.delayMs, "deferred");
+    } else {
+      this.#holds.set(r, verdict.hold);
+      this.#begin(r, rateToken);
     }
   }
 
@@ -721,6 +789,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   /** Runs the middleware chain and the handler for one delivery (on a rate-limited queue, once it has a token). */
   #begin(r: Running, token = false): void {
+    if (this.#groups && !this.#holds.has(r)) {
+      const group = r.msg.headers?.get(GROUP_HEADER);
+      if (group) {
+        void this.#startGrouped(r, group, token);
+        return;
+      }
+    }
     if (this.#limiter && !token && !this.#limiter.use()) {
       void this.#startLimited(r);
       return;
@@ -997,6 +1072,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     r.settled = true;
     clearTimeout(r.timer);
+    if (this.#holds.size > 0) {
+      const hold = this.#holds.get(r);
+      if (hold) {
+        this.#holds.delete(r);
+        this.#groups!.release(hold);
+      }
+    }
     r.state?.close();
     this.#running.delete(r);
     if (this.#isolation?.r === r) this.#isolation = undefined;
@@ -1026,6 +1108,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       if (now - r.lastLease >= every && !r.answered) {
         r.lastLease = now;
         this.#tell(r, "extend the lease of", () => r.msg.working());
+        const hold = this.#holds.size > 0 ? this.#holds.get(r) : undefined;
+        if (hold) this.#groups!.renew(hold).catch((err: unknown) => this.#reportError(safeError(err)));
         if (r.state) this.#states!.lease(r.state);
       }
     });

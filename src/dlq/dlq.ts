@@ -6,6 +6,7 @@ import { jsOptions } from "../transport/api.ts";
 import { describe, type Queue } from "../queue/define.ts";
 import { DLQ_HEADERS, HDR } from "../queue/headers.ts";
 import { decodeStack, type DeadLetterReason } from "./route.ts";
+import { levelOfHeader, levelSubject, PRIORITY_HEADER } from "../flow/priority.ts";
 
 /** One dead letter, as listed by {@link DeadLetterQueue}. */
 export interface DeadLetter<T = unknown> {
@@ -221,7 +222,10 @@ export class DeadLetterQueue<T = unknown> {
     let duplicate: boolean;
     try {
       // The msg id makes a repeated replay (or a crash before the delete below) harmless.
-      const ack = await this.#js.publish(n.subject, m.data, { headers: h, msgID: `jetq-replay:${n.dlqStream}:${seq}`, timeout: 10_000 });
+      // A prioritised queue: back to the level the job was published at (its header says which).
+      const q = this.#queue as Queue<unknown, unknown>;
+      const subject = q.priorities ? levelSubject(q, levelOfHeader(q, m.header?.get(PRIORITY_HEADER))) : n.subject;
+      const ack = await this.#js.publish(subject, m.data, { headers: h, msgID: `jetq-replay:${n.dlqStream}:${seq}`, timeout: 10_000 });
       stored = ack.seq;
       duplicate = ack.duplicate;
     } catch (err) {

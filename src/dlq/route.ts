@@ -3,6 +3,7 @@ import type { JetStreamClient } from "@nats-io/jetstream";
 import { mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 import { HDR, headerValue, seqJobId } from "../queue/headers.ts";
+import { PRIORITY_HEADER } from "../flow/priority.ts";
 
 /** Why a job was dead-lettered. */
 export type DeadLetterReason =
@@ -120,6 +121,9 @@ export async function copyToDeadLetters(
   if (input.publishedAtMs !== undefined) optional.push([HDR.publishedAt, new Date(input.publishedAtMs).toISOString()]);
   const original = input.headers?.get(HDR.msgId);
   if (original) optional.push(["Jetq-Original-Msg-Id", headerValue(original, 256)]);
+  // A prioritised queue's level, so a replay goes back to it (checked against the range on replay).
+  const level = input.headers?.get(PRIORITY_HEADER);
+  if (level) optional.push([PRIORITY_HEADER, headerValue(level, 8)]);
   // The stack comes last: the first thing dropped when room is short.
   const stack = typeof input.error.stack === "string" ? input.error.stack : undefined;
   const stackEntry: [string, string] | undefined = stack ? [HDR.errorStack, encodeStack(stack)] : undefined;

@@ -61,6 +61,19 @@ export interface PublishOptions {
    * `scheduling: true`. Not with `delayMs`. @default none (at once)
    */
   runAt?: Date | number;
+  /**
+   * The job's priority on a queue defined with `priorities`: 0 is the most urgent,
+   * `priorities - 1` (the default) the least. An integer outside that range, or any priority on a
+   * queue without levels, is a {@link ConfigError}. Not with `delayMs`/`runAt` (except the
+   * lowest level). @default priorities - 1
+   */
+  priority?: number;
+  /**
+   * The job's group key on a queue defined with `group` limits: any non-empty string of at most
+   * 256 characters (encoded for the server, so dots, spaces and any script are fine). Jobs of one
+   * group share its `concurrency` and `rateLimit`. @default none (not limited by group)
+   */
+  group?: string;
 }
 
 /** Options of {@link Producer.publishMany}. */
@@ -73,6 +86,10 @@ export interface PublishManyOptions<T> {
   delayMs?: number | ((item: T, index: number) => number | undefined);
   /** {@link PublishOptions.runAt} of every item, or per item (`undefined`: at once). @default none */
   runAt?: Date | number | ((item: T, index: number) => Date | number | undefined);
+  /** {@link PublishOptions.priority} of every item, or per item (`undefined`: the lowest level). @default priorities - 1 */
+  priority?: number | ((item: T, index: number) => number | undefined);
+  /** {@link PublishOptions.group} of every item, or per item (`undefined`: no group). @default none */
+  group?: string | ((item: T, index: number) => string | undefined);
   /**
    * Items validated and encoded at once, before any of them is sent; a batch no longer than
    * this is all-or-nothing on validation. `Infinity` validates the whole batch first (the

@@ -10,6 +10,8 @@ import { ReplyTable } from "../transport/replies.ts";
 import { BatchSink, batchResult, PromiseSink, type Sink } from "./batch.ts";
 import { checkId, encodeJob, jobHeaders } from "./job.ts";
 import { type Due, HELD, heldJobId, resolveDue } from "../schedule/held.ts";
+import { priorityHeaders, prioritySubject } from "../flow/priority.ts";
+import { groupHeaders, groupToken } from "../flow/group.ts";
 import { type ProducerOptions, type PublishManyOptions, type PublishOptions, resolveChunkSize, resolveProducerOptions, type ResolvedProducerOptions } from "./options.ts";
 import { publishOutcome, type PublishReceipt, type ResultOf } from "./receipt.ts";
 import { Jobs } from "../state/jobs.ts";
@@ -151,22 +153,39 @@ export class Producer<In = unknown> {
     let hdrs: MsgHdrs | undefined;
     let span = noPublishSpan;
     let due: Due;
+    let subject: string | undefined;
     try {
       payload = encodeJob(this.#queue as Queue<unknown, unknown>, data, this.#opts.validate, this.#nc.info?.max_payload);
       id = options.id === undefined ? undefined : checkId(options.id);
       due = options.delayMs === undefined && options.runAt === undefined ? undefined : this.#due(options.delayMs, options.runAt);
       hdrs = jobHeaders(id, options.headers);
       if (due !== undefined) hdrs = heldHeaders(hdrs, due);
+      if (options.priority !== undefined) {
+        // A priority other than the lowest: its level's subject, and a header naming the level.
+        subject = this.#priority(options.priority, due);
+        if (subject !== undefined) hdrs = priorityHeaders(hdrs, options.priority);
+      }
+      if (options.group !== undefined) hdrs = groupHeaders(hdrs, groupToken(this.#queue as Queue<unknown, unknown>, options.group));
       if (this.#telemetry.tracesPublishes()) {
         hdrs ??= natsHeaders();
         span = this.#telemetry.publish(this.#queue.name, id, hdrs);
       }
-      if (span === noPublishSpan && this.#window.tryTake()) return this.#sendOne(payload, hdrs, id, due !== undefined);
+      if (span === noPublishSpan && this.#window.tryTake()) return this.#sendOne(payload, hdrs, id, due !== undefined, subject);
     } catch (err) {
       span.end(err as Error);
       return Promise.reject(err as Error);
     }
-    return this.#publishWaiting(payload, hdrs, id, options.signal, span, due !== undefined);
+    return this.#publishWaiting(payload, hdrs, id, options.signal, span, due !== undefined, subject);
+  }
+
+  /** Checks a publish's `priority`: the level's subject (`undefined` for the lowest level). */
+  #priority(priority: unknown, due: Due, index?: number): string | undefined {
+    const label = index === undefined ? "" : ` (item ${index})`;
+    const subject = prioritySubject(this.#queue as Queue<unknown, unknown>, priority, label);
+    if (due !== undefined && subject !== undefined) {
+      throw new ConfigError(`A delayed job${label} cannot have a priority yet (it would run at the lowest level when due): publish it without \`priority\`, or without delayMs/runAt`);
+    }
+    return subject;
   }
 
   /** Checks a publish's `delayMs`/`runAt`; a queue without `scheduling: true` cannot hold a job. */
@@ -180,10 +199,10 @@ export class Producer<In = unknown> {
     return due;
   }
 
-  async #publishWaiting(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, signal: AbortSignal | undefined, span: PublishSpan, held: boolean): Promise<PublishReceipt> {
+  async #publishWaiting(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, signal: AbortSignal | undefined, span: PublishSpan, held: boolean, subject?: string): Promise<PublishReceipt> {
     try {
       if (!this.#window.tryTake()) await this.#window.wait(signal);
-      const receipt = await this.#sendOne(payload, hdrs, id, held);
+      const receipt = await this.#sendOne(payload, hdrs, id, held, subject);
       span.end(undefined, receipt);
       return receipt;
     } catch (err) {
@@ -226,6 +245,12 @@ export class Producer<In = unknown> {
     const dues: Due[] = [];
     const { delayMs, runAt } = options;
     const delays = delayMs !== undefined || runAt !== undefined;
+    // Levels of the chunk's items; empty unless the batch has priorities.
+    const priority = options.priority;
+    const levels: Array<{ subject: string; level: number } | undefined> = [];
+    // Encoded group keys of the chunk's items; empty unless the batch has groups.
+    const group = options.group;
+    const groups: Array<string | undefined> = [];
     let next = 0; // index of the next item to read
     let stopped: Error | undefined; // why the rest of the batch is not sent
     // The outcome of an item left unsent once `stopped` is set: that error, or NotSentError.
@@ -234,6 +259,8 @@ export class Producer<In = unknown> {
       payloads.length = 0;
       ids.length = 0;
       dues.length = 0;
+      levels.length = 0;
+      groups.length = 0;
       const base = next;
       let exhausted = false;
       try {
@@ -251,6 +278,15 @@ export class Producer<In = unknown> {
             const d = typeof delayMs === "function" ? delayMs(r.value, i) : delayMs;
             const t = typeof runAt === "function" ? runAt(r.value, i) : runAt;
             dues.push(this.#due(d, t, i));
+          }
+          if (priority !== undefined) {
+            const level = typeof priority === "function" ? priority(r.value, i) : priority;
+            const subject = level === undefined ? undefined : this.#priority(level, delays ? dues[dues.length - 1] : undefined, i);
+            levels.push(subject === undefined ? undefined : { subject, level: level! });
+          }
+          if (group !== undefined) {
+            const key = typeof group === "function" ? group(r.value, i) : group;
+            groups.push(key === undefined ? undefined : groupToken(queue, key, ` (item ${i})`));
           }
           payloads.push(payload);
         }
@@ -289,12 +325,16 @@ export class Producer<In = unknown> {
         let hdrs = id === undefined ? undefined : jobHeaders(id, undefined);
         const due = delays ? dues[k] : undefined;
         if (due !== undefined) hdrs = heldHeaders(hdrs, due);
+        const level = priority !== undefined ? levels[k] : undefined;
+        if (level !== undefined) hdrs = priorityHeaders(hdrs, level.level);
+        const g = group !== undefined ? groups[k] : undefined;
+        if (g !== undefined) hdrs = groupHeaders(hdrs, g);
         let span: PublishSpan | undefined;
         if (tracing) {
           hdrs ??= natsHeaders();
           span = this.#telemetry.publish(this.#queue.name, id, hdrs);
         }
-        this.#send(payloads[k]!, hdrs, id, batch, index, span === noPublishSpan ? undefined : span, due !== undefined);
+        this.#send(payloads[k]!, hdrs, id, batch, index, span === noPublishSpan ? undefined : span, due !== undefined, level?.subject);
       }
       if (exhausted) break;
     }
@@ -324,20 +364,21 @@ export class Producer<In = unknown> {
     await this.close();
   }
 
-  #sendOne(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, held: boolean): Promise<PublishReceipt> {
+  #sendOne(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, held: boolean, subject?: string): Promise<PublishReceipt> {
     return new Promise<PublishReceipt>((resolve, reject) => {
-      this.#send(payload, hdrs, id, new PromiseSink(resolve, reject), 0, undefined, held);
+      this.#send(payload, hdrs, id, new PromiseSink(resolve, reject), 0, undefined, held, subject);
     });
   }
 
   /** Sends one publish holding a window slot; its outcome goes to `sink` (exactly once). */
-  #send(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, sink: Sink, index: number, span: PublishSpan | undefined, held: boolean): void {
+  /** `subject`: a priority level's (`undefined`: the queue's own). */
+  #send(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, sink: Sink, index: number, span: PublishSpan | undefined, held: boolean, subject?: string): void {
     const p: Pending = { id, deadline: Date.now() + this.#opts.ackTimeoutMs, sink, index, span, held };
     let reply: string | undefined;
     try {
       if (!this.#inbox.subscribed) this.#subscribe();
       reply = this.#pending.add(p);
-      this.#nc.publish(held ? this.#queue.names.heldSubject : this.#subject, payload, hdrs === undefined ? { reply } : { reply, headers: hdrs });
+      this.#nc.publish(held ? this.#queue.names.heldSubject : (subject ?? this.#subject), payload, hdrs === undefined ? { reply } : { reply, headers: hdrs });
     } catch (err) {
       if (reply !== undefined) this.#pending.cancel(reply);
       this.#window.release();
@@ -427,7 +468,7 @@ export class Producer<In = unknown> {
    * never comes. The caller gets a PermissionError now, not a TimeoutError after ackTimeoutMs.
    */
   #denied(e: PermissionViolationError): void {
-    const ours = (e.operation === "publish" && (e.subject === this.#subject || e.subject === this.#queue.names.heldSubject)) || (e.operation === "subscription" && this.#inbox.owns(e.subject));
+    const ours = (e.operation === "publish" && (e.subject === this.#subject || e.subject === this.#queue.names.heldSubject || e.subject.startsWith(`${this.#subject}.p.`))) || (e.operation === "subscription" && this.#inbox.owns(e.subject));
     if (ours) this.#failAll(mapNatsError(e, `publish to queue "${this.#queue.name}"`));
   }
 

@@ -75,6 +75,32 @@ export interface QueueOptions<S extends ZodType = ZodType> {
    */
   rateLimit?: RateLimit;
   /**
+   * Priority levels, 2 to 10: `publish(data, { priority })` with 0 the most urgent; a job
+   * published without one gets the lowest urgency, `priorities - 1`. A worker with free slots
+   * takes from the most urgent level that has work (strict unless `priorityStarvation`). Each
+   * level is a subject of the queue's stream read by its own durable consumer (`workers` for the
+   * lowest level, `workers-p<level>` for the others). An existing single-level queue gains levels
+   * with `provisionQueue(nc, queue, { update: true })`; levels cannot be removed in place.
+   * @default undefined (one level: no extra subjects, consumers or pulls)
+   */
+  priorities?: number;
+  /**
+   * With `priorities`: after every `every` jobs a worker took from a more urgent level, it lets
+   * one job of a less urgent level through when one is waiting, so low levels keep moving under
+   * a steady stream of urgent work. `every` from 1 to 1,000,000. @default undefined (strict)
+   */
+  priorityStarvation?: { every: number };
+  /**
+   * Limits per group key, across every worker process: a job published with `{ group: key }`
+   * starts only while fewer than `concurrency` jobs of its group run, and at most
+   * `rateLimit.max` jobs of its group start per sliding `rateLimit.perMs`. Enforced by the server
+   * (limiter streams `JETQ_<name>_GROUPS` and `JETQ_<name>_GRATE`, one subject per group, made by
+   * `provisionQueue`); a job whose group is at its limit is handed back with a delay and uses no
+   * attempt. Jobs without a group are not limited. `concurrency` 1 to 10,000.
+   * @default undefined (no group limits, and no limiter streams)
+   */
+  group?: GroupOptions;
+  /**
    * Keep each job's state and result for `keepMs` after its last change, in the stream
    * `JETQ_<name>_STATE`: what `Jobs.get`, `Jobs.wait`, `Jobs.events` and `receipt.result()` read.
    * Off by default: a queue without it writes nothing per job. `keepMs` from 1000 to 365 days.
@@ -87,6 +113,14 @@ export interface QueueOptions<S extends ZodType = ZodType> {
    * @default undefined (any JSON value)
    */
   resultSchema?: ZodType;
+}
+
+/** Limits per group key ({@link QueueOptions.group}); at least one of them. */
+export interface GroupOptions {
+  /** Jobs of one group running at once, across every worker. */
+  concurrency?: number;
+  /** Job starts of one group per sliding window. */
+  rateLimit?: RateLimit;
 }
 
 /** A rate limit: at most `max` job starts per sliding window of `perMs`. */
@@ -131,6 +165,12 @@ export interface Queue<In = unknown, Out = In> {
   readonly scheduling: boolean;
   /** {@link QueueOptions.rateLimit}, validated; `undefined` for none. */
   readonly rateLimit: RateLimit | undefined;
+  /** {@link QueueOptions.priorities}; `undefined` for a single-level queue. */
+  readonly priorities: number | undefined;
+  /** {@link QueueOptions.priorityStarvation}; `undefined` for strict priorities (or none). */
+  readonly priorityStarvation: { readonly every: number } | undefined;
+  /** {@link QueueOptions.group}, validated; `undefined` for none. */
+  readonly group: { readonly concurrency: number | undefined; readonly rateLimit: RateLimit | undefined } | undefined;
   /** {@link QueueOptions.results}; `undefined` when the queue keeps no job state. */
   readonly results: { readonly keepMs: number } | undefined;
   /** {@link QueueOptions.resultSchema}, if any. */
@@ -176,12 +216,15 @@ export type JobInput<Q> = Q extends Queue<infer In, unknown> ? In : never;
 /** Type of the payload a handler receives from `Q`. */
 export type JobData<Q> = Q extends Queue<unknown, infer Out> ? Out : never;
 
+/** @internal The most priority levels a queue may have. */
+export const MAX_PRIORITIES = 10;
+
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 /**
  * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
  * `x_DLQ` would be the stream of queue `x`'s dead letters (`_PAUSE`: its pause record). `_ADV` was used up to jetq 0.1.
  */
-const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|STATE|ADV|PAUSE|RATE)$/;
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|STATE|ADV|PAUSE|RATE|GROUPS|GRATE)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -239,13 +282,28 @@ export function describe(v: unknown): string {
   }
 }
 
-function rateLimitOf(v: unknown): RateLimit | undefined {
+function rateLimitOf(v: unknown, name = "rateLimit"): RateLimit | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== "object" || v === null) {
-    throw new ConfigError(`Expected \`rateLimit\` to be { max, perMs } (e.g. { max: 100, perMs: 1000 }), got ${describe(v)}`);
+    throw new ConfigError(`Expected \`${name}\` to be { max, perMs } (e.g. { max: 100, perMs: 1000 }), got ${describe(v)}`);
   }
   const r = v as { max?: unknown; perMs?: unknown };
-  return Object.freeze({ max: int("rateLimit.max", r.max, 1, 1_000_000), perMs: int("rateLimit.perMs", r.perMs, 100, 24 * 3600 * 1000) });
+  return Object.freeze({ max: int(`${name}.max`, r.max, 1, 1_000_000), perMs: int(`${name}.perMs`, r.perMs, 100, 24 * 3600 * 1000) });
+}
+
+function groupOf(v: unknown): Queue["group"] {
+  if (v === undefined) return undefined;
+  if (typeof v !== "object" || v === null) {
+    throw new ConfigError(`Expected \`group\` to be { concurrency?, rateLimit? } (e.g. { concurrency: 2 }), got ${describe(v)}`);
+  }
+  const g = v as { concurrency?: unknown; rateLimit?: unknown };
+  if (g.concurrency === undefined && g.rateLimit === undefined) {
+    throw new ConfigError(`Expected \`group\` to set \`concurrency\`, \`rateLimit\` or both, got ${describe(v)}`);
+  }
+  return Object.freeze({
+    concurrency: g.concurrency === undefined ? undefined : int("group.concurrency", g.concurrency, 1, 10_000),
+    rateLimit: rateLimitOf(g.rateLimit, "group.rateLimit"),
+  });
 }
 
 /**
@@ -271,7 +329,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   }
   if (RESERVED_SUFFIX.test(name)) {
     throw new ConfigError(
-      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _STATE, _PAUSE, _RATE or _ADV (the names of another queue's streams), got ${describe(name)}`,
+      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _STATE, _PAUSE, _RATE, _GROUPS, _GRATE or _ADV (the names of another queue's streams), got ${describe(name)}`,
     );
   }
   const schema = options.schema;
@@ -306,6 +364,15 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     );
   }
   const results = resolveResults(options.results);
+  const priorities = options.priorities === undefined ? undefined : int("priorities", options.priorities, 2, MAX_PRIORITIES);
+  const starvation = options.priorityStarvation;
+  if (starvation !== undefined && priorities === undefined) {
+    throw new ConfigError(`\`priorityStarvation\` needs \`priorities\` (2 to ${MAX_PRIORITIES}); got priorityStarvation ${describe(starvation)} without it`);
+  }
+  if (starvation !== undefined && (typeof starvation !== "object" || starvation === null)) {
+    throw new ConfigError(`Expected \`priorityStarvation\` to be { every } (e.g. { every: 10 }), got ${describe(starvation)}`);
+  }
+  const priorityStarvation = starvation === undefined ? undefined : Object.freeze({ every: int("priorityStarvation.every", starvation.every, 1, 1_000_000) });
   const resultSchema = options.resultSchema;
   if (resultSchema !== undefined && (typeof resultSchema !== "object" || resultSchema === null || typeof resultSchema.safeParse !== "function")) {
     throw new ConfigError(`Expected \`resultSchema\` to be a zod schema, got ${describe(resultSchema)}`);
@@ -331,6 +398,9 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
     }),
     scheduling,
     rateLimit: rateLimitOf(options.rateLimit),
+    priorities,
+    priorityStarvation,
+    group: groupOf(options.group),
     results,
     resultSchema,
     names: Object.freeze(queueNames(name)),

@@ -19,6 +19,8 @@ import { deadLetterWindowMs, type Queue } from "./define.ts";
 import { HDR, seqJobId } from "./headers.ts";
 import { moverConfig } from "../schedule/held.ts";
 import { rateStreamConfig } from "../flow/rate.ts";
+import { levelConsumer, levelSubject, levelSubjects } from "../flow/priority.ts";
+import { groupStreamConfigs } from "../flow/group.ts";
 
 /** Options of {@link provisionQueue}. */
 export interface ProvisionOptions {
@@ -41,6 +43,16 @@ export interface ProvisionResult {
   deadLetterStream: "created" | "unchanged" | "updated";
   /** The outcome ledger (handler failures, hand-backs, isolated runs; see docs/design/attempts.md). */
   ledgerStream: "created" | "unchanged" | "updated";
+  /**
+   * The consumers of the more urgent priority levels (`workers-p<level>`; one answer for all);
+   * only for a queue with `priorities`.
+   */
+  priorityConsumers?: "created" | "unchanged" | "updated";
+  /**
+   * The group limiter streams (`JETQ_<name>_GROUPS` for concurrency, `JETQ_<name>_GRATE` for the
+   * rate; one answer for both); only for a queue with `group` limits.
+   */
+  groupStreams?: "created" | "unchanged" | "updated";
   /** The rate limiter stream (`JETQ_<name>_RATE`); only for a queue with a `rateLimit`. */
   rateLimitStream?: "created" | "unchanged" | "updated";
   /**
@@ -80,13 +92,34 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
   schedules: Partial<StreamConfig> | undefined;
   rate?: Partial<StreamConfig>;
   state: Partial<StreamConfig> | undefined;
+  levels?: Array<Partial<ConsumerConfig>>;
+  groups?: Array<{ kind: string; cfg: Partial<StreamConfig> }>;
 } {
   const n = q.names;
   const storage = q.storage === "memory" ? StorageType.Memory : StorageType.File;
+  const consumer = (durable: string, filter: string | undefined): Partial<ConsumerConfig> => ({
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ...(filter === undefined ? {} : { filter_subject: filter }),
+    ack_wait: ns(q.ackWaitMs),
+    // Unlimited: jetq counts attempts and crashes in its ledger; the server's delivery count
+    // mixes failures with crashes of other jobs, hand-backs and deferrals.
+    max_deliver: -1,
+    max_ack_pending: q.maxAckPending,
+    // The limits jetq enforces itself, for tools that read the queue from the server (jetq stats).
+    description: consumerDescription(q),
+  });
+  // A prioritised queue: one subject per level in the one stream, and one consumer per level
+  // filtered to it (work-queue retention allows consumers whose filters do not overlap). The
+  // lowest level keeps the queue's own subject and consumer.
+  const p = q.priorities;
   return {
+    ...(q.group ? { groups: groupStreamConfigs(q) } : {}),
+    ...(p ? { levels: Array.from({ length: p - 1 }, (_, l) => consumer(levelConsumer(q, l), levelSubject(q, l))) } : {}),
     stream: {
       name: n.stream,
-      subjects: [n.subject],
+      subjects: p ? levelSubjects(q) : [n.subject],
       retention: RetentionPolicy.Workqueue,
       storage,
       num_replicas: q.replicas,
@@ -96,18 +129,7 @@ export function expectedConfigs(q: Queue<unknown, unknown>): {
       duplicate_window: ns(q.duplicateWindowMs),
       allow_direct: true,
     },
-    consumer: {
-      durable_name: n.consumer,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: ns(q.ackWaitMs),
-      // Unlimited: jetq counts attempts and crashes in its ledger; the server's delivery count
-      // mixes failures with crashes of other jobs, hand-backs and deferrals.
-      max_deliver: -1,
-      max_ack_pending: q.maxAckPending,
-      // The limits jetq enforces itself, for tools that read the queue from the server (jetq stats).
-      description: consumerDescription(q),
-    },
+    consumer: consumer(n.consumer, p ? n.subject : undefined),
     dlq: {
       name: n.dlqStream,
       subjects: [n.dlqSubject],
@@ -255,10 +277,18 @@ async function planStream(
   if (!have) return { kind: "create", cfg };
   const conflicts = diff(cfg as Expected, have as unknown as Expected);
   if (conflicts.length === 0) return { kind: "unchanged" };
-  const immutable = conflicts.filter((c) => IMMUTABLE.has(c.field));
+  // Subjects may grow (priority levels added to a queue); never shrink (jobs would be stranded).
+  const immutable = conflicts.filter((c) => IMMUTABLE.has(c.field) && !(c.field === "subjects" && addsSubjects(c)));
   if (immutable.length > 0) throw conflictError(kind, name, immutable, false);
   if (!update) throw conflictError(kind, name, conflicts, true);
   return { kind: "update", cfg: { ...have, ...cfg } };
+}
+
+/** Whether a subjects conflict only adds subjects to those the server has. */
+function addsSubjects(c: Conflict): boolean {
+  const want = c.expected;
+  const have = c.actual;
+  return Array.isArray(want) && Array.isArray(have) && have.every((s) => want.includes(s));
 }
 
 async function planConsumer(
@@ -369,12 +399,17 @@ export async function provisionQueue<In, Out>(
   const schedules = cfg.schedules ? await planStream(jsm, cfg.schedules, "schedule stream", update) : undefined;
   const rate = cfg.rate ? await planStream(jsm, cfg.rate, "rate limiter stream", update) : undefined;
   const state = cfg.state ? await planStream(jsm, cfg.state, "job state stream", update) : undefined;
+  const groups: Array<{ plan: Plan<Partial<StreamConfig>>; kind: string }> = [];
+  for (const g of cfg.groups ?? []) groups.push({ plan: await planStream(jsm, g.cfg, g.kind, update), kind: g.kind });
+  const levels: Array<Plan<Partial<ConsumerConfig>>> = [];
+  for (const c of cfg.levels ?? []) levels.push(await planConsumer(jsm, n.stream, c, update));
   const legacy = `${n.stream}_ADV`;
   const hasLegacy = (await streamInfo(jsm, legacy, "advisory stream")) !== undefined;
 
   const created: string[] = [];
   let createdConsumer = false;
   let createdMover = false;
+  const createdLevels: string[] = [];
   const applyStream = async (plan: Plan<Partial<StreamConfig>>, kind: string): Promise<ProvisionResult["stream"]> => {
     if (plan.kind === "unchanged") return "unchanged";
     const name = plan.cfg.name as string;
@@ -421,6 +456,28 @@ export async function provisionQueue<In, Out>(
       result.consumer = "updated";
       result.migrated = consumer.migrate === true;
     }
+    if (cfg.levels) {
+      // After the lowest level's consumer has its filter: an unfiltered consumer of a work-queue
+      // stream leaves no room for another.
+      let out: ProvisionResult["stream"] = "unchanged";
+      for (let l = 0; l < levels.length; l++) {
+        const plan = levels[l]!;
+        const name = cfg.levels[l]!.durable_name as string;
+        try {
+          if (plan.kind === "create") {
+            await jsm.consumers.add(n.stream, plan.cfg);
+            createdLevels.push(name);
+            out = out === "unchanged" ? "created" : out;
+          } else if (plan.kind === "update") {
+            await jsm.consumers.update(n.stream, name, plan.cfg);
+            out = "updated";
+          }
+        } catch (err) {
+          throw mapNatsError(err, `${plan.kind} consumer "${name}" on "${n.stream}"`);
+        }
+      }
+      result.priorityConsumers = out;
+    }
     result.deadLetterStream = await applyStream(dlq, "dead-letter stream");
     result.ledgerStream = await applyStream(ledger, "ledger stream");
     if (held && mover) {
@@ -443,6 +500,14 @@ export async function provisionQueue<In, Out>(
     if (schedules) result.scheduleStream = await applyStream(schedules, "schedule stream");
     if (rate) result.rateLimitStream = await applyStream(rate, "rate limiter stream");
     if (state) result.stateStream = await applyStream(state, "job state stream");
+    if (cfg.groups) {
+      let out: ProvisionResult["stream"] = "unchanged";
+      for (const g of groups) {
+        const r = await applyStream(g.plan, g.kind);
+        if (r !== "unchanged") out = out === "unchanged" ? r : out;
+      }
+      result.groupStreams = out;
+    }
     if (hasLegacy) {
       // Jobs the 0.1 server gave up on and its mover had not moved yet: queue them again.
       await requeueGivenUp(nc, jsm, queue as Queue<unknown, unknown>, legacy);
@@ -458,6 +523,9 @@ export async function provisionQueue<In, Out>(
   } catch (err) {
     // Undo what this call created (newest first), so a failure leaves the server as it was.
     const undo: string[] = [];
+    if (!created.includes(n.stream)) {
+      for (const name of createdLevels.reverse()) await jsm.consumers.delete(n.stream, name).then(() => undo.push(`consumer "${name}"`), () => {});
+    }
     if (createdMover && !created.includes(n.heldStream)) {
       await jsm.consumers.delete(n.heldStream, n.heldConsumer).then(() => undo.push(`consumer "${n.heldConsumer}"`), () => {});
     }

@@ -75,7 +75,12 @@ export interface WorkerTelemetry {
   retried(queue: string): void;
   /** A job reached the dead-letter queue (any path, crash loops included). */
   dead(queue: string, reason: DeadLetterReason): void;
+  /** A job could not start yet because of a limit (the queue's rate, its group's concurrency or rate) and was deferred. */
+  throttled?(queue: string, limit: ThrottleLimit): void;
 }
+
+/** @internal Which limit held a job back (the `jetq.limit` attribute of `jetq.jobs.throttled`). */
+export type ThrottleLimit = "rate" | "group_concurrency" | "group_rate";
 
 const runDirect = <R>(fn: () => R): R => fn();
 /** @internal Shared no-op attempt: no allocation per job when nothing is measured. */

@@ -49,6 +49,7 @@ import {
   type PublishSpan,
   type RejectReason,
   type TelemetryHooks,
+  type ThrottleLimit,
   type WorkerTelemetry,
 } from "./hooks.ts";
 
@@ -228,6 +229,7 @@ interface Instruments {
   failed: ReturnType<Meter["createCounter"]>;
   retried: ReturnType<Meter["createCounter"]>;
   dead: ReturnType<Meter["createCounter"]>;
+  throttled: ReturnType<Meter["createCounter"]>;
   duration: ReturnType<Meter["createHistogram"]>;
   wait: ReturnType<Meter["createHistogram"]>;
   /** Started workers of this meter, by queue name; bounded by the workers the application runs. */
@@ -276,6 +278,11 @@ function instruments(meter: Meter): Instruments {
       ...int,
       unit: "{job}",
       description: "Jobs moved to the dead-letter queue, by jetq.dead_letter.reason.",
+    }),
+    throttled: meter.createCounter("jetq.jobs.throttled", {
+      ...int,
+      unit: "{job}",
+      description: "Job starts held back by a limit and deferred without using an attempt, by jetq.limit (rate, group_concurrency, group_rate).",
     }),
     duration: meter.createHistogram("jetq.job.duration", {
       ...seconds,
@@ -554,6 +561,9 @@ class WorkerState implements WorkerTelemetry {
   }
   retried(): void {
     this.ins.retried.add(1, this.#base);
+  }
+  throttled(_queue: string, limit: ThrottleLimit): void {
+    this.ins.throttled.add(1, { ...this.#base, "jetq.limit": limit });
   }
   dead(_queue: string, reason: DeadLetterReason): void {
     let a = this.#dead.get(reason);

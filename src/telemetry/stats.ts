@@ -5,13 +5,32 @@ import { jsOptions } from "../transport/api.ts";
 import type { Queue } from "../queue/define.ts";
 import { readPause } from "../flow/pause.ts";
 import { nextDueMs } from "../schedule/mover.ts";
+import { levelConsumer } from "../flow/priority.ts";
+import { busiestGroups } from "../flow/group.ts";
+import { rateNames } from "../flow/rate.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
 export interface QueueStats {
   /** The queue's name. */
   queue: string;
-  /** Jobs waiting to be delivered (the consumer's `num_pending`). */
+  /** Jobs waiting to be delivered (the consumer's `num_pending`; of every level's consumer together for a queue with `priorities`). */
   pending: number;
+  /**
+   * A queue with `priorities`: jobs waiting per level, index 0 the most urgent (one more request
+   * per extra level). Absent for a single-level queue.
+   */
+  priorityPending?: number[];
+  /**
+   * A queue with `group: { concurrency }`: the groups with the most jobs running now (each holds
+   * a concurrency token), busiest first, at most 10 (one more request). Absent otherwise.
+   */
+  busiestGroups?: Array<{ group: string; running: number }>;
+  /**
+   * A queue with a `rateLimit`: the tokens in the current window against the limit (one more
+   * request), and `waiting`, the jobs held back by it: every waiting job while the window is
+   * full, else 0. Absent otherwise.
+   */
+  rateWindow?: { used: number; max: number; waiting: number };
   /**
    * Jobs delivered and not yet acked (`num_ack_pending`): running in handlers, but also jobs
    * waiting out a retry delay (`nak(delay)`) and jobs of a dead worker until `ackWaitMs` passes.
@@ -131,6 +150,22 @@ export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknow
       paused: pause.paused,
       pausedUntilMs: pause.untilMs,
     };
+    if (queue.priorities) {
+      // Every level's consumer: waiting and un-acked jobs add up; index = level.
+      const levels = await Promise.all(Array.from({ length: queue.priorities - 1 }, (_, l) => jsm.consumers.info(n.stream, levelConsumer(queue, l))));
+      stats.priorityPending = [...levels.map((c) => c.num_pending), ci.num_pending];
+      for (const c of levels) {
+        stats.pending += c.num_pending;
+        stats.inFlight += c.num_ack_pending;
+        stats.redelivered += c.num_redelivered;
+        stats.waitingPulls += c.num_waiting;
+      }
+    }
+    if (queue.rateLimit) {
+      const used = (await jsm.streams.info(rateNames(queue).stream)).state.messages;
+      stats.rateWindow = { used, max: queue.rateLimit.max, waiting: used >= queue.rateLimit.max ? stats.pending : 0 };
+    }
+    if (queue.group?.concurrency !== undefined) stats.busiestGroups = await busiestGroups(jsm, queue);
     if (queue.scheduling) {
       const held = (await jsm.streams.info(n.heldStream)).state;
       stats.delayed = held.messages;

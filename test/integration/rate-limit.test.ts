@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { ConfigError, DeadLetterQueue, defineQueue, Producer, provisionQueue, type QueueOptions, Worker } from "../../src/index.ts";
+import { ConfigError, DeadLetterQueue, defineQueue, Producer, provisionQueue, type QueueOptions, queueStats, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
 
@@ -111,6 +111,31 @@ describe("rateLimit", () => {
       assert.equal((await provisionQueue(nc, q)).rateLimitStream, "created");
       await waitFor(() => starts.length === 10, "all ten jobs ran once the limiter was back", 20_000);
       assert.ok(starts.every((a) => a === 1), "no attempt used");
+    } finally {
+      await producer.close();
+      await w.stop();
+    }
+  });
+
+  it("queueStats shows the window's tokens and the jobs held back by a full window", { timeout: 60_000 }, async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("rate"), rateLimit: { max: 5, perMs: 60_000 } });
+    await provisionQueue(nc, q);
+    let ran = 0;
+    const w = new Worker(nc, q, () => {
+      ran++;
+    }, { concurrency: 4 });
+    const producer = new Producer(nc, q);
+    try {
+      await w.start();
+      await producer.publishMany(Array.from({ length: 12 }, (_, i) => i));
+      await waitFor(() => ran === 5, "five jobs ran");
+      const s = await waitFor(async () => {
+        const st = await queueStats(nc, q);
+        return st.pending === 7 ? st : undefined;
+      }, "seven jobs wait");
+      assert.deepEqual(s.rateWindow, { used: 5, max: 5, waiting: 7 });
+      assert.equal(ran, 5, "no more than the window allows");
     } finally {
       await producer.close();
       await w.stop();

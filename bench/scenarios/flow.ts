@@ -1,0 +1,144 @@
+// The `flow` scenario (issue 18): what priorities cost a draining worker, and how close the
+// fleet-wide rate limit runs to its limit with several worker processes. jetq only (BullMQ's
+// limiter and priorities are not measured beside it yet).
+import { fork, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
+import { defineQueue, Producer, provisionQueue, type QueueOptions } from "../../src/index.ts";
+import { natsForScenario } from "../lib/servers.ts";
+import { makeJob } from "../lib/common.ts";
+
+const CHILD = fileURLToPath(new URL("./flow-child.ts", import.meta.url));
+
+/** What the scenario needs of the harness. */
+export interface FlowCtx {
+  o: { mode: "quick" | "full" | "smoke"; rounds: number; log: (line: string) => void };
+  record: (group: string, contender: string, unit: string, value: number, run: Record<string, unknown>, better?: "higher" | "lower") => void;
+}
+
+/** Sizes per mode: full stays under 3 minutes on the 2-core machine, quick under 20 s. */
+function sizes(mode: FlowCtx["o"]["mode"]): { drainJobs: number; rate: number; rateSeconds: number } {
+  if (mode === "full") return { drainJobs: 30_000, rate: 200, rateSeconds: 20 };
+  if (mode === "quick") return { drainJobs: 5_000, rate: 200, rateSeconds: 5 };
+  return { drainJobs: 1_000, rate: 100, rateSeconds: 3 };
+}
+
+class FlowChild {
+  readonly proc: ChildProcess;
+  readonly #messages: Array<{ type: string; result?: Record<string, unknown> }> = [];
+  #wake: (() => void) | undefined;
+  constructor(task: object) {
+    this.proc = fork(CHILD, [JSON.stringify(task)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    this.proc.on("message", (m: { type: string; result?: Record<string, unknown> }) => {
+      this.#messages.push(m);
+      this.#wake?.();
+    });
+    this.proc.on("exit", () => this.#wake?.());
+  }
+  tell(type: string): void {
+    if (this.proc.connected) this.proc.send({ type });
+  }
+  /** The first message of `type` (deadline `ms`). */
+  async wait(type: string, ms: number): Promise<{ type: string; result?: Record<string, unknown> }> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const m = this.#messages.find((x) => x.type === type);
+      if (m) return m;
+      if (Date.now() > deadline || this.proc.exitCode !== null) throw new Error(`flow child: no "${type}" within ${ms} ms`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 100);
+        this.#wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+    }
+  }
+  kill(): void {
+    if (this.proc.exitCode === null) this.proc.kill("SIGKILL");
+  }
+}
+
+/** The most starts in any window of `perMs` (times sorted). */
+function busiest(t: number[], perMs: number): number {
+  let most = 0;
+  let lo = 0;
+  for (let hi = 0; hi < t.length; hi++) {
+    while (t[hi]! - t[lo]! >= perMs) lo++;
+    most = Math.max(most, hi - lo + 1);
+  }
+  return most;
+}
+
+const uniq = (p: string): string => `${p}_${randomBytes(4).toString("hex")}`;
+
+export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
+  const { o } = ctx;
+  const s = sizes(o.mode);
+  const nats = await natsForScenario();
+  const nc = await connect({ servers: nats.servers, noAsyncTraces: true });
+  const jsm = await jetstreamManager(nc);
+  const drop = async (name: string): Promise<void> => {
+    for (const st of await jsm.streams.names().next()) if (st === `JETQ_${name}` || st.startsWith(`JETQ_${name}_`)) await jsm.streams.delete(st).catch(() => {});
+  };
+  try {
+    for (let round = 0; round < o.rounds; round++) {
+      // Drain: one worker process, concurrency 64, a prefilled backlog; 3 levels (a third of the
+      // jobs at each) against one.
+      const variants = round % 2 === 0 ? ["single level", "3 priority levels"] : ["3 priority levels", "single level"];
+      for (const v of variants) {
+        const name = uniq("flow");
+        const opts: QueueOptions = v === "single level" ? { name } : { name, priorities: 3 };
+        const q = defineQueue(opts);
+        await provisionQueue(nc, q);
+        const producer = new Producer(nc, q, { telemetry: false });
+        await producer.publishMany(Array.from({ length: s.drainJobs }, (_, i) => makeJob(i)), v === "single level" ? {} : { priority: (_x, i) => i % 3 });
+        await producer.close();
+        const child = new FlowChild({ servers: nats.servers, queue: opts, concurrency: 64, mode: "drain", jobs: s.drainJobs });
+        try {
+          child.tell("go");
+          const r = (await child.wait("result", 120_000)).result!;
+          const rate = s.drainJobs / (r.seconds as number);
+          ctx.record("flow: drain, 1 worker process, concurrency 64", `jetq ${v}`, "jobs/s", rate, { ...r, round });
+          o.log(`  flow drain ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s`);
+        } finally {
+          child.kill();
+          await drop(name);
+        }
+      }
+      // Rate limit: 3 worker processes of concurrency 16 on a backlog well above what the limit
+      // lets through; starts from every handler, the first window left out (the fleet starting).
+      const name = uniq("flowrate");
+      const opts: QueueOptions = { name, rateLimit: { max: s.rate, perMs: 1000 } };
+      const q = defineQueue(opts);
+      await provisionQueue(nc, q);
+      const producer = new Producer(nc, q, { telemetry: false });
+      await producer.publishMany(Array.from({ length: Math.ceil(s.rate * (s.rateSeconds + 3)) }, (_, i) => makeJob(i)));
+      await producer.close();
+      const children = [1, 2, 3].map(() => new FlowChild({ servers: nats.servers, queue: opts, concurrency: 16, mode: "rate" }));
+      try {
+        for (const c of children) c.tell("go");
+        await Promise.all(children.map((c) => c.wait("started", 30_000)));
+        await new Promise((r) => setTimeout(r, (s.rateSeconds + 1) * 1000));
+        for (const c of children) c.tell("stop");
+        const all = (await Promise.all(children.map((c) => c.wait("result", 30_000)))).flatMap((m) => m.result!.starts as number[]).sort((a, b) => a - b);
+        const from = all[0]! + 1000;
+        const to = from + s.rateSeconds * 1000;
+        const steady = all.filter((t) => t >= from && t < to).length / s.rateSeconds;
+        const most = busiest(all, 1000);
+        const run = { round, limit: s.rate, seconds: s.rateSeconds, starts: all.length, observedPerSec: steady, busiestWindow: most };
+        ctx.record(`flow: rate limit ${s.rate} per 1 s, 3 worker processes`, "jetq observed / limit", "ratio", steady / s.rate, run);
+        ctx.record(`flow: rate limit ${s.rate} per 1 s, 3 worker processes`, "jetq busiest 1 s window / limit", "ratio", most / s.rate, run, "lower");
+        o.log(`  flow rate limit ${s.rate}/s: observed ${steady.toFixed(1)}/s over ${s.rateSeconds} s, busiest 1 s window ${most}`);
+      } finally {
+        for (const c of children) c.kill();
+        await drop(name);
+      }
+    }
+  } finally {
+    await nc.close().catch(() => {});
+    await nats.stop();
+  }
+}
