@@ -14,6 +14,7 @@ import { AuthenticationError, ConfigError, ConnectionError, QueueNotFoundError }
 import { API, apiCode, mapNatsError } from "../natserr.ts";
 import { defineQueue, type Queue } from "../queue/define.ts";
 import { listQueues } from "../queue/list.ts";
+import { safeText } from "./format.ts";
 
 /** The connection options every command takes (global options of the program). */
 export interface ConnectOptions {
@@ -25,9 +26,72 @@ export interface ConnectOptions {
   tlsCert?: string;
   tlsKey?: string;
   timeout: number;
+  /** Where `server` came from: the `--server` flag, `NATS_URL`, or the default. @default "cli" */
+  serverSource?: "cli" | "env" | "default" | undefined;
+  /** --json: the server notice on stderr is a JSON line. */
+  json?: boolean;
 }
 
 export const DEFAULT_SERVER = "nats://127.0.0.1:4222";
+
+/** What the last connection found, for hints in error messages (one connection per command). */
+let lastServer: { where: string; jetstream: boolean } | undefined;
+
+/**
+ * A hint for an error that says JetStream did not answer, when the server said in its INFO that
+ * it runs without JetStream: the fix is on the server, not in jetq's options.
+ */
+export function jetStreamHint(err: unknown): string | undefined {
+  if (!lastServer || lastServer.jetstream || !/JetStream/.test(String((err as Error)?.message))) return undefined;
+  return `The NATS server at ${lastServer.where} runs without JetStream, which jetq needs: start it with -js (nats-server -js), or add \`jetstream {}\` to its configuration, or point jetq at another server with --server or NATS_URL.`;
+}
+
+const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+
+/**
+ * Checks each server URL before the client sees it: the client would take `http://host:8222` (the
+ * monitoring port) or `ws://` (which needs the websocket client) and fail in a confusing way.
+ * Bare `host:port` is allowed (the client assumes nats://).
+ * @throws {@link ConfigError} naming the URL (without its credentials) and what to use instead.
+ */
+export function checkServerUrls(servers: readonly string[]): void {
+  for (const u of servers) {
+    const shown = u.replace(/\/\/[^@/]*@/, "//");
+    const m = SCHEME.exec(u);
+    const scheme = m?.[1]?.toLowerCase();
+    if (scheme !== undefined && scheme !== "nats" && scheme !== "tls") {
+      const why =
+        scheme === "http" || scheme === "https"
+          ? " (that is the monitoring or a web port; NATS clients use the client port, 4222 by default)"
+          : scheme === "ws" || scheme === "wss"
+            ? " (websocket URLs need a websocket client; use the server's client port, 4222 by default)"
+            : "";
+      throw new ConfigError(`Expected --server (or NATS_URL) URLs to start with nats:// or tls://, got ${JSON.stringify(shown)}${why}`);
+    }
+    let host: string;
+    try {
+      host = new URL(scheme === undefined ? `nats://${u}` : u).hostname;
+    } catch {
+      host = "";
+    }
+    if (host === "") throw new ConfigError(`Expected --server (or NATS_URL) to be URLs like nats://127.0.0.1:4222, got ${JSON.stringify(shown)}`);
+  }
+}
+
+const SOURCES = { cli: "--server", env: "NATS_URL", default: "the default; set --server or NATS_URL to use another" } as const;
+
+/** Names the server a command talks to, on stderr (stdout stays the command's output). */
+function announce(nc: NatsConnection, o: ConnectOptions, where: string): void {
+  const version = nc.info?.version ?? "unknown";
+  const jetstream = nc.info?.jetstream === true;
+  lastServer = { where, jetstream };
+  const source = o.serverSource ?? "cli";
+  if (o.json) {
+    process.stderr.write(`${JSON.stringify({ server: { url: where, connected: nc.getServer(), version, jetstream, source: source === "default" ? "default" : SOURCES[source] } })}\n`);
+  } else {
+    process.stderr.write(safeText(`jetq: NATS at ${where} (nats-server ${version}${jetstream ? "" : ", without JetStream"}; from ${SOURCES[source]})\n`));
+  }
+}
 
 /**
  * Opens a connection for one command, turning every failure into a jetq error with advice.
@@ -42,6 +106,7 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
   if (servers.length === 0) {
     throw new ConfigError(`Expected --server (or NATS_URL) to name at least one server, e.g. nats://127.0.0.1:4222, got ${JSON.stringify(o.server)}`);
   }
+  checkServerUrls(servers);
   const opts: ConnectionOptions = {
     servers,
     name: "jetq-cli",
@@ -74,8 +139,9 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
   }
   // Credentials in a URL (nats://user:pass@host) must never reach an error message.
   const where = servers.map((u) => u.replace(/\/\/[^@/]*@/, "//")).join(", ");
+  let nc: NatsConnection;
   try {
-    return await connect(opts);
+    nc = await connect(opts);
   } catch (err) {
     if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
       const given = o.user !== undefined || o.creds !== undefined;
@@ -109,6 +175,8 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
     }
     throw mapNatsError(err, `connect to NATS at ${where}`);
   }
+  announce(nc, o, where);
+  return nc;
 }
 
 /** A queue as found on the server: the definition (names) and the live stream and consumer. */

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { type ConnectOptions, openConnection } from "./connect.ts";
+import { safeText } from "./format.ts";
 
 /** Options every command inherits from the program. */
 export interface GlobalOptions extends ConnectOptions {
@@ -10,7 +11,9 @@ export interface GlobalOptions extends ConnectOptions {
 /** The global options as seen from a subcommand. */
 export function globals(cmd: Command): GlobalOptions {
   const o = cmd.optsWithGlobals<Partial<GlobalOptions>>();
+  const src = cmd.getOptionValueSourceWithGlobals("server");
   return {
+    serverSource: src === "env" ? "env" : src === "default" ? "default" : "cli",
     server: o.server!,
     creds: o.creds,
     user: o.user,
@@ -33,9 +36,16 @@ export async function withNats<T>(g: GlobalOptions, fn: (nc: NatsConnection) => 
   }
 }
 
-/** Writes one line (or block) to stdout. */
+/** Writes one line (or block) to stdout, with no control character that a terminal would act on. */
 export function print(text: string): void {
-  process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+  const safe = safeText(text);
+  process.stdout.write(safe.endsWith("\n") ? safe : `${safe}\n`);
+}
+
+/** Writes a line to stderr, as safely as {@link print}. */
+export function note(text: string): void {
+  const safe = safeText(text);
+  process.stderr.write(safe.endsWith("\n") ? safe : `${safe}\n`);
 }
 
 /** Writes a value as pretty JSON to stdout. */

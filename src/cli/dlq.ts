@@ -8,7 +8,7 @@ import { mapNatsError } from "../natserr.ts";
 import { loadQueue } from "./connect.ts";
 import { globals, print, printJson, stdoutIsTTY, withNats } from "./context.ts";
 import { UsageError } from "./exit.ts";
-import { ago, formatDuration, parseDuration, parseInteger, table, truncate } from "./format.ts";
+import { ago, clean, formatDuration, parseDuration, parseInteger, table, truncate } from "./format.ts";
 import { confirm } from "./prompt.ts";
 
 const REASONS: readonly DeadLetterReason[] = ["max_attempts", "permanent", "decode", "validation", "max_deliveries"];
@@ -231,7 +231,7 @@ function replayCommand(): Command {
         if ("seq" in sel) {
           const r = await dlq.replay(sel.seq);
           if (g.json) printJson({ queue: name, replayed: 1, jobs: [{ deadLetterSeq: sel.seq, id: r.id, seq: r.seq }] });
-          else print(`replayed dead letter ${sel.seq} as job ${r.id} (queue seq ${r.seq})`);
+          else print(`replayed dead letter ${sel.seq} as job ${clean(r.id)} (queue seq ${r.seq})`);
           return;
         }
         const n = await countMatching(nc, dlq, queue.names.dlqStream, sel.filter);
@@ -269,7 +269,7 @@ function purgeCommand(): Command {
         const dlq = new DeadLetterQueue(nc, queue);
         if ("seq" in sel) {
           const e = await dlq.get(sel.seq);
-          await confirm(`Delete dead letter ${sel.seq} (job ${e.id}) of queue "${name}"? This cannot be undone.`, "purge a dead letter", flags.yes === true);
+          await confirm(`Delete dead letter ${sel.seq} (job ${clean(e.id)}) of queue "${name}"? This cannot be undone.`, "purge a dead letter", flags.yes === true);
           // Someone may take it while the prompt waits: that is an answer, not a failure.
           const removed = await dlq.remove(sel.seq).then(
             () => true,

@@ -73,6 +73,7 @@ export function formatLimit(n: number): string {
 
 /** Shortens `s` to at most `max` characters, marking the cut. */
 export function truncate(s: string, max: number): string {
+  s = clean(s);
   return s.length > max ? `${s.slice(0, Math.max(1, max - 1))}…` : s;
 }
 
@@ -81,6 +82,7 @@ export function truncate(s: string, max: number): string {
  * (`right`) are right-aligned; the last column is not padded.
  */
 export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>, right: ReadonlySet<number> = new Set()): string {
+  rows = rows.map((r) => r.map(clean));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]): string =>
     cells
@@ -91,4 +93,31 @@ export function table(header: readonly string[], rows: ReadonlyArray<readonly st
       .join("  ")
       .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
+}
+
+/**
+ * Characters a terminal may act on: C0 controls but tab and newline, DEL, C1 controls (0x9b is
+ * CSI on some terminals), and the bidirectional overrides that reorder what is shown.
+ */
+const UNSAFE = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+/** The same, plus tab and newline: one field must stay on its line. */
+const UNSAFE_FIELD = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+
+const escapeChar = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+
+/**
+ * One field from the server (a job id, a header, an error message) made safe to print: every
+ * control character is shown as `\uXXXX` instead of reaching the terminal, newlines included.
+ */
+export function clean(s: string): string {
+  return s.replace(UNSAFE_FIELD, escapeChar);
+}
+
+/**
+ * The last line of defence before the terminal: control characters other than newline and tab
+ * are shown as `\uXXXX`. Harmless for JSON text (those characters may only appear inside its
+ * strings, where the escape means the same character).
+ */
+export function safeText(s: string): string {
+  return s.replace(UNSAFE, escapeChar);
 }

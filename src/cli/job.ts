@@ -9,7 +9,7 @@ import { Jobs, type JobsEvent } from "../state/jobs.ts";
 import type { JobInfo } from "../state/record.ts";
 import { loadQueue } from "./connect.ts";
 import { globals, print, printJson, withNats } from "./context.ts";
-import { ago, formatDuration, truncate } from "./format.ts";
+import { ago, clean, formatDuration, truncate } from "./format.ts";
 
 /** The queue as its state stream says (results.keepMs from the stream's max_age). */
 async function loadStateQueue(nc: NatsConnection, name: string): Promise<Queue<unknown, unknown>> {
@@ -36,24 +36,24 @@ async function loadStateQueue(nc: NatsConnection, name: string): Promise<Queue<u
 }
 
 function render(i: JobInfo): string {
-  const lines = [`job ${i.id} (seq ${i.seq}): ${i.state}, attempt ${i.attempt}`, `  published ${i.publishedAt.toISOString()} (${ago(i.publishedAt)})`];
+  const lines = [`job ${clean(i.id)} (seq ${i.seq}): ${i.state}, attempt ${i.attempt}`, `  published ${i.publishedAt.toISOString()} (${ago(i.publishedAt)})`];
   if (i.startedAt) lines.push(`  started   ${i.startedAt.toISOString()}`);
   if (i.finishedAt) lines.push(`  finished  ${i.finishedAt.toISOString()}${i.startedAt ? ` (ran ${formatDuration(i.finishedAt.getTime() - i.startedAt.getTime())})` : ""}`);
   if (i.retryAt) lines.push(`  retry at  ${i.retryAt.toISOString()}`);
   if (i.runAt) lines.push(`  due       ${i.runAt.toISOString()}`);
   if (i.progress !== undefined) lines.push(`  progress  ${truncate(JSON.stringify(i.progress), 200)}`);
   if (i.result !== undefined) lines.push(`  result    ${truncate(JSON.stringify(i.result), 500)}`);
-  if (i.error) lines.push(`  error     ${i.error.name}: ${truncate(i.error.message, 500)}`);
-  if (i.deadLetter) lines.push(`  dead letter: ${i.deadLetter.reason} (jetq dlq list to inspect or replay it)`);
+  if (i.error) lines.push(`  error     ${clean(i.error.name)}: ${truncate(i.error.message, 500)}`);
+  if (i.deadLetter) lines.push(`  dead letter: ${clean(i.deadLetter.reason)} (jetq dlq list to inspect or replay it)`);
   return lines.join("\n");
 }
 
 function line(e: JobsEvent): string {
   if (e.type === "gap") return `gap        missed ${e.missed} state change(s)`;
-  const parts = [e.at.toISOString(), e.type.padEnd(9), e.id, `attempt ${e.attempt}`];
+  const parts = [e.at.toISOString(), e.type.padEnd(9), clean(e.id), `attempt ${e.attempt}`];
   if (e.type === "progress" && e.progress !== undefined) parts.push(truncate(JSON.stringify(e.progress), 120));
   if (e.type === "completed" && e.result !== undefined) parts.push(truncate(JSON.stringify(e.result), 120));
-  if (e.error) parts.push(`${e.error.name}: ${truncate(e.error.message, 160)}`);
+  if (e.error) parts.push(`${clean(e.error.name)}: ${truncate(e.error.message, 160)}`);
   if (e.reason) parts.push(`(${e.reason})`);
   return parts.join("  ");
 }

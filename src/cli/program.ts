@@ -3,6 +3,9 @@ import { DEFAULT_SERVER } from "./connect.ts";
 import { registerDashboardCommand } from "./dashboard-command.ts";
 import { dlqCommand } from "./dlq.ts";
 import { eventsCommand, jobCommand } from "./job.ts";
+import { jobsCommand } from "./jobs.ts";
+import { workersCommand } from "./workers.ts";
+import { JETQ_VERSION } from "../fleet/store.ts";
 import { EXIT_HELP, UsageError } from "./exit.ts";
 import { parseDuration } from "./format.ts";
 import { pauseCommand, resumeCommand } from "./pause.ts";
@@ -11,13 +14,12 @@ import { publishCommand } from "./publish.ts";
 import { schedulesCommand } from "./schedules.ts";
 import { statsCommand } from "./stats.ts";
 
-const VERSION = "0.1.0";
 
 /** The `jetq` program with every command registered; `main.ts` parses argv with it. */
 export function buildProgram(): Command {
   const program = new Command("jetq")
-    .description("Operate jetq queues on NATS JetStream: provision, stats, publish, and dead letters.")
-    .version(VERSION)
+    .description("Operate jetq queues on NATS JetStream: provision, stats, publish, jobs, workers, and dead letters.")
+    .version(JETQ_VERSION)
     .addOption(new Option("-s, --server <urls>", "NATS server URL(s), comma-separated").env("NATS_URL").default(DEFAULT_SERVER))
     .addOption(new Option("--creds <file>", "NATS credentials file (JWT + seed)").env("NATS_CREDS"))
     .addOption(new Option("--user <name>", "NATS user").env("NATS_USER"))
@@ -26,7 +28,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--tls-cert <file>", "client certificate for mutual TLS").env("NATS_CERT"))
     .addOption(new Option("--tls-key <file>", "client key for mutual TLS").env("NATS_KEY"))
     .addOption(
-      new Option("--timeout <duration>", "connect timeout")
+      new Option("--timeout <duration>", "how long to wait for the server to answer the connection")
         .default(5000, "5s")
         .argParser((v) => {
           const ms = parseDuration(v, "--timeout");
@@ -48,6 +50,8 @@ Examples:
   jetq stats emails --watch
   jetq dlq list emails
   jetq dlq replay emails 12
+  jetq workers emails
+  jetq jobs emails --state active
   jetq job reports report-42
   jetq events reports
   jetq dlq purge emails --older-than 7d --yes
@@ -63,7 +67,9 @@ ${EXIT_HELP}`,
   program.addCommand(schedulesCommand());
   program.addCommand(pauseCommand());
   program.addCommand(resumeCommand());
+  program.addCommand(jobsCommand());
   program.addCommand(jobCommand());
+  program.addCommand(workersCommand());
   program.addCommand(eventsCommand());
   registerDashboardCommand(program);
   return program;

@@ -1,5 +1,6 @@
 import { createInterface } from "node:readline/promises";
 import { NotConfirmedError } from "./exit.ts";
+import { safeText } from "./format.ts";
 
 /**
  * Asks the user to confirm a destructive action on the terminal. With `yes`
@@ -15,7 +16,7 @@ export async function confirm(question: string, action: string, yes: boolean): P
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   let answer: string;
   try {
-    answer = await rl.question(`${question} [y/N] `);
+    answer = await rl.question(`${safeText(question)} [y/N] `);
   } finally {
     rl.close();
   }

@@ -6,10 +6,42 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { ConnectionError, JetqError, TimeoutError, ValidationError } from "../errors.ts";
 import { Producer, type PublishReceipt } from "../producer/producer.ts";
 import { loadSchedulingQueue, loadQueue } from "./connect.ts";
-import { parseDuration, parseInteger } from "./format.ts";
+import { clean, parseDuration, parseInteger, safeText } from "./format.ts";
 import { withFlowControl } from "./stats.ts";
 import { globals, print, printJson, withNats } from "./context.ts";
 import { UsageError } from "./exit.ts";
+
+/** What a stdin publish that stopped early had done, for `--json` (on the error object). */
+export interface PartialPublish {
+  queue: string;
+  /** Lines stored (duplicates included). */
+  stored: number;
+  /** Of those, lines the server already had (same msg id). */
+  duplicates: number;
+  /** The first line not known to be stored: send again from here. */
+  resumeFromLine: number;
+  /** Lines after `resumeFromLine` that were stored anyway (do not send them again). */
+  storedAfter: number[];
+  /** Lines sent but not confirmed: they may or may not be stored. */
+  unconfirmed: number[];
+}
+
+const partials = new WeakMap<object, PartialPublish>();
+
+/** The partial publish an error ended, if it ended one. */
+export function partialOf(err: unknown): PartialPublish | undefined {
+  return typeof err === "object" && err !== null ? partials.get(err) : undefined;
+}
+
+/**
+ * Said once per publish: the CLI has the payload as JSON only, not the queue's zod schema (that
+ * lives in the application's code), so a payload that does not fit it is found by the worker.
+ */
+function schemaNote(name: string, json: boolean): void {
+  const text = `the CLI cannot check queue "${name}"'s zod schema (it lives in your code): a payload that does not fit it is dead-lettered by the worker with reason "validation" (see jetq dlq list ${name}).`;
+  if (json) process.stderr.write(`${JSON.stringify({ warning: text })}\n`);
+  else process.stderr.write(safeText(`jetq: note: ${text}\n`));
+}
 
 interface PublishFlags {
   id?: string;
@@ -79,6 +111,7 @@ Examples:
           const jsm = await jetstreamManager(nc);
           queue = await withFlowControl(jsm, queue, (await loadQueue(nc, name)).stream.config.subjects ?? []);
         }
+        schemaNote(name, g.json);
         const producer = new Producer(nc, queue);
         try {
           if (json !== undefined) {
@@ -90,11 +123,11 @@ Examples:
               ...(flags.group !== undefined ? { group: flags.group } : {}),
             });
             if (g.json) printJson({ queue: name, ...r });
-            else if (r.duplicate) print(`job ${r.id} was already in queue "${name}" (seq ${r.seq}); the duplicate was dropped`);
-            else print(`published job ${r.id} to queue "${name}" (seq ${r.seq})`);
+            else if (r.duplicate) print(`job ${clean(r.id)} was already in queue "${name}" (seq ${r.seq}); the duplicate was dropped`);
+            else print(`published job ${clean(r.id)} to queue "${name}" (seq ${r.seq})`);
             return;
           }
-          const result = await publishLines(nc, producer, headers, process.stdin, name, 256, delayMs);
+          const result = await publishLines(nc, producer, headers, process.stdin, name, 256, delayMs, g.json);
           if (g.json) printJson({ queue: name, ...result });
           else {
             const range = result.published > 0 ? ` (seq ${result.firstSeq}-${result.lastSeq})` : "";
@@ -214,6 +247,7 @@ export async function publishLines(
   queue: string,
   window = 256,
   delayMs?: number,
+  json = false,
 ): Promise<LinesResult> {
   const res: LinesResult = { published: 0, duplicates: 0, firstSeq: 0, lastSeq: 0 };
   const sent: Sent[] = []; // in line order; the head is the oldest line not yet counted
@@ -339,15 +373,18 @@ export async function publishLines(
   report += unknown.length > 0 ? `; line(s) ${ranges(unknown)} were sent but not confirmed: they may or may not be stored` : "";
   const last = Math.max(resumeAt, ...storedAfter, ...unknown, ...refused);
   report += `; nothing after line ${last} was sent. Resume from line ${resumeAt}${storedAfter.length === 0 && unknown.length === 0 ? ` (e.g. tail -n +${resumeAt} jobs.ndjson | jetq publish ${queue})` : ""}.\n`;
-  process.stderr.write(report);
+  if (!json) process.stderr.write(safeText(report));
+  const partial: PartialPublish = { queue, stored, duplicates: res.duplicates, resumeFromLine: resumeAt, storedAfter, unconfirmed: unknown };
+  let err: Error;
   if (!cause) {
     const why = first?.outcome instanceof Error ? first.outcome : undefined;
     if (closed || why instanceof ConnectionError) {
-      throw new ConnectionError(`The NATS connection closed while publishing: ${stored} line(s) confirmed stored, from line ${resumeAt} on not confirmed.`, why ? { cause: why } : {});
-    }
-    throw why ?? new ConnectionError(`line ${resumeAt}: no confirmation from the server`);
+      err = new ConnectionError(`The NATS connection closed while publishing: ${stored} line(s) confirmed stored, from line ${resumeAt} on not confirmed.`, why ? { cause: why } : {});
+    } else err = why ?? new ConnectionError(`line ${resumeAt}: no confirmation from the server`);
+  } else {
+    err = cause;
+    if (!err.message.startsWith(`Line ${resumeAt}`)) err.message = `line ${resumeAt}: ${err.message}`;
   }
-  const err = cause;
-  if (!err.message.startsWith(`Line ${resumeAt}`)) err.message = `line ${resumeAt}: ${err.message}`;
+  partials.set(err, partial);
   throw err;
 }

@@ -3,7 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { startScheduling } from "../schedule/run.ts";
 import { type ScheduleInfo, Schedules } from "../schedule/schedules.ts";
 import { loadSchedulingQueue } from "./connect.ts";
-import { globals, print, printJson, withNats } from "./context.ts";
+import { globals, note, print, printJson, withNats } from "./context.ts";
 import { UsageError } from "./exit.ts";
 import { table } from "./format.ts";
 
@@ -98,7 +98,7 @@ export function schedulesCommand(): Command {
           const queue = await loadSchedulingQueue(nc, name);
           const signal = untilSignal();
           try {
-            const running = await startScheduling(nc, queue, { error: (err) => process.stderr.write(`jetq: ${err.message}\n`) });
+            const running = await startScheduling(nc, queue, { error: (err) => note(`jetq: ${err.message}`) });
             try {
               print(g.json ? JSON.stringify({ queue: name, running: true }) : `running the schedules and delayed jobs of queue "${name}"; press Ctrl-C to stop`);
               await Promise.race([signal.promise, nc.closed()]);

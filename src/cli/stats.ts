@@ -11,8 +11,8 @@ import { listQueues } from "../queue/list.ts";
 import { type QueueStats, type QueueTotals, ratesBetween, readQueueSample } from "../telemetry/stats.ts";
 import { loadQueue } from "./connect.ts";
 import { UsageError } from "./exit.ts";
-import { globals, print, stdoutIsTTY, withNats } from "./context.ts";
-import { formatBytes, formatDuration, formatLimit, parseDuration, parseInteger, table } from "./format.ts";
+import { globals, note, print, stdoutIsTTY, withNats } from "./context.ts";
+import { formatBytes, formatDuration, formatLimit, parseDuration, parseInteger, safeText, table } from "./format.ts";
 
 /** One sample of one queue: the stats plus what the CLI derives from the stream. */
 export interface StatsSample extends QueueStats {
@@ -24,9 +24,11 @@ export interface StatsSample extends QueueStats {
   maxAttempts: number;
   ackWaitMs: number;
   /** Jobs published per second since the previous sample (watch mode only). */
-  publishRate?: number;
-  /** Jobs finished (acked or dead-lettered) per second since the previous sample (watch mode only). */
-  doneRate?: number;
+  publishedPerSec?: number;
+  /** Jobs completed (a handler resolved and the job was acked) per second since the previous sample (watch mode only). */
+  completedPerSec?: number;
+  /** Jobs moved to the dead-letter queue per second since the previous sample (watch mode only). */
+  deadLetteredPerSec?: number;
 }
 
 /** @internal A sample with the totals its rates are computed from (not printed). */
@@ -97,8 +99,7 @@ export async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknow
 export function withRates(cur: Sampled, prev: Sampled | undefined): StatsSample {
   if (!prev || !(cur.totals.t > prev.totals.t)) return cur.sample;
   const r = ratesBetween(prev.totals, cur.totals);
-  // Finished: acked (completed) or moved to the dead-letter stream (failed).
-  return { ...cur.sample, publishRate: r.published, doneRate: r.completed + r.failed };
+  return { ...cur.sample, publishedPerSec: r.published, completedPerSec: r.completed, deadLetteredPerSec: r.failed };
 }
 
 function renderOne(s: StatsSample): string {
@@ -109,10 +110,18 @@ function renderOne(s: StatsSample): string {
     ["redelivered", String(s.redelivered), "in flight on a second or later attempt"],
     ["dead letters", String(s.deadLetters), s.deadLetters > 0 ? `inspect: jetq dlq list ${s.queue}` : ""],
     ["stored", String(s.stored), `${formatBytes(s.bytes)}; bound ${formatLimit(s.maxMessages)}`],
-    ["published", String(s.published), s.publishRate === undefined ? "since the queue was created" : `${rate(s.publishRate)} now`],
+    ["published", String(s.published), "since the queue was created"],
     ["waiting pulls", String(s.waitingPulls), "idle worker pull requests"],
   ];
-  if (s.doneRate !== undefined) rows.splice(6, 0, ["finished", rate(s.doneRate), "acked or dead-lettered"]);
+  if (s.publishedPerSec !== undefined) {
+    rows.splice(
+      6,
+      0,
+      ["published/s", rate(s.publishedPerSec), "since the previous sample"],
+      ["completed/s", rate(s.completedPerSec), "handled and acked"],
+      ["dead-lettered/s", rate(s.deadLetteredPerSec), "moved to the dead-letter queue"],
+    );
+  }
   if (s.priorityPending) {
     s.priorityPending.forEach((n, l) => rows.splice(1 + l, 0, [`  priority ${l}`, String(n), l === 0 ? "waiting, most urgent level" : l === s.priorityPending!.length - 1 ? "waiting, least urgent (default) level" : "waiting"]));
   }
@@ -130,21 +139,48 @@ function renderOne(s: StatsSample): string {
   return `${head}\n${table(["", "", ""], rows, new Set([1])).split("\n").slice(1).join("\n")}`;
 }
 
+/** One line per sample without a terminal: `name=value` pairs, named as in `--json`. */
 function renderLine(s: StatsSample): string {
-  const rates = s.doneRate === undefined ? "" : ` published_per_s=${s.publishRate!.toFixed(1)} finished_per_s=${s.doneRate.toFixed(1)}`;
-  return `${s.at} queue=${s.queue} pending=${s.pending} in_flight=${s.inFlight} redelivered=${s.redelivered} dead_letters=${s.deadLetters} stored=${s.stored}${s.paused ? " paused=true" : ""}${rates}`;
+  const rates =
+    s.publishedPerSec === undefined
+      ? ""
+      : ` publishedPerSec=${s.publishedPerSec.toFixed(1)} completedPerSec=${(s.completedPerSec ?? 0).toFixed(1)} deadLetteredPerSec=${(s.deadLetteredPerSec ?? 0).toFixed(1)}`;
+  return `${s.at} queue=${s.queue} pending=${s.pending} inFlight=${s.inFlight} redelivered=${s.redelivered} deadLetters=${s.deadLetters} stored=${s.stored}${s.paused ? " paused=true" : ""}${rates}`;
 }
 
-function renderMany(samples: StatsSample[]): string {
+function renderMany(samples: StatsSample[], watching = false): string {
   if (samples.length === 0) return "No jetq queues on this server yet. Create one with: jetq provision <queue>";
+  const rate = (r: number | undefined): string => (r === undefined ? "…" : r.toFixed(1));
+  const header = ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DEAD LETTERS", "STORED", "BYTES"];
+  if (watching) header.push("PUBLISHED/S", "COMPLETED/S", "DEAD-LETTERED/S");
   return table(
-    ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DEAD", "STORED", "BYTES"],
-    samples.map((s) => [s.queue, String(s.pending), String(s.inFlight), String(s.redelivered), String(s.deadLetters), String(s.stored), formatBytes(s.bytes)]),
-    new Set([1, 2, 3, 4, 5, 6]),
+    header,
+    samples.map((s) => {
+      const row = [s.queue, String(s.pending), String(s.inFlight), String(s.redelivered), String(s.deadLetters), String(s.stored), formatBytes(s.bytes)];
+      if (watching) row.push(rate(s.publishedPerSec), rate(s.completedPerSec), rate(s.deadLetteredPerSec));
+      return row;
+    }),
+    new Set(watching ? [1, 2, 3, 4, 5, 6, 7, 8, 9] : [1, 2, 3, 4, 5, 6]),
   );
 }
 
+/**
+ * Every queue, each with its rates since `prev` (the previous round, by queue name; replaced by
+ * this round's samples, so it holds one entry per queue that still exists).
+ */
+async function sampleAllWithRates(nc: NatsConnection, prev: Map<string, Sampled>): Promise<StatsSample[]> {
+  const cur = await sampleAllRaw(nc);
+  const out = cur.map((c) => withRates(c, prev.get(c.sample.queue)));
+  prev.clear();
+  for (const c of cur) prev.set(c.sample.queue, c);
+  return out;
+}
+
 async function sampleAll(nc: NatsConnection): Promise<StatsSample[]> {
+  return (await sampleAllRaw(nc)).map((c) => c.sample);
+}
+
+async function sampleAllRaw(nc: NatsConnection): Promise<Sampled[]> {
   let jsm;
   try {
     jsm = await jetstreamManager(nc);
@@ -152,11 +188,11 @@ async function sampleAll(nc: NatsConnection): Promise<StatsSample[]> {
     throw mapNatsError(err, "list queues");
   }
   const names = await listQueues(nc, { jsm });
-  const out: StatsSample[] = [];
+  const out: Sampled[] = [];
   // One queue at a time: a server with many queues gets a steady trickle of requests, not a burst.
   for (const name of names) {
     try {
-      out.push((await sample(nc, name)).sample);
+      out.push(await sample(nc, name));
     } catch (err) {
       // Deleted since the listing, or half-provisioned right now: not a reason to fail the rest.
       if (!(err instanceof QueueNotFoundError)) throw err;
@@ -182,7 +218,8 @@ export function statsCommand(): Command {
       "after",
       `
 With --json, prints one JSON object (an array without a queue name); with --watch --json,
-one JSON object per line per sample (NDJSON), with publishRate and doneRate per second.`,
+one JSON object per line per sample (NDJSON). With --watch, from the second sample on, each
+queue also has publishedPerSec, completedPerSec and deadLetteredPerSec (since the previous sample).`,
     )
     .action(async (name: string | undefined, flags: StatsFlags, cmd: Command) => {
       const g = globals(cmd);
@@ -211,29 +248,31 @@ one JSON object per line per sample (NDJSON), with publishRate and doneRate per 
         const link = { up: true };
         followStatus(nc, link);
         let prev: Sampled | undefined;
+        const prevAll = new Map<string, Sampled>();
         try {
           for (let i = 0; i < count && !stop.signal.aborted; i++) {
             if (i > 0 && !(await nextSample(link, intervalMs, stop.signal))) continue;
             try {
               if (name === undefined) {
-                const all = await sampleAll(nc);
+                const all = await sampleAllWithRates(nc, prevAll);
                 if (g.json) print(JSON.stringify({ at: new Date().toISOString(), queues: all }));
-                else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderMany(all)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
+                else if (tty) process.stdout.write(`\x1b[2J\x1b[H${safeText(renderMany(all, true))}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
                 else print(all.map(renderLine).join("\n"));
               } else {
                 const cur = await sample(nc, name);
                 const s = withRates(cur, prev);
                 prev = cur;
                 if (g.json) print(JSON.stringify(s));
-                else if (tty) process.stdout.write(`\x1b[2J\x1b[H${renderOne(s)}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
+                else if (tty) process.stdout.write(`\x1b[2J\x1b[H${safeText(renderOne(s))}\n\n(refreshing every ${formatDuration(intervalMs)}; Ctrl-C to stop)\n`);
                 else print(renderLine(s));
               }
             } catch (err) {
               // The connection dropped mid-sample: the next round waits for it to come back.
               const transient = err instanceof ConnectionError || err instanceof TimeoutError || !link.up;
               if (!transient || nc.isClosed()) throw err;
-              process.stderr.write(`jetq: ${(err as Error).message}\n`);
+              note(`jetq: ${(err as Error).message}`);
               prev = undefined;
+              prevAll.clear();
             }
           }
         } finally {

@@ -31,6 +31,9 @@ export function announceEvery(v: unknown): number {
   return every;
 }
 
+/** Longest a worker's stop waits to remove its record from the list. */
+const STOP_MS = 2_000;
+
 /** @internal What the announcer reads from its worker at each beat (never per job). */
 export interface AnnouncedWorker {
   readonly id: string;
@@ -142,12 +145,25 @@ export class Announcer {
     }
   }
 
-  /** Stops announcing and removes this worker's record. Idempotent; never throws. */
+  /**
+   * Stops announcing and removes this worker's record, waiting at most `STOP_MS` for the server
+   * (a worker's stop must stay bounded; a record not removed expires on its own). Idempotent;
+   * never throws.
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#beat);
     clearInterval(this.#sampler);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, STOP_MS);
+    });
+    await Promise.race([this.#remove(), late]);
+    clearTimeout(timer);
+  }
+
+  async #remove(): Promise<void> {
     await this.#ready;
     if (this.#nc.isClosed()) return;
     try {

@@ -35,13 +35,13 @@ export interface ListedJob {
   seq: number;
   /** The state it was listed in. */
   state: ListedJobState;
-  /** When the server stored it (for a delayed job: when it was published). */
+  /** When the server stored it (a delayed job: when it was published, into the held stream). */
   publishedAt: Date;
   /** Milliseconds since `publishedAt`, at the time of listing. */
   ageMs: number;
-  /** The start of its payload as text, at most 200 characters (`waiting`, `delayed`). */
+  /** The start of its payload as text, at most 200 characters. */
   preview?: string;
-  /** Size of its payload in bytes (`waiting`, `delayed`). */
+  /** Size of its payload in bytes. */
   size?: number;
   /** When it is due (`delayed`). */
   dueAt?: Date;
@@ -127,10 +127,20 @@ async function runningJobs(nc: NatsConnection, queue: Queue<unknown, unknown>): 
 async function active(nc: NatsConnection, queue: Queue<unknown, unknown>, limit: number, after: number): Promise<JobPage> {
   const { jobs, total } = await runningJobs(nc, queue);
   const rest = jobs.filter((j) => j.seq > after);
-  const page = rest.slice(0, limit);
-  // A job taken by another worker after its first died can be in two announcements for a moment.
+  const listed = rest.slice(0, limit);
+  // Each listed job as stored (when it was published, its payload): one direct get each, at most
+  // `limit`. A job no longer stored has finished since its worker's announcement: left out.
+  const jsm = await jetstreamManager(nc, jsOptions(queue));
+  const now = Date.now();
+  const page: ListedJob[] = [];
+  for (const j of listed) {
+    const m = await jsm.direct.getMessage(queue.names.stream, { seq: j.seq });
+    if (!m) continue;
+    page.push({ ...j, publishedAt: m.time, ageMs: now - m.time.getTime(), preview: preview(m), size: m.data.length });
+  }
+  // (A job taken by another worker after its first died can be in two announcements for a moment.)
   const out: JobPage = { state: "active", jobs: page, total };
-  if (rest.length > limit) out.next = page[page.length - 1]!.seq;
+  if (rest.length > limit) out.next = listed[listed.length - 1]!.seq;
   return out;
 }
 

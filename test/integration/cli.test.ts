@@ -139,7 +139,7 @@ describe("jetq publish and stats", () => {
     const samples = watch.stdout.trim().split("\n").map((l) => JSON.parse(l));
     assert.equal(samples.length, 2);
     assert.equal(samples[1].pending, 4);
-    assert.equal(typeof samples[1].doneRate, "number", "the second sample carries rates");
+    assert.equal(typeof samples[1].completedPerSec, "number", "the second sample carries rates");
   });
 });
 
@@ -531,7 +531,10 @@ describe("jetq dlq", () => {
     assert.match(missing.stderr, /does not exist/);
     const missingJson = await jetq(["--json", "dlq", "show", q, "9999", ...auth()], S);
     assert.equal(missingJson.code, 2);
-    assert.equal(JSON.parse(missingJson.stderr).error.name, "DeadLetterNotFoundError", "the library's typed error, not a CLI copy");
+    // stderr with --json: one object per line, the server notice first, the error last.
+    const lines = missingJson.stderr.trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(lines[0].server.url, url());
+    assert.equal(lines.at(-1).error.name, "DeadLetterNotFoundError", "the library's typed error, not a CLI copy");
 
     // Not a TTY and no --yes: refused, nothing deleted.
     const refused = await jetq(["dlq", "purge", q, "--all", ...auth()], S);

@@ -54,6 +54,8 @@ describe("worker list", () => {
       assert.deepEqual(act.jobs.map((j) => j.seq), [r1.seq, r2.seq]);
       assert.equal(act.jobs[0]!.worker, w.id);
       assert.equal(act.jobs[0]!.attempt, 1);
+      assert.equal(act.jobs[0]!.preview, '{"n":1}');
+      assert.ok(act.jobs[0]!.since!.getTime() >= act.jobs[0]!.publishedAt.getTime() - 1000);
       assert.equal(act.total, 2);
       const wait = await listJobs(nc, q, { state: "waiting" });
       assert.deepEqual(wait.jobs, []);

@@ -43,9 +43,10 @@ describe("dashboard rates", () => {
       h.push(a, 0);
       h.push(b, 0);
       const dash = h.points()[0] ?? { published: 0, completed: 0, failed: 0 };
-      assert.equal(cli.publishRate, dash.published, `${JSON.stringify([a, b])}`);
-      assert.equal(cli.doneRate, dash.completed + dash.failed, `${JSON.stringify([a, b])}`);
-      assert.ok(cli.publishRate! >= 0 && cli.doneRate! >= 0);
+      assert.equal(cli.publishedPerSec, dash.published, `${JSON.stringify([a, b])}`);
+      assert.equal(cli.completedPerSec, dash.completed, `${JSON.stringify([a, b])}`);
+      assert.equal(cli.deadLetteredPerSec, dash.failed, `${JSON.stringify([a, b])}`);
+      assert.ok(cli.publishedPerSec! >= 0 && cli.completedPerSec! >= 0 && cli.deadLetteredPerSec! >= 0);
     }
   });
 
