@@ -6,20 +6,6 @@ export interface Sink {
   settle(index: number, outcome: PublishReceipt | Error): void;
 }
 
-/** @internal One `publish`'s promise as a sink: an object with a method rather than a closure per publish. */
-export class PromiseSink implements Sink {
-  readonly #resolve: (r: PublishReceipt) => void;
-  readonly #reject: (e: Error) => void;
-  constructor(resolve: (r: PublishReceipt) => void, reject: (e: Error) => void) {
-    this.#resolve = resolve;
-    this.#reject = reject;
-  }
-  settle(_index: number, outcome: PublishReceipt | Error): void {
-    if (outcome instanceof Error) this.#reject(outcome);
-    else this.#resolve(outcome);
-  }
-}
-
 /**
  * @internal The outcomes of one `publishMany`, in input order. One object per batch instead of a
  * promise and two closures per item: at high rates those dominated the batch path's allocations.

@@ -7,7 +7,7 @@ import { producerTelemetry } from "../telemetry/otel.ts";
 import { ConnectionHub, type TransportUser } from "../transport/hub.ts";
 import { Inbox } from "../transport/inbox.ts";
 import { ReplyTable } from "../transport/replies.ts";
-import { BatchSink, batchResult, PromiseSink, type Sink } from "./batch.ts";
+import { BatchSink, batchResult, type Sink } from "./batch.ts";
 import { checkId, encodeJob, jobHeaders } from "./job.ts";
 import { type Due, HELD, heldJobId, resolveDue } from "../schedule/held.ts";
 import { priorityHeaders, prioritySubject } from "../flow/priority.ts";
@@ -32,6 +32,32 @@ interface Pending {
   readonly span: PublishSpan | undefined;
   /** Sent to the held stream (a delayed job): its default id is `delayed-<seq>`. */
   readonly held: boolean;
+}
+
+/**
+ * One `publish`'s pending entry and its promise's sink in one object (a publish at full rate
+ * allocates as little as it can beside its promise).
+ */
+class OnePublish implements Pending, Sink {
+  readonly id: string | undefined;
+  readonly deadline: number;
+  readonly held: boolean;
+  readonly sink: Sink = this;
+  readonly index = 0;
+  readonly span = undefined;
+  readonly #resolve: (r: PublishReceipt) => void;
+  readonly #reject: (e: Error) => void;
+  constructor(id: string | undefined, deadline: number, held: boolean, resolve: (r: PublishReceipt) => void, reject: (e: Error) => void) {
+    this.id = id;
+    this.deadline = deadline;
+    this.held = held;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+  settle(_index: number, outcome: PublishReceipt | Error): void {
+    if (outcome instanceof Error) this.#reject(outcome);
+    else this.#resolve(outcome);
+  }
 }
 
 function jobLabel(id: string | undefined): string {
@@ -306,6 +332,7 @@ export class Producer<In = unknown> {
       }
       // Read once per chunk: whether each item needs a span (and so headers for its trace context).
       const tracing = this.#telemetry.tracesPublishes();
+      const ackTimeoutMs = this.#opts.ackTimeoutMs;
       for (let k = 0; k < payloads.length; k++) {
         if (stopped === undefined) {
           try {
@@ -334,7 +361,8 @@ export class Producer<In = unknown> {
           hdrs ??= natsHeaders();
           span = this.#telemetry.publish(this.#queue.name, id, hdrs);
         }
-        this.#send(payloads[k]!, hdrs, id, batch, index, span === noPublishSpan ? undefined : span, due !== undefined, level?.subject);
+        const p: Pending = { id, deadline: Date.now() + ackTimeoutMs, sink: batch, index, span: span === noPublishSpan ? undefined : span, held: due !== undefined };
+        this.#send(payloads[k]!, hdrs, p, level?.subject);
       }
       if (exhausted) break;
     }
@@ -366,14 +394,14 @@ export class Producer<In = unknown> {
 
   #sendOne(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, held: boolean, subject?: string): Promise<PublishReceipt> {
     return new Promise<PublishReceipt>((resolve, reject) => {
-      this.#send(payload, hdrs, id, new PromiseSink(resolve, reject), 0, undefined, held, subject);
+      this.#send(payload, hdrs, new OnePublish(id, Date.now() + this.#opts.ackTimeoutMs, held, resolve, reject), subject);
     });
   }
 
   /** Sends one publish holding a window slot; its outcome goes to `sink` (exactly once). */
   /** `subject`: a priority level's (`undefined`: the queue's own). */
-  #send(payload: string, hdrs: MsgHdrs | undefined, id: string | undefined, sink: Sink, index: number, span: PublishSpan | undefined, held: boolean, subject?: string): void {
-    const p: Pending = { id, deadline: Date.now() + this.#opts.ackTimeoutMs, sink, index, span, held };
+  #send(payload: string, hdrs: MsgHdrs | undefined, p: Pending, subject: string | undefined): void {
+    const held = p.held;
     let reply: string | undefined;
     try {
       if (!this.#inbox.subscribed) this.#subscribe();

@@ -1,7 +1,7 @@
 import { JetqError, QueueFullError } from "../errors.ts";
 import { API, noResponders } from "../natserr.ts";
 import { seqJobId } from "../queue/headers.ts";
-import { parsePubAck, type PubAck } from "./puback.ts";
+import { parsePubAck, plainPubAckSeq, type PubAck } from "./puback.ts";
 import type { WaitOptions } from "../state/jobs.ts";
 
 /** What the server confirmed for one publish. */
@@ -64,6 +64,9 @@ export function publishOutcome(
     if (status.code === 503) return noResponders("stream", what);
     return new JetqError(`${what}: server answered ${status.code} ${status.description}`);
   }
+  // The common answer, read without an object: a new job stored under its sequence.
+  const plain = plainPubAckSeq(data);
+  if (plain >= 0) return new Receipt(id ?? idOf(plain), plain, false, resultOf);
   let ack: PubAck;
   try {
     ack = parsePubAck(data);

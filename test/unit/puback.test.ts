@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { parsePubAck } from "../../src/producer/puback.ts";
+import { parsePubAck, plainPubAckSeq } from "../../src/producer/puback.ts";
 
 const enc = new TextEncoder();
 const bytes = (s: string): Uint8Array => enc.encode(s);
@@ -33,6 +33,14 @@ describe("parsePubAck", () => {
       }),
       { numRuns: 2000 },
     );
+    // The form nats-server 2.9 writes (a space after the comma), with any names.
+    fc.assert(
+      fc.property(stream, seq, (name, n) => {
+        const text = `{"stream":${JSON.stringify(name)}, "seq":${n}}`;
+        same(parsePubAck(bytes(text)), slow(text));
+      }),
+      { numRuns: 2000 },
+    );
     // The spaced form nats-server writes for a stream in a domain, with any names.
     fc.assert(
       fc.property(stream, fc.string({ maxLength: 10, unit: "grapheme" }), seq, (name, domain, n) => {
@@ -54,6 +62,19 @@ describe("parsePubAck", () => {
       }),
       { numRuns: 2000 },
     );
+  });
+
+  it("reads the answers nats-server writes from their bytes, without JSON.parse", () => {
+    // Exactly as nats-server 2.9.10 answers a publish (captured from the server): a space after the comma.
+    assert.equal(plainPubAckSeq(bytes('{"stream":"JETQ_orders", "seq":42}')), 42);
+    assert.equal(plainPubAckSeq(bytes('{"stream":"JETQ_orders", "domain":"hub", "seq":7}')), 7);
+    // As a JSON encoder writes them.
+    assert.equal(plainPubAckSeq(bytes('{"stream":"JETQ_orders","seq":42}')), 42);
+    assert.equal(plainPubAckSeq(bytes('{"stream":"JETQ_orders","domain":"hub","seq":7}')), 7);
+    // Everything else is left to JSON.parse.
+    for (const other of ['{"stream":"S", "seq":7, "duplicate":true}', '{"error":{"code":503},"stream":"S","seq":0}', '{"stream":"S",  "seq":1}', '{"stream":"S" ,"seq":1}', '{"stream":"S", "seq":1 }']) {
+      assert.equal(plainPubAckSeq(bytes(other)), -1, other);
+    }
   });
 
   it("takes the byte path for the plain form and refuses what is not JSON", () => {
