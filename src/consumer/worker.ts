@@ -1118,6 +1118,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
           this.#stuck.delete(r.msg.seq);
           this.#finish(r);
         };
+        this.#telemetry.stuck?.(this.#queue.name);
         this.#emit("stuck", r.event, new JetqError(`handler for job ${r.event.id} did not settle after its timeout; it keeps its slot until it does`));
         // A suspect waiting for this one to settle need not wait out its bound.
         this.#maybeIsolate();
