@@ -107,7 +107,8 @@ describe("a suspect never waits for a hung handler forever", () => {
     const hung = timeoutMs === undefined ? "a handler that hangs (no timeoutMs)" : "a handler stuck past its timeoutMs (it ignores its signal)";
     it(`${hung}: the worker hands the suspect back, pulls again, and runs the suspect alone once the handler settles; nothing lost or run twice`, async () => {
       const nc = await nats.connect();
-      const q = defineQueue({ name: uniqueName("hung"), ackWaitMs: 1500, backoff: [0], maxAttempts: 100, ...(timeoutMs ? { timeoutMs } : {}) });
+      // maxCrashes 1: a crash wrongly charged to the suspect would dead-letter it.
+      const q = defineQueue({ name: uniqueName("hung"), ackWaitMs: 1500, backoff: [0], maxAttempts: 100, maxCrashes: 1, ...(timeoutMs ? { timeoutMs } : {}) });
       await provisionQueue(nc, q);
       const producer = new Producer(nc, q);
       await producer.publish({}, { id: "suspect" });
@@ -171,6 +172,47 @@ describe("a suspect never waits for a hung handler forever", () => {
       }
     });
   }
+
+  it("the suspect handed back runs alone on another worker while the handler still hangs on the first", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("hung2"), ackWaitMs: 1500, maxCrashes: 1 });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    await producer.publish({}, { id: "suspect" });
+    await takeWithoutAnswer(nc, q);
+    let release: (() => void) | undefined;
+    const ranOn: Array<[string, string, boolean]> = [];
+    const handler = (name: string) => async (job: { id: string; isolated: boolean }) => {
+      ranOn.push([name, job.id, job.isolated]);
+      if (job.id === "hang") await new Promise<void>((resolve) => (release = resolve));
+    };
+    const a = new Worker(nc, q, handler("a"), { concurrency: 2 });
+    let gaveUp = false;
+    a.on("error", (err) => (gaveUp ||= err.message.includes("could not run alone")));
+    await a.start();
+    const nc2 = await nats.connect();
+    const b = new Worker(nc2, q, handler("b"), { concurrency: 2 });
+    const completed: string[] = [];
+    a.on("completed", (ev) => completed.push(ev.id));
+    b.on("completed", (ev) => completed.push(ev.id));
+    try {
+      await producer.publish({}, { id: "hang" });
+      await waitFor(() => release !== undefined, "the hung handler running on a");
+      await waitFor(() => gaveUp, "a hands the suspect back", 15_000);
+      await b.start();
+      await waitFor(() => completed.includes("suspect"), "the suspect done on b", 15_000);
+      assert.deepEqual(ranOn.filter(([, id]) => id === "suspect"), [["b", "suspect", true]], "once, alone, on b");
+      assert.equal(a.inFlight, 1, "the hung handler still runs on a");
+      release!();
+      await waitFor(() => completed.length === 2, "the hung job done once it settled");
+      assert.deepEqual(completed.sort(), ["hang", "suspect"]);
+      assert.equal(await new DeadLetterQueue(nc, q).count(), 0);
+    } finally {
+      release?.();
+      await Promise.all([a.stop(), b.stop()]);
+      await producer.close();
+    }
+  });
 });
 
 describe("stop() costs no attempt", () => {
