@@ -38,6 +38,9 @@
 #ifndef STOPB
 #define STOPB 1         /* stop() calls whose deadline hands jobs back */
 #endif
+#ifndef GIVEUPB
+#define GIVEUPB 0       /* suspects handed back because a handler beside them hangs (the wait ran out) */
+#endif
 
 #ifndef DMAX
 #define DMAX 6          /* deliveries of one job: the search stops delivering a job past this */
@@ -105,7 +108,7 @@ byte reason[NK];
 byte mode[NW];
 
 /* ---- budgets spent ---- */
-byte crashes_spent, lapses_spent, strays_spent, stops_spent, fails_spent;
+byte crashes_spent, lapses_spent, strays_spent, stops_spent, fails_spent, giveups_spent;
 
 /* ---- ghost history (what really happened; never read by the protocol) ---- */
 bool completed[NJ];    /* acked after its handler resolved */
@@ -385,6 +388,15 @@ inline step(k) {
         mode[W(k)] = M_ISORUN; start(k)
      :: else -> giveup(k)
      fi
+
+  /* the wait ran out (worker.ts #giveUpIsolation): another handler here hangs, or is past its
+     timeout ignoring its signal. The suspect is handed back (recorded, no attempt) and the worker
+     pulls again; it never runs beside the other handler. The model has no time, so this may
+     happen at any moment while another job is held here (budget GIVEUPB). */
+  :: pc[k] == P_ISOW && mode[W(k)] == M_ISOWAIT && pc[OTHER(k)] != P_EMPTY && giveups_spent < GIVEUPB ->
+     giveups_spent++;
+     printf("STORY slot %d: job %d gives up waiting to run alone: handed back\n", k, sj[k]);
+     mode[W(k)] = M_NORMAL; isorun[k] = 0; pc[k] = P_HBW
 
   /* the handler settles */
   :: pc[k] == P_RUNNING ->

@@ -229,8 +229,13 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   readonly #running = new SlotTable<Running>();
   /** Timed-out handlers that have not settled, by stream sequence. Bounded by concurrency. */
   readonly #stuck = new Map<number, Running>();
-  /** A suspect this worker runs alone, once everything else here has settled. */
-  #isolation: { r: Running; started: boolean } | undefined;
+  /** A suspect this worker runs alone, once everything else here has settled (or hands back at `timer`). */
+  #isolation: { r: Running; started: boolean; timer: NodeJS.Timeout | undefined } | undefined;
+  /**
+   * Jobs still running when a suspect gave up waiting to run alone here. Until they settle, this
+   * worker hands suspects back at once instead of pausing for them. Bounded by concurrency.
+   */
+  readonly #blockers = new Set<Running>();
   #pullRetryMs = 0;
   #pullRetryTimer: NodeJS.Timeout | undefined;
   #leaseTimer: NodeJS.Timeout | undefined;
@@ -739,14 +744,54 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       );
       error.name = "CrashedError";
       await this.#deadLetter(r, "crashed", error, c.crashes, read.record?.worker);
-    } else if (this.#isolation) {
-      // Another suspect runs alone here already: let this one go to another worker (it stays a suspect).
+    } else if (this.#isolation || this.#blockers.size > 0 || this.#stuck.size > 0) {
+      // Another suspect runs alone here already, or a handler here ran past an earlier suspect's
+      // wait or past its timeout (it may never settle): let this one go to another worker (it
+      // stays a suspect, its pending crash counted).
       this.#handBack(r, DEFER_MS, "deferred");
     } else {
       r.isolated = true;
-      this.#isolation = { r, started: false };
+      const iso: { r: Running; started: boolean; timer: NodeJS.Timeout | undefined } = { r, started: false, timer: undefined };
+      this.#isolation = iso;
       this.#maybeIsolate();
+      if (!iso.started && this.#isolation === iso) {
+        iso.timer = setTimeout(() => this.#giveUpIsolation(iso), this.#isolationWaitMs());
+        iso.timer.unref();
+      }
     }
+  }
+
+  /**
+   * How long a suspect waits for the other jobs here to settle: the longest a handler that heeds
+   * its timeout can still run (`timeoutMs`), plus one lease period (`ackWaitMs`) for its outcome to
+   * be written and answered. Without `timeoutMs`, one lease period.
+   */
+  #isolationWaitMs(): number {
+    return (this.#queue.timeoutMs ?? 0) + this.#queue.ackWaitMs;
+  }
+
+  /**
+   * A suspect cannot run alone here soon (a handler here is past its timeout, or still running at
+   * the end of the wait): hand the suspect back, recorded and without an attempt, and pull again.
+   * It never runs beside another handler, so a crash is still charged only to a job that ran alone.
+   */
+  #giveUpIsolation(iso: { r: Running; started: boolean; timer: NodeJS.Timeout | undefined }): void {
+    if (this.#isolation !== iso || iso.started || this.#state !== "running") return; // stop() hands it back
+    clearTimeout(iso.timer);
+    this.#isolation = undefined;
+    const others: string[] = [];
+    for (const o of this.#running.snapshot()) {
+      if (o === iso.r || o.settled) continue;
+      this.#blockers.add(o);
+      if (others.length < 10) others.push(o.event.id);
+    }
+    this.#reportError(
+      new JetqError(
+        `job ${iso.r.event.id} (redelivered without a recorded outcome) could not run alone on this worker: job(s) ${others.join(", ")} still running after ${this.#isolationWaitMs()} ms or past their timeout. It is handed back without an attempt to run alone elsewhere; this worker pulls again and hands suspects back until those handlers settle.`,
+      ),
+    );
+    this.#handBack(iso.r, DEFER_MS, "deferred");
+    this.#queuePull();
   }
 
   /** Starts the isolated run once the suspect is the only job this worker holds. */
@@ -755,8 +800,15 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     // Pull requests already open may still bring jobs while the suspect runs: each is handed back
     // at once (recorded, never started). Waiting for those requests to expire instead cost up to
     // pullExpiresMs per isolated run, and a kill storm makes a suspect of every job in flight.
-    if (!iso || iso.started || this.#running.size !== 1 || this.#acks.length > 0) return;
+    if (!iso || iso.started) return;
+    if (this.#stuck.size > 0 && this.#running.size - 1 === this.#stuck.size) {
+      // Everything else here is past its timeout and ignores its signal: it may never settle.
+      this.#giveUpIsolation(iso);
+      return;
+    }
+    if (this.#running.size !== 1 || this.#acks.length > 0) return;
     iso.started = true;
+    clearTimeout(iso.timer);
     void this.#runIsolated(iso.r);
   }
 
@@ -1066,7 +1118,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
           this.#stuck.delete(r.msg.seq);
           this.#finish(r);
         };
+        this.#telemetry.stuck?.(this.#queue.name);
         this.#emit("stuck", r.event, new JetqError(`handler for job ${r.event.id} did not settle after its timeout; it keeps its slot until it does`));
+        // A suspect waiting for this one to settle need not wait out its bound.
+        this.#maybeIsolate();
       }
       return;
     }
@@ -1081,7 +1136,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     r.state?.close();
     this.#running.delete(r);
-    if (this.#isolation?.r === r) this.#isolation = undefined;
+    if (this.#blockers.size > 0) this.#blockers.delete(r);
+    if (this.#isolation?.r === r) {
+      clearTimeout(this.#isolation.timer);
+      this.#isolation = undefined;
+    }
     if (this.#running.size <= this.#stuck.size) this.#idle?.();
     this.#maybeIsolate();
     this.#queuePull();

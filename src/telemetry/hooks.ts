@@ -77,6 +77,8 @@ export interface WorkerTelemetry {
   dead(queue: string, reason: DeadLetterReason): void;
   /** A job could not start yet because of a limit (the queue's rate, its group's concurrency or rate) and was deferred. */
   throttled?(queue: string, limit: ThrottleLimit): void;
+  /** A handler outlived its timeout and ignores its abort signal (the worker's `stuck` event). */
+  stuck?(queue: string): void;
 }
 
 /** @internal Which limit held a job back (the `jetq.limit` attribute of `jetq.jobs.throttled`). */

@@ -230,6 +230,7 @@ interface Instruments {
   retried: ReturnType<Meter["createCounter"]>;
   dead: ReturnType<Meter["createCounter"]>;
   throttled: ReturnType<Meter["createCounter"]>;
+  stuck: ReturnType<Meter["createCounter"]>;
   duration: ReturnType<Meter["createHistogram"]>;
   wait: ReturnType<Meter["createHistogram"]>;
   /** Started workers of this meter, by queue name; bounded by the workers the application runs. */
@@ -283,6 +284,12 @@ function instruments(meter: Meter): Instruments {
       ...int,
       unit: "{job}",
       description: "Job starts held back by a limit and deferred without using an attempt, by jetq.limit (rate, group_concurrency, group_rate).",
+    }),
+    stuck: meter.createCounter("jetq.jobs.stuck", {
+      ...int,
+      unit: "{job}",
+      description:
+        "Handlers still running past their timeoutMs that ignore their abort signal: their attempt failed and their lease is no longer renewed, but they keep their slot until they settle.",
     }),
     duration: meter.createHistogram("jetq.job.duration", {
       ...seconds,
@@ -564,6 +571,9 @@ class WorkerState implements WorkerTelemetry {
   }
   throttled(_queue: string, limit: ThrottleLimit): void {
     this.ins.throttled.add(1, { ...this.#base, "jetq.limit": limit });
+  }
+  stuck(): void {
+    this.ins.stuck.add(1, this.#base);
   }
   dead(_queue: string, reason: DeadLetterReason): void {
     let a = this.#dead.get(reason);

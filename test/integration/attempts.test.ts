@@ -3,7 +3,7 @@
 // process; attempts count handler failures only; stop() costs no attempt.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { DeadLetterQueue, defineQueue, Producer, provisionQueue, type QueueOptions, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { FixtureProcess, type ProcEvent, Supervisor } from "../support/procs.ts";
@@ -89,6 +89,127 @@ describe("crash isolation across worker processes", () => {
     } finally {
       await worker.kill9();
       await fleet?.stop();
+      await producer.close();
+    }
+  });
+});
+
+describe("a suspect never waits for a hung handler forever", () => {
+  /** Takes the next job off the queue's consumer and never answers it: its redelivery is a suspect. */
+  async function takeWithoutAnswer(nc: Awaited<ReturnType<typeof nats.connect>>, q: ReturnType<typeof defineQueue>): Promise<number> {
+    const c = await jetstream(nc).consumers.get(q.names.stream, q.names.consumer);
+    const it = await c.fetch({ max_messages: 1, expires: 5_000 });
+    for await (const m of it) return m.seq;
+    throw new Error("no job to take");
+  }
+
+  for (const timeoutMs of [undefined, 3000] as const) {
+    const hung = timeoutMs === undefined ? "a handler that hangs (no timeoutMs)" : "a handler stuck past its timeoutMs (it ignores its signal)";
+    it(`${hung}: the worker hands the suspect back, pulls again, and runs the suspect alone once the handler settles; nothing lost or run twice`, async () => {
+      const nc = await nats.connect();
+      // maxCrashes 1: a crash wrongly charged to the suspect would dead-letter it.
+      const q = defineQueue({ name: uniqueName("hung"), ackWaitMs: 1500, backoff: [0], maxAttempts: 100, maxCrashes: 1, ...(timeoutMs ? { timeoutMs } : {}) });
+      await provisionQueue(nc, q);
+      const producer = new Producer(nc, q);
+      await producer.publish({}, { id: "suspect" });
+      await takeWithoutAnswer(nc, q); // its lease lapses: delivery 2 has no recorded outcome
+
+      let release: (() => void) | undefined;
+      const starts: Array<{ id: string; attempt: number; isolated: boolean; alive: number }> = [];
+      let alive = 0;
+      const w = new Worker(nc, q, async (job) => {
+        alive++;
+        starts.push({ id: job.id, attempt: job.attempt, isolated: job.isolated, alive });
+        if (job.id === "hang" && job.attempt === 1) await new Promise<void>((resolve) => (release = resolve)); // ignores job.signal
+        alive--;
+      }, { concurrency: 2 });
+      const completed = new Map<string, number>();
+      const errors: string[] = [];
+      let stuckAt = 0;
+      let gaveUpAt = 0;
+      w.on("completed", (ev) => completed.set(ev.id, (completed.get(ev.id) ?? 0) + 1));
+      w.on("error", (err) => {
+        errors.push(err.message);
+        if (err.message.includes("could not run alone")) gaveUpAt ||= Date.now();
+      });
+      w.on("stuck", () => (stuckAt ||= Date.now()));
+      await w.start();
+      try {
+        await producer.publish({}, { id: "hang" });
+        await waitFor(() => release !== undefined, "the hung handler running");
+        // The suspect comes back after ackWaitMs and waits to run alone; the hung handler never lets it.
+        await waitFor(() => errors.some((m) => m.includes("job suspect") && m.includes("could not run alone")), "the suspect handed back", 15_000);
+        if (timeoutMs !== undefined) {
+          // It waited for the handler's timeout, and no longer once the handler turned out stuck
+          // (the bound, timeoutMs + ackWaitMs, would have been 3 s later).
+          assert.ok(stuckAt > 0 && gaveUpAt - stuckAt < 1000, `gave up ${gaveUpAt - stuckAt} ms after the handler was stuck`);
+        }
+        // The worker is not stalled: it pulls and runs ordinary jobs beside the hung handler.
+        for (let i = 0; i < 5; i++) await producer.publish({}, { id: `after-${i}` });
+        await waitFor(() => [0, 1, 2, 3, 4].every((i) => completed.get(`after-${i}`) === 1), "ordinary jobs done beside the hung handler", 15_000);
+        assert.ok(!starts.some((s) => s.id === "suspect"), "the suspect never ran beside the hung handler");
+        release!();
+        await waitFor(() => completed.has("suspect"), "the suspect done once the hung handler settled", 15_000);
+        const suspect = starts.filter((s) => s.id === "suspect");
+        assert.deepEqual(suspect.map((s) => [s.attempt, s.isolated, s.alive]), [[1, true, 1]], "run once, alone, no attempt charged");
+        if (timeoutMs === undefined) {
+          assert.equal(completed.get("hang"), 1, "the hung job completed once it settled");
+        } else {
+          // Its attempt failed at the timeout and the retry ran while the first still hung (another
+          // delivery, handed back here until then): the job completes once, on attempt 2.
+          await waitFor(() => completed.get("hang") === 1, "the timed-out job completed on its retry", 15_000);
+          assert.deepEqual(starts.filter((s) => s.id === "hang").map((s) => s.attempt), [1, 2]);
+        }
+        assert.deepEqual([...completed.values()].filter((n) => n !== 1), [], "nothing completed twice");
+        assert.equal(completed.size, 7);
+        assert.equal(await new DeadLetterQueue(nc, q).count(), 0);
+        const jsm = await jetstreamManager(nc);
+        await waitFor(async () => (await jsm.streams.info(q.names.stream)).state.messages === 0, "queue stream empty");
+      } finally {
+        release?.();
+        await w.stop();
+        await producer.close();
+      }
+    });
+  }
+
+  it("the suspect handed back runs alone on another worker while the handler still hangs on the first", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("hung2"), ackWaitMs: 1500, maxCrashes: 1 });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    await producer.publish({}, { id: "suspect" });
+    await takeWithoutAnswer(nc, q);
+    let release: (() => void) | undefined;
+    const ranOn: Array<[string, string, boolean]> = [];
+    const handler = (name: string) => async (job: { id: string; isolated: boolean }) => {
+      ranOn.push([name, job.id, job.isolated]);
+      if (job.id === "hang") await new Promise<void>((resolve) => (release = resolve));
+    };
+    const a = new Worker(nc, q, handler("a"), { concurrency: 2 });
+    let gaveUp = false;
+    a.on("error", (err) => (gaveUp ||= err.message.includes("could not run alone")));
+    await a.start();
+    const nc2 = await nats.connect();
+    const b = new Worker(nc2, q, handler("b"), { concurrency: 2 });
+    const completed: string[] = [];
+    a.on("completed", (ev) => completed.push(ev.id));
+    b.on("completed", (ev) => completed.push(ev.id));
+    try {
+      await producer.publish({}, { id: "hang" });
+      await waitFor(() => release !== undefined, "the hung handler running on a");
+      await waitFor(() => gaveUp, "a hands the suspect back", 15_000);
+      await b.start();
+      await waitFor(() => completed.includes("suspect"), "the suspect done on b", 15_000);
+      assert.deepEqual(ranOn.filter(([, id]) => id === "suspect"), [["b", "suspect", true]], "once, alone, on b");
+      assert.equal(a.inFlight, 1, "the hung handler still runs on a");
+      release!();
+      await waitFor(() => completed.length === 2, "the hung job done once it settled");
+      assert.deepEqual(completed.sort(), ["hang", "suspect"]);
+      assert.equal(await new DeadLetterQueue(nc, q).count(), 0);
+    } finally {
+      release?.();
+      await Promise.all([a.stop(), b.stop()]);
       await producer.close();
     }
   });

@@ -338,6 +338,35 @@ describe("metrics", () => {
     await producer.close();
   });
 
+  it("counts handlers stuck past their timeout, once each, as the stuck event reports them", async () => {
+    const nc = await nats.connect();
+    const t = sdk();
+    const q = defineQueue({ name: uniqueName("otel"), timeoutMs: 100, backoff: [60_000] });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const releases: Array<() => void> = [];
+    const worker = new Worker(nc, q, async (job: Job<unknown>) => {
+      if ((job.data as { hang: boolean }).hang) await new Promise<void>((resolve) => releases.push(resolve)); // ignores job.signal
+    }, { concurrency: 3, telemetry: t.telemetry });
+    const stuck: string[] = [];
+    worker.on("stuck", (ev) => stuck.push(ev.id));
+    await worker.start();
+    const base = { "jetq.queue": q.name };
+    await producer.publish({ hang: true }, { id: "h1" });
+    await producer.publish({ hang: true }, { id: "h2" });
+    await producer.publish({ hang: false }, { id: "ok" });
+    await waitFor(() => stuck.length === 2, "two stuck handlers");
+    await waitFor(async () => (await t.value("jetq.jobs.completed", base)) === 1, "the other job completed");
+    assert.equal(await t.value("jetq.jobs.stuck", base), 2);
+    assert.equal(await t.value("jetq.jobs.failed", { ...base, "error.type": "JobTimeoutError" }), 2, "their attempts failed at the timeout");
+    for (const r of releases.splice(0)) r();
+    await waitFor(() => worker.inFlight === 0, "the stuck handlers settled");
+    assert.equal(await t.value("jetq.jobs.stuck", base), 2, "settling late does not count again");
+    assert.deepEqual(stuck.sort(), ["h1", "h2"]);
+    await worker.stop();
+    await producer.close();
+  });
+
   it("counts publish rejects by reason and the time publishes spend blocked on a full window", async () => {
     const nc = await nats.connect();
     const t = sdk();
