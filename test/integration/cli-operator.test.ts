@@ -78,6 +78,41 @@ async function silentServer(): Promise<{ port: number; conns: Array<{ accepted: 
   };
 }
 
+/**
+ * A fake NATS server that speaks only the handshake (INFO, then PONG for each PING) and never
+ * answers a request: a server whose JetStream is hung. Counts the requests it swallowed.
+ */
+async function handshakeOnlyServer(): Promise<{ port: number; requests: () => number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let requests = 0;
+  const srv: Server = createServer((s) => {
+    sockets.add(s);
+    s.on("error", () => {});
+    s.on("close", () => sockets.delete(s));
+    s.write(`INFO ${JSON.stringify({ server_id: "FAKE", server_name: "fake", version: "2.9.10", proto: 1, headers: true, max_payload: 1048576, jetstream: true })}\r\n`);
+    let buf = "";
+    s.on("data", (b: Buffer) => {
+      buf += b.toString("latin1");
+      let i: number;
+      while ((i = buf.indexOf("\r\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (line === "PING") s.write("PONG\r\n");
+        else if (/^H?PUB \$JS\./.test(line)) requests++;
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return {
+    port: (srv.address() as { port: number }).port,
+    requests: () => requests,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
 /** From the timeout to the process's exit (which closes its socket): printing the error, and a loaded machine. */
 const EXIT_SLACK_MS = 2_000;
 
@@ -108,6 +143,28 @@ describe("jetq tells the truth", () => {
       }
     } finally {
       await silent.close();
+    }
+  });
+
+  it("honours --timeout for the whole command when the server connects but never answers JetStream", async () => {
+    const hung = await handshakeOnlyServer();
+    try {
+      for (const [args, label] of [
+        [["stats"], "stats"],
+        [["stats", "q"], "stats q"],
+        [["dlq", "list", "q"], "dlq list q"],
+        [["publish", "q", "{}"], "publish q"],
+      ] as const) {
+        const r = await jetq(["--server", `nats://127.0.0.1:${hung.port}`, "--timeout", "1500ms", ...args]);
+        assert.equal(r.code, 3, `${label}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`No answer from NATS JetStream at nats://127\\.0\\.0\\.1:${hung.port} within 1500 ms`), label);
+        // Node's startup is in r.ms (up to seconds on a loaded machine); before, each request waited 5 s on its own.
+        assert.ok(r.ms < 1_500 + 3_000, `${label}: the command took ${r.ms} ms with --timeout 1500ms`);
+        console.log(`--timeout 1500ms, jetq ${label} against a server that never answers JetStream: ${r.ms} ms (process included), exit ${r.code}`);
+      }
+      assert.ok(hung.requests() >= 4, `the commands did send JetStream requests (${hung.requests()})`);
+    } finally {
+      await hung.close();
     }
   });
 
