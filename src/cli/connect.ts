@@ -1,4 +1,6 @@
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { existsSync, readFileSync } from "node:fs";
+import type { Socket } from "node:net";
 import {
   AuthorizationError,
   connect,
@@ -162,9 +164,20 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
   // Credentials in a URL (nats://user:pass@host) must never reach an error message.
   const where = servers.map((u) => u.replace(/\/\/[^@/]*@/, "//")).join(", ");
   let nc: NatsConnection;
+  // A connect attempt that times out before the server's INFO leaves its socket open in the client
+  // (nats.js closes only connections that got that far): note the sockets this attempt opens, and
+  // destroy them if it fails, so retries (the dashboard's reconnect loop) do not pile them up.
+  const opened: Socket[] = [];
+  const track = (msg: unknown): void => {
+    const s = (msg as { socket?: Socket } | undefined)?.socket;
+    if (s !== undefined && opened.length < 64) opened.push(s);
+  };
+  subscribe("net.client.socket", track);
   try {
     nc = await connect(opts);
   } catch (err) {
+    for (const s of opened) s.destroy();
+    opened.length = 0;
     if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
       const given = o.user !== undefined || o.creds !== undefined;
       if (!given) {
@@ -196,6 +209,8 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
       );
     }
     throw mapNatsError(err, `connect to NATS at ${where}`);
+  } finally {
+    unsubscribe("net.client.socket", track);
   }
   announce(nc, o, where);
   return nc;

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer, type Server, type Socket } from "node:net";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
@@ -13,6 +13,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { defineQueue, listJobs, Producer, provisionQueue, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor, connectTo } from "../support/ctx.ts";
 import { findNatsServerBinary, freePort } from "../support/nats-server.ts";
+import { openConnection } from "../../src/cli/connect.ts";
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 
@@ -165,6 +166,75 @@ describe("jetq tells the truth", () => {
       assert.ok(hung.requests() >= 4, `the commands did send JetStream requests (${hung.requests()})`);
     } finally {
       await hung.close();
+    }
+  });
+
+  it("closes the socket of every timed-out connect attempt, so retries (the dashboard's reconnects) do not pile them up", async () => {
+    const silent = await silentServer();
+    try {
+      for (let i = 1; i <= 4; i++) {
+        await assert.rejects(openConnection({ server: `nats://127.0.0.1:${silent.port}`, timeout: 300 }), /No answer from NATS .* within 300 ms/);
+        assert.equal(silent.conns.length, i, "one connection per attempt");
+        // Before, each attempt left its socket open for as long as the server kept it: all of them.
+        await waitFor(() => (silent.conns.every((c) => c.closed !== undefined) ? true : undefined), `attempt ${i}'s socket closed`, 2_000, 5);
+      }
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it("the dashboard's reconnect loop keeps at most one socket open to a server gone silent, and reconnects when it answers again", async () => {
+    // A proxy in front of the test server that can go silent: it then accepts and never answers.
+    const target = new URL(url());
+    let silentMode = false;
+    const live = new Set<Socket>();
+    const silentConns: Array<{ closed: boolean }> = [];
+    let maxOpenSilent = 0;
+    const proxy = createServer((client) => {
+      client.on("error", () => {});
+      live.add(client);
+      client.on("close", () => live.delete(client));
+      if (silentMode) {
+        const c = { closed: false };
+        silentConns.push(c);
+        client.on("close", () => (c.closed = true));
+        maxOpenSilent = Math.max(maxOpenSilent, silentConns.filter((x) => !x.closed).length);
+        return;
+      }
+      const upstream = createConnection(Number(target.port), target.hostname);
+      upstream.on("error", () => client.destroy());
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const proxyPort = (proxy.address() as { port: number }).port;
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
+    delete env.NATS_URL;
+    const p = spawn(process.execPath, [CLI, "--server", `nats://127.0.0.1:${proxyPort}`, ...auth(), "--timeout", "300ms", "dashboard", "--port", "0", "--no-history"], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    p.stdout.on("data", (b: Buffer) => (out += b.toString()));
+    p.stderr.on("data", (b: Buffer) => (out += b.toString()));
+    try {
+      await waitFor(() => (/jetq dashboard: http/.test(out) ? true : undefined), "the dashboard started", 15_000, 20);
+      silentMode = true;
+      for (const s of live) s.destroy();
+      await waitFor(() => (/lost the NATS connection/.test(out) ? true : undefined), "the dashboard noticed", 10_000, 20);
+      // Attempts at 0.5 s, 1 s, 2 s backoff, each giving up after 300 ms.
+      await waitFor(() => (silentConns.length >= 4 ? true : undefined), "four reconnect attempts against the silent server", 15_000, 20);
+      assert.ok(maxOpenSilent <= 1, `at most one attempt's socket open at a time, saw ${maxOpenSilent}`);
+      await waitFor(() => (silentConns.slice(0, 3).every((c) => c.closed) ? true : undefined), "the failed attempts' sockets closed", 3_000, 20);
+      silentMode = false;
+      await waitFor(() => (/reconnected to NATS/.test(out) ? true : undefined), "reconnected once the server answered", 20_000, 20);
+      console.log(`dashboard vs a silent server: ${silentConns.length} attempts, at most ${maxOpenSilent} open at once`);
+    } finally {
+      p.kill("SIGTERM");
+      await new Promise<void>((r) => (p.exitCode !== null ? r() : p.once("exit", () => r())));
+      for (const s of live) s.destroy();
+      await new Promise<void>((r) => proxy.close(() => r()));
     }
   });
 
