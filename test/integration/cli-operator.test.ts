@@ -83,13 +83,24 @@ async function silentServer(): Promise<{ port: number; conns: Array<{ accepted: 
  * A fake NATS server that speaks only the handshake (INFO, then PONG for each PING) and never
  * answers a request: a server whose JetStream is hung. Counts the requests it swallowed.
  */
-async function handshakeOnlyServer(): Promise<{ port: number; requests: () => number; close: () => Promise<void> }> {
+async function handshakeOnlyServer(): Promise<{
+  port: number;
+  requests: () => number;
+  conns: Array<{ accepted: number; closed?: number }>;
+  close: () => Promise<void>;
+}> {
   const sockets = new Set<Socket>();
+  const conns: Array<{ accepted: number; closed?: number }> = [];
   let requests = 0;
   const srv: Server = createServer((s) => {
+    const c: { accepted: number; closed?: number } = { accepted: Date.now() };
+    conns.push(c);
     sockets.add(s);
     s.on("error", () => {});
-    s.on("close", () => sockets.delete(s));
+    s.on("close", () => {
+      c.closed = Date.now();
+      sockets.delete(s);
+    });
     s.write(`INFO ${JSON.stringify({ server_id: "FAKE", server_name: "fake", version: "2.9.10", proto: 1, headers: true, max_payload: 1048576, jetstream: true })}\r\n`);
     let buf = "";
     s.on("data", (b: Buffer) => {
@@ -107,6 +118,7 @@ async function handshakeOnlyServer(): Promise<{ port: number; requests: () => nu
   return {
     port: (srv.address() as { port: number }).port,
     requests: () => requests,
+    conns,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => srv.close(() => r()));
@@ -159,9 +171,14 @@ describe("jetq tells the truth", () => {
         const r = await jetq(["--server", `nats://127.0.0.1:${hung.port}`, "--timeout", "1500ms", ...args]);
         assert.equal(r.code, 3, `${label}: ${r.stderr}`);
         assert.match(r.stderr, new RegExp(`No answer from NATS JetStream at nats://127\\.0\\.0\\.1:${hung.port} within 1500 ms`), label);
-        // Node's startup is in r.ms (up to seconds on a loaded machine); before, each request waited 5 s on its own.
-        assert.ok(r.ms < 1_500 + 3_000, `${label}: the command took ${r.ms} ms with --timeout 1500ms`);
-        console.log(`--timeout 1500ms, jetq ${label} against a server that never answers JetStream: ${r.ms} ms (process included), exit ${r.code}`);
+        // Timed at the server, without Node's startup: from the connection to its close at the process's exit.
+        // Before, each request waited the client's 5 s on its own, and a command makes several.
+        const c = hung.conns.at(-1)!;
+        const closed = await waitFor(() => c.closed, `${label}: the exited process's connection closed`, 2_000, 5);
+        const held = closed - c.accepted;
+        assert.ok(held >= 1_000, `${label}: gave up after ${held} ms, well before its timeout`);
+        assert.ok(held < 1_500 + EXIT_SLACK_MS, `${label}: the connection was held ${held} ms with --timeout 1500ms`);
+        console.log(`--timeout 1500ms, jetq ${label} against a server that never answers JetStream: connection held ${held} ms (the process ran ${r.ms} ms), exit ${r.code}`);
       }
       assert.ok(hung.requests() >= 4, `the commands did send JetStream requests (${hung.requests()})`);
     } finally {
