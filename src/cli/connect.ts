@@ -1,4 +1,6 @@
+import { subscribe, unsubscribe } from "node:diagnostics_channel";
 import { existsSync, readFileSync } from "node:fs";
+import type { Socket } from "node:net";
 import {
   AuthorizationError,
   connect,
@@ -36,6 +38,27 @@ export const DEFAULT_SERVER = "nats://127.0.0.1:4222";
 
 /** What the last connection found, for hints in error messages (one connection per command). */
 let lastServer: { where: string; jetstream: boolean } | undefined;
+
+/** The command's --timeout, for each JetStream request it makes (the client's default is 5 s). */
+let requestTimeout: number | undefined;
+
+/**
+ * Options for `jetstreamManager(nc, …)` in the CLI: each request waits at most the command's
+ * --timeout (a fresh object per call: nats.js changes the object it gets).
+ */
+export function cliJsOptions(): { timeout?: number } {
+  return requestTimeout === undefined ? {} : { timeout: requestTimeout };
+}
+
+/** The servers of `o.server` as shown in messages: without credentials in the URLs. */
+export function serversShown(o: Pick<ConnectOptions, "server">): string {
+  return o.server
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((u) => u.replace(/\/\/[^@/]*@/, "//"))
+    .join(", ");
+}
 
 /**
  * A hint for an error that says JetStream did not answer, when the server said in its INFO that
@@ -107,6 +130,7 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
     throw new ConfigError(`Expected --server (or NATS_URL) to name at least one server, e.g. nats://127.0.0.1:4222, got ${JSON.stringify(o.server)}`);
   }
   checkServerUrls(servers);
+  requestTimeout = o.timeout;
   const opts: ConnectionOptions = {
     servers,
     name: "jetq-cli",
@@ -140,9 +164,20 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
   // Credentials in a URL (nats://user:pass@host) must never reach an error message.
   const where = servers.map((u) => u.replace(/\/\/[^@/]*@/, "//")).join(", ");
   let nc: NatsConnection;
+  // A connect attempt that times out before the server's INFO leaves its socket open in the client
+  // (nats.js closes only connections that got that far): note the sockets this attempt opens, and
+  // destroy them if it fails, so retries (the dashboard's reconnect loop) do not pile them up.
+  const opened: Socket[] = [];
+  const track = (msg: unknown): void => {
+    const s = (msg as { socket?: Socket } | undefined)?.socket;
+    if (s !== undefined && opened.length < 64) opened.push(s);
+  };
+  subscribe("net.client.socket", track);
   try {
     nc = await connect(opts);
   } catch (err) {
+    for (const s of opened) s.destroy();
+    opened.length = 0;
     if (err instanceof AuthorizationError || err instanceof UserAuthenticationExpiredError) {
       const given = o.user !== undefined || o.creds !== undefined;
       if (!given) {
@@ -174,6 +209,8 @@ export async function openConnection(o: ConnectOptions, persistent = false): Pro
       );
     }
     throw mapNatsError(err, `connect to NATS at ${where}`);
+  } finally {
+    unsubscribe("net.client.socket", track);
   }
   announce(nc, o, where);
   return nc;
@@ -195,7 +232,7 @@ export async function loadQueue(nc: NatsConnection, name: string): Promise<Loade
   const n = queue.names;
   let jsm: JetStreamManager;
   try {
-    jsm = await jetstreamManager(nc);
+    jsm = await jetstreamManager(nc, cliJsOptions());
   } catch (err) {
     throw mapNatsError(err, `open queue "${name}"`);
   }
@@ -229,7 +266,7 @@ export async function loadSchedulingQueue(nc: NatsConnection, name: string): Pro
   await loadQueue(nc, name);
   const queue = defineQueue({ name, scheduling: true });
   try {
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(nc, cliJsOptions());
     await jsm.streams.info(queue.names.heldStream);
   } catch (err) {
     if (apiCode(err) !== API.streamNotFound) throw mapNatsError(err, `open the held stream of queue "${name}"`);

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { type ConnectOptions, openConnection } from "./connect.ts";
+import { ConnectionError } from "../errors.ts";
+import { type ConnectOptions, openConnection, serversShown } from "./connect.ts";
 import { safeText } from "./format.ts";
 
 /** Options every command inherits from the program. */
@@ -26,12 +27,79 @@ export function globals(cmd: Command): GlobalOptions {
   };
 }
 
-/** Runs `fn` with a connection that is closed afterwards, whatever happens. */
-export async function withNats<T>(g: GlobalOptions, fn: (nc: NatsConnection) => Promise<T>, persistent = false): Promise<T> {
+/**
+ * The command's deadline: --timeout bounds the whole command (connect and every request after it),
+ * not each request on its own. Time spent waiting for the operator or for input is not counted.
+ */
+export interface CommandDeadline {
+  /** The command's --timeout in ms. */
+  readonly timeoutMs: number;
+  /** Waits for `p` (a confirmation prompt) with the clock stopped. */
+  untimed<T>(p: Promise<T>): Promise<T>;
+  /** Ends the deadline: from here the command runs as long as its input does (stdin publish). */
+  lift(): void;
+}
+
+/**
+ * Runs `fn` with a connection that is closed afterwards, whatever happens. A one-shot command
+ * (`persistent` false) must finish within --timeout from its start; past it the connection is
+ * closed and the command fails with a {@link ConnectionError} that says so.
+ */
+export async function withNats<T>(
+  g: GlobalOptions,
+  fn: (nc: NatsConnection, deadline: CommandDeadline) => Promise<T>,
+  persistent = false,
+): Promise<T> {
+  const started = Date.now();
   const nc = await openConnection(g, persistent);
+  let remaining = g.timeout - (Date.now() - started);
+  let lifted = persistent;
+  let expire: (err: Error) => void = () => {};
+  const expired = new Promise<never>((_, reject) => {
+    expire = reject;
+  });
+  expired.catch(() => {});
+  const arm = (): void => {
+    if (lifted) return;
+    const armedAt = Date.now();
+    const timer = setTimeout(() => {
+      expire(
+        new ConnectionError(
+          `No answer from NATS JetStream at ${serversShown(g)} within ${g.timeout} ms (--timeout, for the whole command): the connection was made but the requests after it were not all answered. Is the server overloaded, or its JetStream without a leader?`,
+        ),
+      );
+    }, Math.max(0, remaining));
+    disarm = () => {
+      clearTimeout(timer);
+      remaining -= Date.now() - armedAt;
+    };
+  };
+  let disarm = (): void => {};
+  const deadline: CommandDeadline = {
+    timeoutMs: g.timeout,
+    async untimed<U>(p: Promise<U>): Promise<U> {
+      disarm();
+      disarm = () => {};
+      try {
+        return await p;
+      } finally {
+        arm();
+      }
+    },
+    lift(): void {
+      lifted = true;
+      disarm();
+      disarm = () => {};
+    },
+  };
+  arm();
   try {
-    return await fn(nc);
+    const work = fn(nc, deadline);
+    // Past the deadline the work is abandoned; its late failure (the closed connection) is not news.
+    work.catch(() => {});
+    return await (lifted ? work : Promise.race([work, expired]));
   } finally {
+    deadline.lift();
     await nc.close().catch(() => {});
   }
 }

@@ -101,7 +101,13 @@ async function run(g: GlobalOptions, names: string[], f: DashboardFlags): Promis
         for (;;) {
           if (stopping) return;
           try {
-            nc = await openConnection(g);
+            // One attempt at a time, each bounded by --timeout, and a failed one closes its socket.
+            const fresh = await openConnection(g);
+            if (stopping) {
+              await fresh.close().catch(() => {});
+              return;
+            }
+            nc = fresh;
             srv.useConnection(nc);
             process.stderr.write("jetq: reconnected to NATS\n");
             delay = 500;

@@ -5,7 +5,7 @@ import { deadLetterJson, DeadLetterQueue, type DeadLetter, type DeadLetterFilter
 import type { DeadLetterReason } from "../dlq/route.ts";
 import { DeadLetterNotFoundError } from "../errors.ts";
 import { mapNatsError } from "../natserr.ts";
-import { loadQueue } from "./connect.ts";
+import { cliJsOptions, loadQueue } from "./connect.ts";
 import { globals, print, printJson, stdoutIsTTY, withNats } from "./context.ts";
 import { UsageError } from "./exit.ts";
 import { ago, clean, formatDuration, parseDuration, parseInteger, table, truncate } from "./format.ts";
@@ -44,7 +44,7 @@ function describeFilter(f: DeadLetterFilter): string {
 
 async function dlqState(nc: NatsConnection, stream: string): Promise<{ messages: number; lastSeq: number }> {
   try {
-    const si = await (await jetstreamManager(nc)).streams.info(stream);
+    const si = await (await jetstreamManager(nc, cliJsOptions())).streams.info(stream);
     return { messages: si.state.messages, lastSeq: si.state.last_seq };
   } catch (err) {
     throw mapNatsError(err, `read dead-letter stream ${stream}`);
@@ -225,7 +225,7 @@ function replayCommand(): Command {
     .action(async (name: string, seqText: string | undefined, flags: BulkFlags, cmd: Command) => {
       const g = globals(cmd);
       const sel = selection(seqText, flags, "replay");
-      await withNats(g, async (nc) => {
+      await withNats(g, async (nc, deadline) => {
         const { queue } = await loadQueue(nc, name);
         const dlq = new DeadLetterQueue(nc, queue);
         if ("seq" in sel) {
@@ -240,7 +240,9 @@ function replayCommand(): Command {
           else print(`No dead letters in queue "${name}" match${describeFilter(sel.filter)}; nothing to replay.`);
           return;
         }
-        await confirm(`Replay ${n} dead letter(s) of queue "${name}"${describeFilter(sel.filter)} back onto the queue?`, `replay ${n} dead letter(s)`, flags.yes === true);
+        await deadline.untimed(confirm(`Replay ${n} dead letter(s) of queue "${name}"${describeFilter(sel.filter)} back onto the queue?`, `replay ${n} dead letter(s)`, flags.yes === true));
+        // The work grows with the dead letters chosen: each request keeps its own timeout, the whole has none.
+        deadline.lift();
         const r = await dlq.replayAll(sel.filter);
         if (g.json) printJson({ queue: name, ...r });
         else {
@@ -264,12 +266,12 @@ function purgeCommand(): Command {
     .action(async (name: string, seqText: string | undefined, flags: BulkFlags, cmd: Command) => {
       const g = globals(cmd);
       const sel = selection(seqText, flags, "purge");
-      await withNats(g, async (nc) => {
+      await withNats(g, async (nc, deadline) => {
         const { queue } = await loadQueue(nc, name);
         const dlq = new DeadLetterQueue(nc, queue);
         if ("seq" in sel) {
           const e = await dlq.get(sel.seq);
-          await confirm(`Delete dead letter ${sel.seq} (job ${clean(e.id)}) of queue "${name}"? This cannot be undone.`, "purge a dead letter", flags.yes === true);
+          await deadline.untimed(confirm(`Delete dead letter ${sel.seq} (job ${clean(e.id)}) of queue "${name}"? This cannot be undone.`, "purge a dead letter", flags.yes === true));
           // Someone may take it while the prompt waits: that is an answer, not a failure.
           const removed = await dlq.remove(sel.seq).then(
             () => true,
@@ -288,7 +290,8 @@ function purgeCommand(): Command {
           else print(`No dead letters in queue "${name}" match${describeFilter(sel.filter)}; nothing to purge.`);
           return;
         }
-        await confirm(`Delete ${n} dead letter(s) of queue "${name}"${describeFilter(sel.filter)}? This cannot be undone.`, `purge ${n} dead letter(s)`, flags.yes === true);
+        await deadline.untimed(confirm(`Delete ${n} dead letter(s) of queue "${name}"${describeFilter(sel.filter)}? This cannot be undone.`, `purge ${n} dead letter(s)`, flags.yes === true));
+        deadline.lift();
         const purged = await dlq.purge(sel.filter);
         if (g.json) printJson({ queue: name, purged });
         else print(`purged ${purged} dead letter(s) of queue "${name}"`);

@@ -7,14 +7,14 @@ import { API, apiCode, mapNatsError } from "../natserr.ts";
 import { defineQueue, type Queue } from "../queue/define.ts";
 import { Jobs, type JobsEvent } from "../state/jobs.ts";
 import type { JobInfo } from "../state/record.ts";
-import { loadQueue } from "./connect.ts";
+import { cliJsOptions, loadQueue } from "./connect.ts";
 import { globals, print, printJson, withNats } from "./context.ts";
 import { ago, clean, formatDuration, truncate } from "./format.ts";
 
 /** The queue as its state stream says (results.keepMs from the stream's max_age). */
 async function loadStateQueue(nc: NatsConnection, name: string): Promise<Queue<unknown, unknown>> {
   const { queue } = await loadQueue(nc, name);
-  const jsm = await jetstreamManager(nc).catch((err: unknown) => {
+  const jsm = await jetstreamManager(nc, cliJsOptions()).catch((err: unknown) => {
     throw mapNatsError(err, `open queue "${name}"`);
   });
   try {

@@ -28,7 +28,7 @@ export function buildProgram(): Command {
     .addOption(new Option("--tls-cert <file>", "client certificate for mutual TLS").env("NATS_CERT"))
     .addOption(new Option("--tls-key <file>", "client key for mutual TLS").env("NATS_KEY"))
     .addOption(
-      new Option("--timeout <duration>", "how long to wait for the server to answer the connection")
+      new Option("--timeout <duration>", "the most a command waits for the server: the connection and every request after it, together")
         .default(5000, "5s")
         .argParser((v) => {
           const ms = parseDuration(v, "--timeout");

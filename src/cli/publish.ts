@@ -5,7 +5,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ConnectionError, JetqError, TimeoutError, ValidationError } from "../errors.ts";
 import { Producer, type PublishReceipt } from "../producer/producer.ts";
-import { loadSchedulingQueue, loadQueue } from "./connect.ts";
+import { cliJsOptions, loadSchedulingQueue, loadQueue } from "./connect.ts";
 import { clean, parseDuration, parseInteger, safeText } from "./format.ts";
 import { withFlowControl } from "./stats.ts";
 import { globals, print, printJson, withNats } from "./context.ts";
@@ -104,11 +104,11 @@ Examples:
         throw new UsageError("--id, --priority and --group apply to a single job given as an argument, not to jobs read from stdin");
       }
       const priority = flags.priority === undefined ? undefined : parseInteger(flags.priority, "--priority", 0);
-      await withNats(g, async (nc) => {
+      await withNats(g, async (nc, deadline) => {
         let queue = delayMs === undefined ? (await loadQueue(nc, name)).queue : await loadSchedulingQueue(nc, name);
         if (priority !== undefined || flags.group !== undefined) {
           // Levels and group limits are read from the server (the name alone does not tell).
-          const jsm = await jetstreamManager(nc);
+          const jsm = await jetstreamManager(nc, cliJsOptions());
           queue = await withFlowControl(jsm, queue, (await loadQueue(nc, name)).stream.config.subjects ?? []);
         }
         schemaNote(name, g.json);
@@ -127,6 +127,8 @@ Examples:
             else print(`published job ${clean(r.id)} to queue "${name}" (seq ${r.seq})`);
             return;
           }
+          // A stdin publish lasts as long as its input; each line has its own confirmation wait.
+          deadline.lift();
           const result = await publishLines(nc, producer, headers, process.stdin, name, 256, delayMs, g.json);
           if (g.json) printJson({ queue: name, ...result });
           else {

@@ -9,7 +9,7 @@ import { rateNames } from "../flow/rate.ts";
 import { limitsFromDescription } from "../queue/provision.ts";
 import { listQueues } from "../queue/list.ts";
 import { type QueueStats, type QueueTotals, ratesBetween, readQueueSample } from "../telemetry/stats.ts";
-import { loadQueue } from "./connect.ts";
+import { cliJsOptions, loadQueue } from "./connect.ts";
 import { UsageError } from "./exit.ts";
 import { globals, note, print, stdoutIsTTY, withNats } from "./context.ts";
 import { formatBytes, formatDuration, formatLimit, parseDuration, parseInteger, safeText, table } from "./format.ts";
@@ -41,7 +41,7 @@ async function sample(nc: NatsConnection, name: string): Promise<Sampled> {
   const { queue: plain, stream, consumer } = await loadQueue(nc, name);
   let jsm;
   try {
-    jsm = await jetstreamManager(nc);
+    jsm = await jetstreamManager(nc, cliJsOptions());
   } catch (err) {
     throw mapNatsError(err, `read stats of queue "${name}"`);
   }
@@ -183,7 +183,7 @@ async function sampleAll(nc: NatsConnection): Promise<StatsSample[]> {
 async function sampleAllRaw(nc: NatsConnection): Promise<Sampled[]> {
   let jsm;
   try {
-    jsm = await jetstreamManager(nc);
+    jsm = await jetstreamManager(nc, cliJsOptions());
   } catch (err) {
     throw mapNatsError(err, "list queues");
   }

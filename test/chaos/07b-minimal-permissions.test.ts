@@ -6,10 +6,11 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { connect, DeadLetterQueue, defineQueue, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { connect, DeadLetterQueue, defineQueue, listJobs, listWorkers, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { loadQueue } from "../../src/cli/connect.ts";
 import { startLocalNats } from "../support/nats-server.ts";
 import { uniqueName } from "../support/ctx.ts";
-import { rolePermissions } from "./permissions.ts";
+import { extraPermissions, rolePermissions } from "./permissions.ts";
 import { pause, record } from "./report.ts";
 
 type Role = "producer" | "worker" | "operator";
@@ -124,6 +125,137 @@ async function trial(role: Role, drop: number): Promise<{ ok: boolean; error: st
   return { ok: ok && errors.length === 0, error: errors[0] };
 }
 
+type Extra = "prioProducer" | "prioWorker" | "prioOperator" | "groupWorker" | "lister" | "cliLister";
+
+/** The whole list of an extra role (README "in addition" rows): its base role's list, then its own. */
+function extraList(name: string, kind: Extra): { perms: Perms; baseLength: number } {
+  const x = extraPermissions(name)[kind];
+  const base = x.base === undefined ? { publish: { allow: [] as string[] }, subscribe: { allow: [] as string[] } } : structuredClone((rolePermissions(name) as Record<Role, Perms>)[x.base]);
+  return {
+    perms: { publish: { allow: [...base.publish.allow, ...x.publish] }, subscribe: { allow: [...new Set([...base.subscribe.allow, ...x.subscribe])] } },
+    baseLength: base.publish.allow.length,
+  };
+}
+
+/**
+ * Runs an extra role's whole job with its list minus the extra publish permission `drop` (-1: none):
+ * a producer of a prioritised queue (a job at level 0 and one at the default level), a dead-letter
+ * operator replaying a level-0 dead letter, a worker of a prioritised queue (a job at each level), of a grouped queue (three jobs of one group
+ * at concurrency 1 and one start per 500 ms: hand-backs at both limits), a lister (waiting, delayed, active, workers).
+ */
+async function extraTrial(kind: Extra, drop: number): Promise<{ ok: boolean; error: string | undefined }> {
+  const name = uniqueName("perm");
+  const { perms: mine, baseLength } = extraList(name, kind);
+  if (drop >= 0) mine.publish.allow.splice(baseLength + drop, 1);
+  const srv = await startLocalNats({
+    config: `authorization {\n users: [\n { user: admin, password: admin }\n { user: role, password: role, permissions: ${JSON.stringify(mine)} }\n ]\n}\n`,
+  });
+  const conns: NatsConnection[] = [];
+  const errors: string[] = [];
+  const workers: Worker[] = [];
+  let ok = false;
+  try {
+    const admin = await connect({ servers: srv.servers, user: "admin", pass: "admin" });
+    const rc = await connect({ servers: srv.servers, user: "role", pass: "role" });
+    conns.push(admin, rc);
+    void (async () => {
+      for await (const s of rc.status()) if (s.type === "error") errors.push(String(s.error));
+    })();
+    const q = defineQueue({
+      name,
+      maxAttempts: 2,
+      ackWaitMs: 2_000,
+      ...(kind.startsWith("prio") ? { priorities: 2 } : {}),
+      ...(kind === "groupWorker" ? { group: { concurrency: 1, rateLimit: { max: 1, perMs: 500 } } } : {}),
+      ...(kind === "lister" || kind === "cliLister" ? { scheduling: true } : {}),
+    });
+    await provisionQueue(admin, q);
+    const adminProducer = new Producer(admin, q);
+    try {
+      if (kind === "prioProducer") {
+        const p = new Producer(rc, q, { ackTimeoutMs: 2_000 });
+        try {
+          await p.publish({ urgent: true }, { priority: 0 });
+          await p.publish({ plain: true });
+          ok = true;
+        } catch (err) {
+          errors.push(String(err));
+        } finally {
+          await p.close();
+        }
+      } else if (kind === "prioOperator") {
+        const w = new Worker(admin, q, async () => {
+          throw new PermanentError("poison");
+        });
+        workers.push(w);
+        await w.start();
+        await adminProducer.publish({ urgent: true }, { priority: 0 });
+        const asAdmin = new DeadLetterQueue(admin, q);
+        assert.ok(await settle(async () => (await asAdmin.count()) === 1, () => false, 10_000), "a dead letter of level 0");
+        try {
+          const dlq = new DeadLetterQueue(rc, q);
+          const [e] = await dlq.list();
+          await dlq.replay(e!.seq);
+          // It dies again: back in the dead-letter queue as a new entry.
+          ok = await settle(async () => (await asAdmin.list()).some((x) => x.seq > e!.seq), () => errors.length > 0, 10_000);
+        } catch (err) {
+          errors.push(String(err));
+        }
+      } else if (kind === "prioWorker" || kind === "groupWorker") {
+        const jobs = kind === "prioWorker" ? [{ priority: 0 }, { priority: 1 }, {}] : [{ group: "g" }, { group: "g" }, { group: "g" }];
+        for (const [i, o] of jobs.entries()) await adminProducer.publish({ i }, o);
+        let done = 0;
+        const w = new Worker(rc, q, async () => {
+          await pause(50);
+          done++;
+        }, { concurrency: 2 });
+        workers.push(w);
+        w.on("error", (e) => errors.push(e.message));
+        try {
+          await w.start();
+          ok = await settle(() => done === jobs.length, () => errors.length > 0, 15_000);
+        } catch (err) {
+          errors.push(String(err));
+        }
+      } else {
+        await adminProducer.publish({ waiting: 1 });
+        await adminProducer.publish({ waiting: 2 });
+        await adminProducer.publish({ later: true }, { delayMs: 600_000 });
+        let release = (): void => {};
+        const held = new Promise<void>((r) => (release = r));
+        try {
+          if (kind === "cliLister") await loadQueue(rc, name);
+          const waiting = await listJobs(rc, q, { state: "waiting" });
+          const delayed = await listJobs(rc, q, { state: "delayed" });
+          let running = 0;
+          const w = new Worker(admin, q, async () => {
+            running++;
+            await held;
+          });
+          workers.push(w);
+          await w.start();
+          await settle(() => running > 0, () => false, 10_000);
+          const seen = await settle(async () => (await listWorkers(rc, { queue: q })).total === 1, () => errors.length > 0, 10_000);
+          const active = await listJobs(rc, q, { state: "active" });
+          ok = waiting.total === 2 && delayed.total === 1 && seen && active.state === "active";
+          if (!ok) errors.push(`listed waiting ${waiting.total}, delayed ${delayed.total}, worker seen ${seen}`);
+        } catch (err) {
+          errors.push(String(err));
+        } finally {
+          release();
+        }
+      }
+    } finally {
+      await Promise.allSettled(workers.map((w) => w.stop({ timeoutMs: 500 })));
+      await adminProducer.close();
+    }
+  } finally {
+    await Promise.allSettled(conns.map((c) => c.close()));
+    await srv.stop();
+  }
+  return { ok: ok && errors.length === 0, error: errors[0] };
+}
+
 describe("minimal permissions", () => {
   it("each role works with exactly its permissions, and fails without any one of them", { timeout: 300_000 }, async () => {
     const lines: string[] = [];
@@ -142,6 +274,23 @@ describe("minimal permissions", () => {
       }
       if (unneeded.length) problems.push(`${role} works without ${unneeded.join(", ")}`);
       lines.push(`${role}: ${list.length} publish permissions, all needed${unneeded.length ? ` except ${unneeded.join(", ")}` : ""}`);
+    }
+    // The "in addition" rows and the lister: the full list works, each extra entry is needed.
+    for (const kind of ["prioProducer", "prioWorker", "prioOperator", "groupWorker", "lister", "cliLister"] as const) {
+      const extra = extraPermissions("<q>")[kind].publish;
+      const all = await extraTrial(kind, -1);
+      trials++;
+      if (!all.ok) problems.push(`${kind} fails with its full list: ${all.error}`);
+      const unneeded: string[] = [];
+      // cliLister adds one entry to the lister's list: only that one is dropped.
+      const from = kind === "cliLister" ? extraPermissions("<q>").lister.publish.length : 0;
+      for (let i = from; i < extra.length; i++) {
+        const r = await extraTrial(kind, i);
+        trials++;
+        if (r.ok) unneeded.push(extra[i]!);
+      }
+      if (unneeded.length) problems.push(`${kind} works without ${unneeded.join(", ")}`);
+      lines.push(`${kind}: ${extra.length - from} extra publish permissions, all needed${unneeded.length ? ` except ${unneeded.join(", ")}` : ""}`);
     }
     record({
       scenario: "7b minimal permissions",

@@ -57,3 +57,69 @@ export function rolePermissions(name: string): { producer: object; worker: objec
     },
   };
 }
+
+/**
+ * The permissions a role needs on top of its base list for a queue feature (README "Security",
+ * the "in addition" rows), and the lister's list. Chaos 7b runs each with base + extra and drops
+ * one extra entry at a time (the base lists are proven minimal on their own).
+ */
+export interface ExtraRole {
+  /** The role whose list comes first (`undefined`: none; the extra list is the whole list). */
+  base: "worker" | "producer" | "operator" | undefined;
+  publish: string[];
+  subscribe: string[];
+}
+
+/** The extra roles for one queue; priority levels for `priorities: 2` (level 0 only). */
+export function extraPermissions(name: string): {
+  prioProducer: ExtraRole;
+  prioWorker: ExtraRole;
+  prioOperator: ExtraRole;
+  groupWorker: ExtraRole;
+  lister: ExtraRole;
+  cliLister: ExtraRole;
+} {
+  const stream = `JETQ_${name}`;
+  const lister = [
+    "$JS.API.INFO",
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}`,
+    // delayed jobs (a queue with scheduling)
+    `$JS.API.STREAM.INFO.${stream}_HELD`,
+    `$JS.API.DIRECT.GET.${stream}_HELD`,
+    // the worker list: an ordered consumer on the store (src/fleet/list.ts)
+    // nats-server 2.9 (the one tested); newer servers may be asked on CREATE.JETQ-WORKERS.> (README)
+    "$JS.API.CONSUMER.CREATE.JETQ-WORKERS",
+    "$JS.API.CONSUMER.INFO.JETQ-WORKERS.>",
+    "$JS.API.CONSUMER.MSG.NEXT.JETQ-WORKERS.>",
+    "$JS.API.CONSUMER.DELETE.JETQ-WORKERS.>",
+  ];
+  return {
+    // with `priorities: N`, each level l from 0 to N - 2 (the last level is the plain consumer)
+    prioProducer: { base: "producer", publish: [`jetq.q.${name}.p.0`], subscribe: [] },
+    // replaying a dead letter of level 0 publishes it back to its level
+    prioOperator: { base: "operator", publish: [`jetq.q.${name}.p.0`], subscribe: [] },
+    prioWorker: {
+      base: "worker",
+      publish: [`$JS.API.CONSUMER.INFO.${stream}.workers-p0`, `$JS.API.CONSUMER.MSG.NEXT.${stream}.workers-p0`, `$JS.ACK.${stream}.workers-p0.>`],
+      subscribe: [],
+    },
+    // with `group: { concurrency, rateLimit }`
+    groupWorker: {
+      base: "worker",
+      publish: [
+        `$JS.API.STREAM.INFO.${stream}_GROUPS`,
+        `jetq.groups.${name}.*`,
+        `$JS.API.STREAM.MSG.DELETE.${stream}_GROUPS`,
+        `$JS.API.STREAM.INFO.${stream}_GRATE`,
+        `jetq.grate.${name}.*`,
+        `$JS.API.STREAM.MSG.GET.${stream}_GRATE`,
+      ],
+      subscribe: [],
+    },
+    // listJobs (waiting, active, delayed) and listWorkers
+    lister: { base: undefined, publish: lister, subscribe: ["_INBOX.>"] },
+    // `jetq jobs` / `jetq workers` also open the queue as the CLI does (src/cli/connect.ts loadQueue)
+    cliLister: { base: undefined, publish: [...lister, `$JS.API.CONSUMER.INFO.${stream}.workers`], subscribe: ["_INBOX.>"] },
+  };
+}

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer, type Server, type Socket } from "node:net";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
@@ -13,6 +13,7 @@ import { jetstream } from "@nats-io/jetstream";
 import { defineQueue, listJobs, Producer, provisionQueue, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor, connectTo } from "../support/ctx.ts";
 import { findNatsServerBinary, freePort } from "../support/nats-server.ts";
+import { openConnection } from "../../src/cli/connect.ts";
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 
@@ -78,6 +79,53 @@ async function silentServer(): Promise<{ port: number; conns: Array<{ accepted: 
   };
 }
 
+/**
+ * A fake NATS server that speaks only the handshake (INFO, then PONG for each PING) and never
+ * answers a request: a server whose JetStream is hung. Counts the requests it swallowed.
+ */
+async function handshakeOnlyServer(): Promise<{
+  port: number;
+  requests: () => number;
+  conns: Array<{ accepted: number; closed?: number }>;
+  close: () => Promise<void>;
+}> {
+  const sockets = new Set<Socket>();
+  const conns: Array<{ accepted: number; closed?: number }> = [];
+  let requests = 0;
+  const srv: Server = createServer((s) => {
+    const c: { accepted: number; closed?: number } = { accepted: Date.now() };
+    conns.push(c);
+    sockets.add(s);
+    s.on("error", () => {});
+    s.on("close", () => {
+      c.closed = Date.now();
+      sockets.delete(s);
+    });
+    s.write(`INFO ${JSON.stringify({ server_id: "FAKE", server_name: "fake", version: "2.9.10", proto: 1, headers: true, max_payload: 1048576, jetstream: true })}\r\n`);
+    let buf = "";
+    s.on("data", (b: Buffer) => {
+      buf += b.toString("latin1");
+      let i: number;
+      while ((i = buf.indexOf("\r\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (line === "PING") s.write("PONG\r\n");
+        else if (/^H?PUB \$JS\./.test(line)) requests++;
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  return {
+    port: (srv.address() as { port: number }).port,
+    requests: () => requests,
+    conns,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
 /** From the timeout to the process's exit (which closes its socket): printing the error, and a loaded machine. */
 const EXIT_SLACK_MS = 2_000;
 
@@ -108,6 +156,102 @@ describe("jetq tells the truth", () => {
       }
     } finally {
       await silent.close();
+    }
+  });
+
+  it("honours --timeout for the whole command when the server connects but never answers JetStream", async () => {
+    const hung = await handshakeOnlyServer();
+    try {
+      for (const [args, label] of [
+        [["stats"], "stats"],
+        [["stats", "q"], "stats q"],
+        [["dlq", "list", "q"], "dlq list q"],
+        [["publish", "q", "{}"], "publish q"],
+      ] as const) {
+        const r = await jetq(["--server", `nats://127.0.0.1:${hung.port}`, "--timeout", "1500ms", ...args]);
+        assert.equal(r.code, 3, `${label}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`No answer from NATS JetStream at nats://127\\.0\\.0\\.1:${hung.port} within 1500 ms`), label);
+        // Timed at the server, without Node's startup: from the connection to its close at the process's exit.
+        // Before, each request waited the client's 5 s on its own, and a command makes several.
+        const c = hung.conns.at(-1)!;
+        const closed = await waitFor(() => c.closed, `${label}: the exited process's connection closed`, 2_000, 5);
+        const held = closed - c.accepted;
+        assert.ok(held >= 1_000, `${label}: gave up after ${held} ms, well before its timeout`);
+        assert.ok(held < 1_500 + EXIT_SLACK_MS, `${label}: the connection was held ${held} ms with --timeout 1500ms`);
+        console.log(`--timeout 1500ms, jetq ${label} against a server that never answers JetStream: connection held ${held} ms (the process ran ${r.ms} ms), exit ${r.code}`);
+      }
+      assert.ok(hung.requests() >= 4, `the commands did send JetStream requests (${hung.requests()})`);
+    } finally {
+      await hung.close();
+    }
+  });
+
+  it("closes the socket of every timed-out connect attempt, so retries (the dashboard's reconnects) do not pile them up", async () => {
+    const silent = await silentServer();
+    try {
+      for (let i = 1; i <= 4; i++) {
+        await assert.rejects(openConnection({ server: `nats://127.0.0.1:${silent.port}`, timeout: 300 }), /No answer from NATS .* within 300 ms/);
+        assert.equal(silent.conns.length, i, "one connection per attempt");
+        // Before, each attempt left its socket open for as long as the server kept it: all of them.
+        await waitFor(() => (silent.conns.every((c) => c.closed !== undefined) ? true : undefined), `attempt ${i}'s socket closed`, 2_000, 5);
+      }
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it("the dashboard's reconnect loop keeps at most one socket open to a server gone silent, and reconnects when it answers again", async () => {
+    // A proxy in front of the test server that can go silent: it then accepts and never answers.
+    const target = new URL(url());
+    let silentMode = false;
+    const live = new Set<Socket>();
+    const silentConns: Array<{ closed: boolean }> = [];
+    let maxOpenSilent = 0;
+    const proxy = createServer((client) => {
+      client.on("error", () => {});
+      live.add(client);
+      client.on("close", () => live.delete(client));
+      if (silentMode) {
+        const c = { closed: false };
+        silentConns.push(c);
+        client.on("close", () => (c.closed = true));
+        maxOpenSilent = Math.max(maxOpenSilent, silentConns.filter((x) => !x.closed).length);
+        return;
+      }
+      const upstream = createConnection(Number(target.port), target.hostname);
+      upstream.on("error", () => client.destroy());
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    const proxyPort = (proxy.address() as { port: number }).port;
+    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1" };
+    delete env.NATS_URL;
+    const p = spawn(process.execPath, [CLI, "--server", `nats://127.0.0.1:${proxyPort}`, ...auth(), "--timeout", "300ms", "dashboard", "--port", "0", "--no-history"], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    p.stdout.on("data", (b: Buffer) => (out += b.toString()));
+    p.stderr.on("data", (b: Buffer) => (out += b.toString()));
+    try {
+      await waitFor(() => (/jetq dashboard: http/.test(out) ? true : undefined), "the dashboard started", 15_000, 20);
+      silentMode = true;
+      for (const s of live) s.destroy();
+      await waitFor(() => (/lost the NATS connection/.test(out) ? true : undefined), "the dashboard noticed", 10_000, 20);
+      // Attempts at 0.5 s, 1 s, 2 s backoff, each giving up after 300 ms.
+      await waitFor(() => (silentConns.length >= 4 ? true : undefined), "four reconnect attempts against the silent server", 15_000, 20);
+      assert.ok(maxOpenSilent <= 1, `at most one attempt's socket open at a time, saw ${maxOpenSilent}`);
+      await waitFor(() => (silentConns.slice(0, 3).every((c) => c.closed) ? true : undefined), "the failed attempts' sockets closed", 3_000, 20);
+      silentMode = false;
+      await waitFor(() => (/reconnected to NATS/.test(out) ? true : undefined), "reconnected once the server answered", 20_000, 20);
+      console.log(`dashboard vs a silent server: ${silentConns.length} attempts, at most ${maxOpenSilent} open at once`);
+    } finally {
+      p.kill("SIGTERM");
+      await new Promise<void>((r) => (p.exitCode !== null ? r() : p.once("exit", () => r())));
+      for (const s of live) s.destroy();
+      await new Promise<void>((r) => proxy.close(() => r()));
     }
   });
 
