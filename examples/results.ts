@@ -25,8 +25,14 @@ await worker.start();
 const jobs = new Jobs(nc, reports);
 const ac = new AbortController();
 const following = (async () => {
+  let shown: string | undefined;
   for await (const e of jobs.events({ signal: ac.signal })) {
-    if (e.type === "progress") console.log(`progress ${e.id}: ${JSON.stringify(e.progress)}`);
+    if (e.type === "gap" || e.id !== "report-2026-11") continue;
+    // One record per job: a write replaced before this reader got it is missed (the last progress
+    // and the result are written back to back), but every later event carries the latest progress.
+    const progress = e.progress === undefined ? undefined : JSON.stringify(e.progress);
+    if (progress !== undefined && progress !== shown) console.log(`progress ${e.id}: ${(shown = progress)}`);
+    if (e.type === "completed" || e.type === "dead") break;
   }
 })();
 
@@ -42,8 +48,9 @@ try {
 const info = await jobs.get("report-2026-11");
 console.log(`state: ${info?.state}, attempt ${info?.attempt}, ran ${info!.finishedAt!.getTime() - info!.startedAt!.getTime()} ms`);
 
-ac.abort();
+const stopFollowing = setTimeout(() => ac.abort(), 30_000); // the follower ends at the job's last event
 await following;
+clearTimeout(stopFollowing);
 await worker.stop();
 await producer.close();
 const { jetstreamManager } = await import("@nats-io/jetstream");

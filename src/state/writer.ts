@@ -63,7 +63,17 @@ export class JobState {
   armActive(ms: number): void {
     this.#activeTimer = setTimeout(() => {
       this.#activeTimer = undefined;
-      if (!this.final && !this.#closed) this.#w.fire(this, this.record("active", "active"));
+      if (this.final || this.#closed) return;
+      this.#w.fire(this, this.record("active", "active"));
+      // The throttle counts from when `active` was written, not from when it was due: after a
+      // stalled event loop both timers are late, and a progress write at once would replace
+      // `active` (one record per job) before any reader saw it.
+      this.#lastProgressAt = Date.now();
+      if (this.#timer !== undefined) {
+        clearTimeout(this.#timer);
+        this.#timer = undefined;
+        this.#armProgress(PROGRESS_EVERY_MS);
+      }
     }, ms);
     this.#activeTimer.unref();
   }
@@ -90,13 +100,15 @@ export class JobState {
       return;
     }
     this.#pending = true;
-    if (this.#timer === undefined) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        if (this.#pending && !this.#closed) this.#writeProgress();
-      }, Math.max(0, wait));
-      this.#timer.unref();
-    }
+    if (this.#timer === undefined) this.#armProgress(Math.max(0, wait));
+  }
+
+  #armProgress(ms: number): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#pending && !this.#closed) this.#writeProgress();
+    }, ms);
+    this.#timer.unref();
   }
 
   #writeProgress(): void {

@@ -499,25 +499,30 @@ describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHRO
     const b = await startDashboardServer(await nats.connect(), { port: 0, queues: [q.name], recordHistory: true, historyBucketMs: 500, refreshMs: 200 });
     cleanups.push(() => a.close(), () => b.close());
     let published = 0;
-    const count = async (): Promise<{ msgs: number; buckets: number; late: number }> => {
-      const msgs: number[] = [];
+    const count = async (): Promise<{ msgs: number; buckets: number; late: number; rising: boolean }> => {
+      const msgs: Array<{ b: number; published: number }> = [];
       let late = 0;
       let seq = 1;
       for (;;) {
         const m = await jsm.direct.getMessage(HISTORY.stream, { seq, next_by_subj: historySubject(q.name) }).catch(() => null);
         if (!m) break;
-        const r = m.json() as { b: number; bms: number; t: number };
-        msgs.push(r.b);
+        const r = m.json() as { b: number; bms: number; t: number; published: number };
+        msgs.push(r);
         // Every roll-up holds figures read within its own bucket.
         if (r.t < r.b || r.t >= r.b + r.bms) late++;
         seq = m.seq + 1;
       }
-      return { msgs: msgs.length, buckets: new Set(msgs).size, late };
+      const byBucket = msgs.toSorted((x, y) => x.b - y.b);
+      // Buckets alone can all be recorded before the first publish lands (a slow first round of
+      // this loop on a loaded machine): rates need the counter to rise between roll-ups.
+      const rising = byBucket.length > 1 && byBucket.at(-1)!.published > byBucket[0]!.published;
+      return { msgs: msgs.length, buckets: new Set(msgs.map((r) => r.b)).size, late, rising };
     };
     await waitFor(async () => {
       await producer.publish({ n: published++ });
-      return (await count()).buckets >= 6;
-    }, "six buckets recorded", 20_000, 100);
+      const c = await count();
+      return c.buckets >= 6 && c.rising;
+    }, "six buckets recorded, the queue's counter rising across them", 20_000, 100);
     await a.close();
     await b.close();
     const c1 = await count();

@@ -113,7 +113,8 @@ describe("job results across processes", () => {
   });
 
   it("progress is seen by events() in another process, in order, ending with completed", async () => {
-    const opts = { name: uniqueName("prog"), results: { keepMs: 60_000 } };
+    // Leases are renewed every ackWaitMs / 3: none during the test (a lease record would replace an unseen one).
+    const opts = { name: uniqueName("prog"), results: { keepMs: 60_000 }, ackWaitMs: 120_000 };
     const { nc, q, producer } = await setup(opts);
     const worker = spawnWorker(opts);
     const ac = new AbortController();
@@ -122,12 +123,17 @@ describe("job results across processes", () => {
       await worker.waitFor((e) => e.ev === "ready", "worker ready");
       const it = new Jobs(nc, q).events({ signal: ac.signal })[Symbol.asyncIterator]();
       await untilLive(it, () => producer.publish({ value: 0 }));
-      const receipt = await producer.publish({ progress: 4, everyMs: 150, value: "done" }, { id: "p-1" });
+      // The job state stream keeps one record per job: a record replaced before this reader got
+      // it is a gap, by design. So the handler reports each step only once this reader has seen
+      // the record before it (the gate), not after a sleep that a loaded machine can outlast.
+      const gate = uniqueName("gate");
+      const receipt = await producer.publish({ progress: 4, gate, value: "done" }, { id: "p-1" });
       const seen: JobsEvent[] = [];
       for (let e = await it.next(); !e.done; e = await it.next()) {
         if (e.value.type === "gap" || e.value.id !== receipt.id) continue;
         seen.push(e.value);
         if (e.value.type === "completed") break;
+        nc.publish(gate);
       }
       await it.return?.(undefined);
       const trail = seen.map((e) => (e.type === "progress" ? `progress:${(e.progress as { step: number }).step}` : e.type));

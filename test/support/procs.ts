@@ -51,8 +51,12 @@ export class FixtureProcess {
     return this.proc.pid!;
   }
 
-  /** Resolves with the first event matching `pred` (deadline `ms`). */
-  waitFor(pred: (e: ProcEvent) => boolean, what: string, ms = 20_000): Promise<ProcEvent> {
+  /**
+   * Resolves with the first event matching `pred` (deadline `ms`). The default is a safety bound
+   * for a process starting: loading the library from source alone took 5-11 s with several
+   * fixtures starting at once on a loaded 2-core machine (what CI is), so 20 s was too tight.
+   */
+  waitFor(pred: (e: ProcEvent) => boolean, what: string, ms = 60_000): Promise<ProcEvent> {
     const found = this.events.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
@@ -124,6 +128,11 @@ export class Supervisor {
       this.restarts++;
       this.#spawn();
     });
+  }
+
+  /** Resolves once every process running now has said `ready` (each within `ms`). */
+  async ready(ms?: number): Promise<void> {
+    await Promise.all([...this.live].map((p) => p.waitFor((e) => e.ev === "ready", "ready", ms)));
   }
 
   async stop(): Promise<void> {

@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import { z } from "zod";
 import { ConfigError, defineQueue, ValidationError } from "../../src/index.ts";
 import { infoOf, type StateRecord, stateKey } from "../../src/state/record.ts";
-import { checkResult, JobState, PROGRESS_EVERY_MS, type StateWriter } from "../../src/state/writer.ts";
+import { ACTIVE_AFTER_MS, checkResult, JobState, PROGRESS_EVERY_MS, type StateWriter } from "../../src/state/writer.ts";
 
 const rec = (o: Partial<StateRecord>): StateRecord => ({
   id: "j",
@@ -97,5 +97,31 @@ describe("progress throttle", () => {
     s.progress(52);
     t.mock.timers.tick(1_000);
     assert.equal(writes.at(-1), 51, "nothing after close");
+  });
+
+  it("counts from when active was written: after a stalled event loop a progress write does not follow it at once", (t) => {
+    const t0 = 1_000_000;
+    t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: t0 });
+    const writes: string[] = [];
+    const w = {
+      prefix: "p.",
+      leaseMs: 1000,
+      worker: "w",
+      encode: (v: unknown) => JSON.stringify(v),
+      fire: (_s: unknown, r: StateRecord) => writes.push(`${r.ev}@${Date.now() - t0}`),
+    } as unknown as StateWriter;
+    const s = new JobState(w, { id: "j", seq: 1, attempt: 1 }, 0);
+    s.begun(Date.now());
+    s.armActive(ACTIVE_AFTER_MS);
+    s.progress(1);
+    // The event loop stalls 200 ms: the active timer (due at 50) and the progress one (due at 100) are both late.
+    t.mock.timers.setTime(t0 + 200);
+    t.mock.timers.tick(0);
+    assert.deepEqual(writes, ["active@200"], "active alone: a progress write now would replace it (one record per job) before any reader saw it");
+    t.mock.timers.tick(PROGRESS_EVERY_MS - 1);
+    assert.deepEqual(writes, ["active@200"]);
+    t.mock.timers.tick(1);
+    assert.deepEqual(writes, ["active@200", `progress@${200 + PROGRESS_EVERY_MS}`]);
+    s.close();
   });
 });
