@@ -75,8 +75,9 @@ export async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknow
   let rate: { max: number; perMs: number } | undefined;
   try {
     const c = (await jsm.streams.info(rateNames(queue).stream)).config;
-    // max_age is the window plus the grace (5 %, at least 100 ms): the window is what the stats need least.
-    rate = { max: c.max_msgs, perMs: Math.max(100, Math.round(c.max_age / 1e6 / 1.05)) };
+    // max_age is the window plus the grace (1.5 %, at least 10 ms; graceMs): the window is what the stats need least.
+    const age = c.max_age / 1e6;
+    rate = { max: c.max_msgs, perMs: Math.max(1, age < 677 ? Math.round(age - 10) : Math.round(age / 1.015)) };
   } catch {
     // no rate limit
   }
