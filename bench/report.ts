@@ -291,7 +291,7 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     "",
     "## Flow control: priorities and the rate limit",
     "",
-    "jetq only. Drain: one worker process (concurrency 64) drains a prefilled backlog of a single-level queue, and of a queue with `priorities: 3` holding a third of the jobs at each level (the issue's target: 3 levels ≥ 0.9 × one level). Rate limit: `rateLimit: { max, perMs: 1000 }`, three worker processes of concurrency 16 on a backlog above the limit; the observed rate counts handler starts over the run after its first second (target: within 2 % below the limit, never above), and the busiest sliding 1 s window over the whole run must not exceed the limit (ratio ≤ 1).",
+    "jetq only. Drain: one worker process (concurrency 64) drains a prefilled backlog of a single-level queue, and of a queue with `priorities: 3` holding a third of the jobs at each level (the issue's target: 3 levels ≥ 0.9 × one level). Rate limit: `rateLimit: { max, perMs: 1000 }`, three worker processes of concurrency 16 on a backlog above the limit; the observed rate is the limit over the mean time that `limit` consecutive handler starts took, after the run's first second (a fleet that starts in bursts is not flattered by where a fixed stretch begins; target: within 2 % below the limit, never above), and the busiest sliding 1 s window over the whole run must not exceed the limit (ratio ≤ 1).",
     "",
     flowTable(res),
     notes ? `\n${notes}\n` : "",
