@@ -132,6 +132,7 @@ function renderOne(s: StatsSample): string {
   if (s.busiestGroups && s.busiestGroups.length > 0) {
     rows.push(["busiest groups", "", s.busiestGroups.map((b) => `${JSON.stringify(b.group)} ${b.running}`).join(", ")]);
   }
+  if (s.groupWaiting !== undefined) rows.push(["group waiting", String(s.groupWaiting), "handed back by a group limit, not started since"]);
   if (s.paused) {
     const until = s.pausedUntilMs === undefined ? "until `jetq resume`" : `until ${new Date(s.pausedUntilMs).toISOString()}`;
     rows.unshift(["paused", "yes", `workers start no jobs ${until}`]);

@@ -619,8 +619,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#handBack(r, 1_000, "deferred");
     } else if (!verdict.ok) {
       this.#telemetry.throttled?.(this.#queue.name, verdict.limit === "rate" ? "group_rate" : "group_concurrency");
+      this.#groups!.deferred(r.msg.seq);
       this.#handBack(r, verdict.delayMs, "deferred");
     } else {
+      this.#groups!.started(r.msg.seq, r.msg.deliveries);
       this.#holds.set(r, verdict.hold);
       this.#begin(r, rateToken);
     }

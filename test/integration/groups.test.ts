@@ -175,6 +175,47 @@ describe("group limits", () => {
     }
   });
 
+  it("queueStats().groupWaiting counts the jobs a group limit handed back until they start, each once; a queue provisioned without the wait stream has none and still works", { timeout: 60_000 }, async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("grp"), group: { concurrency: 1 } });
+    await provisionQueue(nc, q);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let ran = 0;
+    const w = new Worker(nc, q, async (job) => {
+      ran++;
+      if (job.data === 0) await gate;
+    }, { concurrency: 4 });
+    const producer = new Producer(nc, q);
+    try {
+      await w.start();
+      await producer.publish(0, { group: "hot" });
+      await waitFor(() => ran === 1, "the first job runs and holds its group");
+      await producer.publishMany([1, 2, 3], { group: () => "hot" });
+      await producer.publish(4, { group: "cold" });
+      await waitFor(() => ran === 2, "the cold group's job runs");
+      // Handed back again and again while the hot group is full: still three jobs.
+      const s = await waitFor(async () => {
+        const st = await queueStats(nc, q);
+        return st.groupWaiting === 3 ? st : undefined;
+      }, "three jobs wait on the hot group", 10_000);
+      assert.equal(s.groupWaiting, 3);
+      release();
+      await waitFor(() => ran === 5, "all five ran", 30_000);
+      await waitFor(async () => (await queueStats(nc, q)).groupWaiting === 0, "none waits once they started", 10_000);
+      // A queue provisioned before the wait stream existed: no count, and its worker still runs.
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.delete(`${q.names.stream}_GWAIT`);
+      assert.equal((await queueStats(nc, q)).groupWaiting, undefined);
+      await producer.publish(5, { group: "hot" });
+      await waitFor(() => ran === 6, "a job runs without the wait stream");
+    } finally {
+      release();
+      await producer.close();
+      await w.stop();
+    }
+  });
+
   it("bad values are ConfigErrors naming the option; a lost limiter stream fails the worker's start", async () => {
     const nc = await nats.connect();
     for (const group of [{}, 2, null, { concurrency: 0 }, { concurrency: 1.5 }, { concurrency: 10_001 }, { rateLimit: { max: 0, perMs: 1000 } }, { rateLimit: { max: 5, perMs: -1 } }, { rateLimit: 5 }]) {
