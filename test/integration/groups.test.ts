@@ -4,6 +4,10 @@
  * keys are encoded so any string works; bad values are ConfigErrors.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ConfigError, DeadLetterQueue, defineQueue, Producer, provisionQueue, type QueueOptions, queueStats, Worker } from "../../src/index.ts";
@@ -11,6 +15,8 @@ import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
 
 const nats = useNats();
+const execFileAsync = promisify(execFile);
+const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 
 /** The most jobs of one group running at once, from the handlers' start and done times. */
 function mostRunning(events: ProcEvent[], groupOf: (id: string) => string): Map<string, number> {
@@ -200,6 +206,9 @@ describe("group limits", () => {
         return st.groupWaiting === 3 ? st : undefined;
       }, "three jobs wait on the hot group", 10_000);
       assert.equal(s.groupWaiting, 3);
+      // `jetq stats` shows the same figure (the CLI knows the queue by name only).
+      const cli = await execFileAsync(process.execPath, [CLI, "--server", nats.server().servers, "stats", q.name], { timeout: 40_000, env: { ...process.env, NO_COLOR: "1" } });
+      assert.match(cli.stdout, /group waiting\s+3\s+handed back by a group limit/);
       release();
       await waitFor(() => ran === 5, "all five ran", 30_000);
       await waitFor(async () => (await queueStats(nc, q)).groupWaiting === 0, "none waits once they started", 10_000);
