@@ -455,6 +455,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#state = "stopping";
     clearTimeout(this.#pullRetryTimer);
     clearTimeout(this.#rateTimer);
+    this.#limiter?.giveBack(); // its tokens will cover no start now
     const deadline = Date.now() + timeoutMs;
     // Jobs the server already sent for our open pull requests must reach us (and be handed back)
     // before we close those requests: a round trip orders them ahead of the close.

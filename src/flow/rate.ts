@@ -126,6 +126,11 @@ export class RateLimiter {
     return this.#held.shift() !== undefined;
   }
 
+  /** The worker stops: every held token is given back (none will cover a start). */
+  giveBack(): void {
+    this.#drop(Number.POSITIVE_INFINITY);
+  }
+
   /**
    * Drops the tokens too old to cover a start, and gives them back: a token that covered no start
    * is deleted from the stream, so its place in the window is free again at once rather than for

@@ -4,8 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { ConfigError, DeadLetterQueue, defineQueue, Producer, provisionQueue, type QueueOptions, queueStats, Worker } from "../../src/index.ts";
+import { RateLimiter } from "../../src/flow/rate.ts";
+import type { Queue } from "../../src/queue/define.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
 
@@ -157,6 +159,26 @@ describe("rateLimit", () => {
     const limited = defineQueue({ name: plain.name, rateLimit: { max: 5, perMs: 1000 } });
     const w = new Worker(nc, limited, () => {});
     await assert.rejects(w.start(), /rate limiter/);
+  });
+
+  it("a batch token that covered no start within the grace is given back, so it does not hold its place for the whole window; a stopping worker gives back all it holds", { timeout: 30_000 }, async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("rate"), rateLimit: { max: 10, perMs: 60_000 } });
+    await provisionQueue(nc, q);
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    const tokens = async (): Promise<number> => (await jsm.streams.info(`${q.names.stream}_RATE`)).state.messages;
+    const lim = new RateLimiter(nc, js, jsm, q as Queue<unknown, unknown>);
+    await lim.check();
+    assert.equal(await lim.take(4), 4);
+    assert.equal(lim.usable(), 4, "young tokens are held");
+    assert.equal(await tokens(), 4);
+    // The grace of a 60 s window is 900 ms; the tokens themselves would live 60.9 s.
+    await waitFor(() => lim.usable() === 0, "the tokens outlived the grace", 5_000);
+    await waitFor(async () => (await tokens()) === 0, "the unused tokens were deleted", 5_000);
+    assert.equal(await lim.take(3), 3);
+    lim.giveBack();
+    await waitFor(async () => (await tokens()) === 0, "all held tokens given back", 5_000);
   });
 
   it("a worker spends tokens only within the limiter stream's own grace: a stream that keeps tokens no longer than the window fails the start", async () => {
