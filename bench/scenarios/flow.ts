@@ -24,8 +24,8 @@ export interface FlowCtx {
 /** Sizes per mode: full stays under 3 minutes on the 2-core machine, quick under 20 s. */
 function sizes(mode: FlowCtx["o"]["mode"]): { drainJobs: number; rate: number; rateSeconds: number } {
   // With BullMQ beside jetq each round runs two rate runs and four drains.
-  if (mode === "full") return { drainJobs: 15_000, rate: 200, rateSeconds: 10 };
-  if (mode === "quick") return { drainJobs: 1_000, rate: 200, rateSeconds: 2 };
+  if (mode === "full") return { drainJobs: 10_000, rate: 200, rateSeconds: 8 };
+  if (mode === "quick") return { drainJobs: 1_000, rate: 200, rateSeconds: 1.5 };
   return { drainJobs: 1_000, rate: 100, rateSeconds: 3 };
 }
 

@@ -51,11 +51,11 @@ describe("rateLimit", () => {
       const times = starts.map((e) => e.t!);
       const most = busiestWindow(times, 1000);
       const span = Math.max(...times) - Math.min(...times);
+      t.diagnostic(`300 starts over ${span} ms, busiest 1,000 ms window ${most}`);
       assert.ok(most <= 50, `at most 50 starts in any 1,000 ms window, saw ${most}`);
       // 300 starts at 50 per window need five full windows after the first: at least 5 s (the
       // limit's own consequence). The upper bound is loose: alone this took 5.5-7 s, beside the
       // rest of the suite on 2 shared cores up to 9 s.
-      t.diagnostic(`300 starts over ${span} ms, busiest 1,000 ms window ${most}`);
       assert.ok(span >= 4_900, `the 300 starts spread over at least 5 s, took ${span} ms`);
       assert.ok(span < 15_000, `the 300 starts took ${span} ms`);
       assert.deepEqual(bad, [], "no failure, dead letter or error");
@@ -187,7 +187,7 @@ describe("rateLimit", () => {
     await provisionQueue(nc, q);
     const jsm = await jetstreamManager(nc);
     const si = await jsm.streams.info(`${q.names.stream}_RATE`);
-    assert.equal(si.config.max_age, 1_015 * 1_000_000, "the window plus a grace of 1.5 %");
+    assert.equal(si.config.max_age, 1_020 * 1_000_000, "the window plus a grace of 2 %");
     await jsm.streams.update(si.config.name, { ...si.config, max_age: 1_000 * 1_000_000, duplicate_window: 1_000 * 1_000_000 });
     const w = new Worker(nc, q, () => {});
     await assert.rejects(w.start(), (e: unknown) => e instanceof ConfigError && /1000 ms, not longer than the rateLimit's window/.test(e.message));
