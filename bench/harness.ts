@@ -830,7 +830,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       else if (s === "extras") await scenarioExtras(ctx);
       else if (s === "schedule") await scenarioSchedule(ctx);
       else if (s === "results") await scenarioResults(ctx);
-      else if (s === "flow") await scenarioFlow({ o, record: (g, c, u, v, run, b) => record(ctx, "flow", g, c, u, v, run, b) });
+      else if (s === "flow") await scenarioFlow({ o, redis: ctx.redis?.url, record: (g, c, u, v, run, b) => record(ctx, "flow", g, c, u, v, run, b) });
       o.log(`  (${((Date.now() - t) / 1000).toFixed(0)} s)`);
     }
   } finally {

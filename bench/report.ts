@@ -206,6 +206,10 @@ function flowTable(res: BenchResult): string {
   const single = rows.find((r) => r.contender === "jetq single level");
   const three = rows.find((r) => r.contender === "jetq 3 priority levels");
   if (single && three) out.push("", `3 levels / single level: ${x(three.median / single.median)}`);
+  const bSingle = rows.find((r) => r.contender === "BullMQ single level");
+  const bThree = rows.find((r) => r.contender === "BullMQ 3 priority levels");
+  if (bSingle && bThree) out.push("", `BullMQ 3 priorities / no priority: ${x(bThree.median / bSingle.median)}`);
+  if (three && bThree) out.push("", `jetq 3 levels / BullMQ 3 priorities: ${x(three.median / bThree.median)}`);
   return out.join("\n");
 }
 
@@ -291,7 +295,7 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     "",
     "## Flow control: priorities and the rate limit",
     "",
-    "jetq only. Drain: one worker process (concurrency 64) drains a prefilled backlog of a single-level queue, and of a queue with `priorities: 3` holding a third of the jobs at each level (the issue's target: 3 levels ≥ 0.9 × one level). Rate limit: `rateLimit: { max, perMs: 1000 }`, three worker processes of concurrency 16 on a backlog above the limit; the observed rate counts handler starts over the run after its first second (target: within 2 % below the limit, never above), and the busiest sliding 1 s window over the whole run must not exceed the limit (ratio ≤ 1).",
+    "jetq, and BullMQ beside it when Redis is there (the same job counts and payloads, one process per worker as for jetq). Drain: one worker process (concurrency 64) drains a prefilled backlog of a single-level queue, and of a queue with `priorities: 3` holding a third of the jobs at each level (the issue's target: 3 levels ≥ 0.9 × one level); BullMQ: jobs without `priority`, and with `priority` 1, 2 or 3 (a third each). Rate limit: `rateLimit: { max, perMs: 1000 }` (BullMQ: a Worker `limiter: { max, duration: 1000 }` in each process; its limiter counts a fixed window, so a sliding 1 s window can hold up to twice `max`), three worker processes of concurrency 16 on a backlog above the limit; the observed rate is the limit over the mean time that `limit` consecutive handler starts took, after the run's first second (a fleet that starts in bursts is not flattered by where a fixed stretch begins; target: within 2 % below the limit, never above), and the busiest sliding 1 s window over the whole run must not exceed the limit (ratio ≤ 1).",
     "",
     flowTable(res),
     notes ? `\n${notes}\n` : "",

@@ -9,7 +9,7 @@ export const PREFIX = "jetqbench";
 const CHUNK = 1000;
 const CHUNKS_IN_FLIGHT = 4;
 
-function connection(url: string): { host: string; port: number; username?: string; password?: string; maxRetriesPerRequest: null } {
+export function connection(url: string): { host: string; port: number; username?: string; password?: string; maxRetriesPerRequest: null } {
   const u = new URL(url);
   return {
     host: u.hostname || "127.0.0.1",

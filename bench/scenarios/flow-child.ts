@@ -1,8 +1,10 @@
-// The child side of the `flow` scenario (bench/scenarios/flow.ts): one jetq worker in a fresh
-// process. argv[2]: JSON { servers, queue (defineQueue options), concurrency, mode }.
+// The child side of the `flow` scenario (bench/scenarios/flow.ts): one worker in a fresh process.
+// argv[2]: JSON { servers, queue (defineQueue options), concurrency, mode, jobs?, bullmq? }.
 // mode "drain": on "go", drains `jobs` jobs and reports the seconds it took.
 // mode "rate": on "go", runs until "stop" and reports every handler start time (bounded by the
 // limit × the run's length).
+// With `bullmq` ({ redis, name, rate? }): a BullMQ Worker on that queue instead (its `limiter`
+// `{ max: rate, duration: 1000 }` in mode "rate"), the same concurrency.
 import { connect } from "@nats-io/transport-node";
 import { defineQueue, Worker } from "../../src/index.ts";
 
@@ -12,11 +14,10 @@ interface FlowChildTask {
   concurrency: number;
   mode: "drain" | "rate";
   jobs?: number;
+  bullmq?: { redis: string; name: string; rate?: number };
 }
 
 const task = JSON.parse(process.argv[2]!) as FlowChildTask;
-const nc = await connect({ servers: task.servers, noAsyncTraces: true });
-const q = defineQueue(task.queue);
 let go!: () => void;
 const started = new Promise<void>((r) => (go = r));
 let stop!: () => void;
@@ -31,24 +32,47 @@ const starts: number[] = [];
 let done = 0;
 let finished!: () => void;
 const allDone = new Promise<void>((r) => (finished = r));
-const worker = new Worker(nc, q, () => {
-  if (task.mode === "rate") starts.push(Date.now());
-}, { concurrency: task.concurrency, telemetry: false });
-worker.on("completed", () => {
+const completed = (): void => {
   if (++done === task.jobs) finished();
-});
+};
+
+/** Starts the worker; resolves with its stop. */
+async function startWorker(): Promise<() => Promise<void>> {
+  if (task.bullmq) {
+    const { Worker: BullWorker } = await import("bullmq");
+    const { connection, PREFIX } = await import("../contenders/bullmq.ts");
+    const b = task.bullmq;
+    const w = new BullWorker(b.name, async () => {
+      if (task.mode === "rate") starts.push(Date.now());
+    }, { connection: connection(b.redis), prefix: PREFIX, concurrency: task.concurrency, autorun: false, ...(task.mode === "rate" ? { limiter: { max: b.rate!, duration: 1000 } } : {}) });
+    w.on("completed", completed);
+    w.on("error", () => {});
+    void w.run();
+    return () => w.close();
+  }
+  const nc = await connect({ servers: task.servers, noAsyncTraces: true });
+  const worker = new Worker(nc, defineQueue(task.queue), () => {
+    if (task.mode === "rate") starts.push(Date.now());
+  }, { concurrency: task.concurrency, telemetry: false });
+  worker.on("completed", completed);
+  await worker.start();
+  return async () => {
+    await worker.stop({ timeoutMs: 2_000 });
+    await nc.close();
+  };
+}
+
 await started;
 const t0 = performance.now();
-await worker.start();
+const stopWorker = await startWorker();
 if (task.mode === "drain") {
   await allDone;
   const seconds = (performance.now() - t0) / 1000;
-  await worker.stop();
   process.send!({ type: "result", result: { seconds, jobs: done } });
+  await stopWorker();
 } else {
   process.send!({ type: "started" });
   await stopped;
-  await worker.stop({ timeoutMs: 2_000 });
+  await stopWorker();
   process.send!({ type: "result", result: { starts } });
 }
-await nc.close();

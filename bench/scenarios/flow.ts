@@ -1,11 +1,12 @@
 // The `flow` scenario (issue 18): what priorities cost a draining worker, and how close the
-// fleet-wide rate limit runs to its limit with several worker processes. jetq only (BullMQ's
-// limiter and priorities are not measured beside it yet).
+// fleet-wide rate limit runs to its limit with several worker processes; BullMQ's `priority` and
+// Worker `limiter` beside jetq when Redis is there (same job counts, payloads and limits).
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
+import type { Queue as BullQueue } from "bullmq";
 import { defineQueue, Producer, provisionQueue, type QueueOptions } from "../../src/index.ts";
 import { natsForScenario } from "../lib/servers.ts";
 import { makeJob } from "../lib/common.ts";
@@ -15,13 +16,16 @@ const CHILD = fileURLToPath(new URL("./flow-child.ts", import.meta.url));
 /** What the scenario needs of the harness. */
 export interface FlowCtx {
   o: { mode: "quick" | "full" | "smoke"; rounds: number; log: (line: string) => void };
+  /** Redis for the BullMQ rows; none: jetq only. */
+  redis?: string | undefined;
   record: (group: string, contender: string, unit: string, value: number, run: Record<string, unknown>, better?: "higher" | "lower") => void;
 }
 
 /** Sizes per mode: full stays under 3 minutes on the 2-core machine, quick under 20 s. */
 function sizes(mode: FlowCtx["o"]["mode"]): { drainJobs: number; rate: number; rateSeconds: number } {
-  if (mode === "full") return { drainJobs: 30_000, rate: 200, rateSeconds: 20 };
-  if (mode === "quick") return { drainJobs: 5_000, rate: 200, rateSeconds: 5 };
+  // With BullMQ beside jetq each round runs two rate runs and four drains.
+  if (mode === "full") return { drainJobs: 10_000, rate: 200, rateSeconds: 8 };
+  if (mode === "quick") return { drainJobs: 1_000, rate: 200, rateSeconds: 1.5 };
   return { drainJobs: 1_000, rate: 100, rateSeconds: 3 };
 }
 
@@ -61,6 +65,21 @@ class FlowChild {
   }
 }
 
+/**
+ * The long-run rate per `perMs` of sorted start times: `limit` over the mean time `limit`
+ * consecutive starts took. Unlike counting starts in a fixed stretch, a fleet that starts in
+ * bursts (a window's tokens granted at once) is not flattered by where the stretch begins and ends.
+ */
+function longRunRate(t: number[], limit: number, perMs: number): number {
+  let sum = 0;
+  let n = 0;
+  for (let i = 0; i + limit < t.length; i++) {
+    sum += t[i + limit]! - t[i]!;
+    n++;
+  }
+  return n === 0 ? 0 : (limit * perMs) / (sum / n);
+}
+
 /** The most starts in any window of `perMs` (times sorted). */
 function busiest(t: number[], perMs: number): number {
   let most = 0;
@@ -73,6 +92,65 @@ function busiest(t: number[], perMs: number): number {
 }
 
 const uniq = (p: string): string => `${p}_${randomBytes(4).toString("hex")}`;
+
+/** Jobs for a rate run: more than the limit lets through in the run. */
+const backlog = (s: ReturnType<typeof sizes>): number => Math.ceil(s.rate * (s.rateSeconds + 3));
+
+/** Three worker processes of `task()` on a prefilled, rate-limited queue: records the observed rate and busiest window. */
+async function rateRun(ctx: FlowCtx, who: "jetq" | "bullmq", s: ReturnType<typeof sizes>, round: number, task: () => object): Promise<void> {
+  const children = [1, 2, 3].map(() => new FlowChild(task()));
+  try {
+    for (const c of children) c.tell("go");
+    await Promise.all(children.map((c) => c.wait("started", 30_000)));
+    await new Promise((r) => setTimeout(r, (s.rateSeconds + 1) * 1000));
+    for (const c of children) c.tell("stop");
+    const all = (await Promise.all(children.map((c) => c.wait("result", 30_000)))).flatMap((m) => m.result!.starts as number[]).sort((a, b) => a - b);
+    // The first window left out (the fleet starting), and so is the last (the fleet stopping).
+    const from = all[0]! + 1000;
+    const to = from + s.rateSeconds * 1000;
+    const steady = longRunRate(all.filter((t) => t >= from && t < to), s.rate, 1000);
+    const most = busiest(all, 1000);
+    const run = { round, limit: s.rate, seconds: s.rateSeconds, starts: all.length, observedPerSec: steady, busiestWindow: most };
+    const label = who === "jetq" ? "jetq" : "BullMQ limiter";
+    ctx.record(`flow: rate limit ${s.rate} per 1 s, 3 worker processes`, `${label} observed / limit`, "ratio", steady / s.rate, run);
+    ctx.record(`flow: rate limit ${s.rate} per 1 s, 3 worker processes`, `${label} busiest 1 s window / limit`, "ratio", most / s.rate, run, "lower");
+    ctx.o.log(`  flow rate limit ${s.rate}/s ${who.padEnd(6)}: observed ${steady.toFixed(1)}/s over ${s.rateSeconds} s, busiest 1 s window ${most}`);
+  } finally {
+    for (const c of children) c.kill();
+  }
+}
+
+/** Adds `jobs` jobs (the payloads of jetq's runs) to a BullMQ queue in chunks of 1,000, with `opts(i)`. */
+async function bullFill(q: BullQueue, jobs: number, opts: (i: number) => { priority: number } | undefined): Promise<void> {
+  for (let from = 0; from < jobs; from += 1000) {
+    const batch = [];
+    for (let i = from; i < Math.min(jobs, from + 1000); i++) {
+      const o = opts(i);
+      batch.push(o ? { name: "job", data: makeJob(i), opts: o } : { name: "job", data: makeJob(i) });
+    }
+    await q.addBulk(batch);
+  }
+}
+
+/** BullMQ's drain beside jetq's: one worker process at concurrency 64; "3 priority levels" uses `priority` 1-3 (a third each). */
+async function bullDrain(ctx: FlowCtx, redis: string, v: string, jobs: number, round: number): Promise<void> {
+  const { bullQueue } = await import("../contenders/bullmq.ts");
+  const name = uniq("flow");
+  const q = bullQueue(redis, name);
+  const child = new FlowChild({ servers: "", queue: { name }, concurrency: 64, mode: "drain", jobs, bullmq: { redis, name } });
+  try {
+    await bullFill(q, jobs, v === "single level" ? () => undefined : (i) => ({ priority: 1 + (i % 3) }));
+    child.tell("go");
+    const r = (await child.wait("result", 120_000)).result!;
+    const rate = jobs / (r.seconds as number);
+    ctx.record("flow: drain, 1 worker process, concurrency 64", `BullMQ ${v}`, "jobs/s", rate, { ...r, round });
+    ctx.o.log(`  flow drain BullMQ ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s`);
+  } finally {
+    child.kill();
+    await q.obliterate({ force: true }).catch(() => {});
+    await q.close();
+  }
+}
 
 export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
   const { o } = ctx;
@@ -107,6 +185,7 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
           child.kill();
           await drop(name);
         }
+        if (ctx.redis) await bullDrain(ctx, ctx.redis, v, s.drainJobs, round);
       }
       // Rate limit: 3 worker processes of concurrency 16 on a backlog well above what the limit
       // lets through; starts from every handler, the first window left out (the fleet starting).
@@ -115,26 +194,24 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
       const q = defineQueue(opts);
       await provisionQueue(nc, q);
       const producer = new Producer(nc, q, { telemetry: false });
-      await producer.publishMany(Array.from({ length: Math.ceil(s.rate * (s.rateSeconds + 3)) }, (_, i) => makeJob(i)));
+      await producer.publishMany(Array.from({ length: backlog(s) }, (_, i) => makeJob(i)));
       await producer.close();
-      const children = [1, 2, 3].map(() => new FlowChild({ servers: nats.servers, queue: opts, concurrency: 16, mode: "rate" }));
       try {
-        for (const c of children) c.tell("go");
-        await Promise.all(children.map((c) => c.wait("started", 30_000)));
-        await new Promise((r) => setTimeout(r, (s.rateSeconds + 1) * 1000));
-        for (const c of children) c.tell("stop");
-        const all = (await Promise.all(children.map((c) => c.wait("result", 30_000)))).flatMap((m) => m.result!.starts as number[]).sort((a, b) => a - b);
-        const from = all[0]! + 1000;
-        const to = from + s.rateSeconds * 1000;
-        const steady = all.filter((t) => t >= from && t < to).length / s.rateSeconds;
-        const most = busiest(all, 1000);
-        const run = { round, limit: s.rate, seconds: s.rateSeconds, starts: all.length, observedPerSec: steady, busiestWindow: most };
-        ctx.record(`flow: rate limit ${s.rate} per 1 s, 3 worker processes`, "jetq observed / limit", "ratio", steady / s.rate, run);
-        ctx.record(`flow: rate limit ${s.rate} per 1 s, 3 worker processes`, "jetq busiest 1 s window / limit", "ratio", most / s.rate, run, "lower");
-        o.log(`  flow rate limit ${s.rate}/s: observed ${steady.toFixed(1)}/s over ${s.rateSeconds} s, busiest 1 s window ${most}`);
+        await rateRun(ctx, "jetq", s, round, () => ({ servers: nats.servers, queue: opts, concurrency: 16, mode: "rate" }));
       } finally {
-        for (const c of children) c.kill();
         await drop(name);
+      }
+      if (ctx.redis) {
+        const { bullQueue } = await import("../contenders/bullmq.ts");
+        const bname = uniq("flowrate");
+        const bq = bullQueue(ctx.redis, bname);
+        try {
+          await bullFill(bq, backlog(s), () => undefined);
+          await rateRun(ctx, "bullmq", s, round, () => ({ servers: nats.servers, queue: { name: bname }, concurrency: 16, mode: "rate", bullmq: { redis: ctx.redis!, name: bname, rate: s.rate } }));
+        } finally {
+          await bq.obliterate({ force: true }).catch(() => {});
+          await bq.close();
+        }
       }
     }
   } finally {

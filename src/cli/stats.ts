@@ -75,8 +75,9 @@ export async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknow
   let rate: { max: number; perMs: number } | undefined;
   try {
     const c = (await jsm.streams.info(rateNames(queue).stream)).config;
-    // max_age is the window plus the grace (5 %, at least 100 ms): the window is what the stats need least.
-    rate = { max: c.max_msgs, perMs: Math.max(100, Math.round(c.max_age / 1e6 / 1.05)) };
+    // max_age is the window plus the grace (2 %, at least 20 ms; graceMs): the window is what the stats need least.
+    const age = c.max_age / 1e6;
+    rate = { max: c.max_msgs, perMs: Math.max(1, age < 1020 ? Math.round(age - 20) : Math.round(age / 1.02)) };
   } catch {
     // no rate limit
   }
@@ -131,6 +132,7 @@ function renderOne(s: StatsSample): string {
   if (s.busiestGroups && s.busiestGroups.length > 0) {
     rows.push(["busiest groups", "", s.busiestGroups.map((b) => `${JSON.stringify(b.group)} ${b.running}`).join(", ")]);
   }
+  if (s.groupWaiting !== undefined) rows.push(["group waiting", String(s.groupWaiting), "handed back by a group limit, not started since"]);
   if (s.paused) {
     const until = s.pausedUntilMs === undefined ? "until `jetq resume`" : `until ${new Date(s.pausedUntilMs).toISOString()}`;
     rows.unshift(["paused", "yes", `workers start no jobs ${until}`]);

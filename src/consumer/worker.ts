@@ -460,6 +460,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     this.#state = "stopping";
     clearTimeout(this.#pullRetryTimer);
     clearTimeout(this.#rateTimer);
+    this.#limiter?.giveBack(); // its tokens will cover no start now
     const deadline = Date.now() + timeoutMs;
     // Jobs the server already sent for our open pull requests must reach us (and be handed back)
     // before we close those requests: a round trip orders them ahead of the close.
@@ -624,8 +625,10 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       this.#handBack(r, 1_000, "deferred");
     } else if (!verdict.ok) {
       this.#telemetry.throttled?.(this.#queue.name, verdict.limit === "rate" ? "group_rate" : "group_concurrency");
+      this.#groups!.deferred(r.msg.seq);
       this.#handBack(r, verdict.delayMs, "deferred");
     } else {
+      this.#groups!.started(r.msg.seq, r.msg.deliveries);
       this.#holds.set(r, verdict.hold);
       this.#begin(r, rateToken);
     }

@@ -45,13 +45,28 @@ export function groupHeaders(h: MsgHdrs | undefined, token: string): MsgHdrs {
 }
 
 /** @internal The group limiter streams and their subject prefixes. */
-export function groupNames(queue: Queue<unknown, unknown>): { concurrency: string; concurrencySubject: string; rate: string; rateSubject: string } {
+export function groupNames(queue: Queue<unknown, unknown>): { concurrency: string; concurrencySubject: string; rate: string; rateSubject: string; waiting: string; waitingSubject: string } {
   return {
     concurrency: `${queue.names.stream}_GROUPS`,
     concurrencySubject: `jetq.groups.${queue.name}`,
     rate: `${queue.names.stream}_GRATE`,
     rateSubject: `jetq.grate.${queue.name}`,
+    waiting: `${queue.names.stream}_GWAIT`,
+    waitingSubject: `jetq.gwait.${queue.name}`,
   };
+}
+
+/** Most jobs the group wait stream counts (the oldest marks go first beyond it). */
+const WAIT_MARKS_MAX = 100_000;
+
+/**
+ * @internal How long a job handed back by a group limit stays counted without being handed back
+ * again or starting: longer than its longest deferral (the concurrency back-off with jitter, or
+ * a group rate window), plus 5 s.
+ */
+export function waitMarkLifeMs(queue: Queue<unknown, unknown>): number {
+  const r = queue.group?.rateLimit;
+  return Math.max(MAX_DEFER_MS * 1.5, r ? r.perMs + graceMs(r) : 0) + 5_000;
 }
 
 /**
@@ -82,8 +97,27 @@ export function groupStreamConfigs(queue: Queue<unknown, unknown>): Array<{ kind
     const r = g.rateLimit;
     out.push({ kind: "group rate limiter stream", cfg: { name: n.rate, subjects: [`${n.rateSubject}.*`], ...base, max_msgs_per_subject: r.max, max_age: (r.perMs + graceMs(r)) * 1_000_000 } });
   }
+  // For queueStats().groupWaiting: one mark per job handed back by a group limit (subject = the
+  // job's sequence), the last one kept, removed when the job starts, gone by age otherwise.
+  out.push({
+    kind: WAIT_KIND,
+    cfg: {
+      name: n.waiting,
+      subjects: [`${n.waitingSubject}.*`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.Memory,
+      num_replicas: queue.replicas,
+      discard: DiscardPolicy.Old,
+      max_msgs: WAIT_MARKS_MAX,
+      max_msgs_per_subject: 1,
+      max_age: waitMarkLifeMs(queue) * 1_000_000,
+    },
+  });
   return out;
 }
+
+/** The kind of the group wait stream: optional for a worker (a queue provisioned before it had none). */
+const WAIT_KIND = "group wait stream";
 
 const REFUSED = new Set<number>([API.streamStoreFailed, API.maximumMessagesExceeded]);
 
@@ -138,6 +172,7 @@ export class GroupLimiter {
   /** Fails with a clear error if a limiter stream was not provisioned. */
   async check(): Promise<void> {
     for (const { cfg, kind } of groupStreamConfigs(this.#queue)) {
+      if (kind === WAIT_KIND) continue;
       try {
         await this.#jsm.streams.info(cfg.name!);
       } catch (err) {
@@ -181,6 +216,20 @@ export class GroupLimiter {
       }
     }
     return { ok: true, hold };
+  }
+
+  /**
+   * Marks job `seq` as handed back by a group limit (fire and forget: without the wait stream, a
+   * queue provisioned before it, the mark is dropped and only the count is missing).
+   */
+  deferred(seq: number): void {
+    this.#js.publish(`${this.#names.waitingSubject}.${seq}`, undefined, { timeout: 5_000 }).catch(() => {});
+  }
+
+  /** Job `seq`, handed back before (`deliveries` > 1), starts: its mark goes (fire and forget). */
+  started(seq: number, deliveries: number): void {
+    if (deliveries <= 1) return;
+    this.#jsm.streams.purge(this.#names.waiting, { filter: `${this.#names.waitingSubject}.${seq}` }).catch(() => {});
   }
 
   /** Frees a finished job's concurrency token (fire and forget: an error only makes it expire). */
@@ -236,6 +285,18 @@ export class GroupLimiter {
     } catch {
       return Math.min(full, 250);
     }
+  }
+}
+
+/**
+ * @internal Jobs handed back by a group limit that have not started since (each counted at most
+ * {@link waitMarkLifeMs} after its last hand-back), or undefined without the wait stream.
+ */
+export async function groupWaiting(jsm: JetStreamManager, queue: Queue<unknown, unknown>): Promise<number | undefined> {
+  try {
+    return (await jsm.streams.info(groupNames(queue).waiting)).state.messages;
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,5 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { DiscardPolicy, type JetStreamClient, type JetStreamManager, RetentionPolicy, StorageType, type StreamConfig } from "@nats-io/jetstream";
+import { ConfigError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
 import type { Queue, RateLimit } from "../queue/define.ts";
 
@@ -8,13 +9,25 @@ import type { Queue, RateLimit } from "../queue/define.ts";
  * a token lives on the server. A job that starts at most GRACE after its token was asked for is
  * covered: every start within any window of `perMs` used a token that was still stored at the
  * window's end, and the stream stores at most `max`. The price is a rate up to GRACE/perMs below
- * the limit (5 % from 2 s windows up; 100 ms at the least, 10 % at 1 s).
+ * the limit, as each token fills its place for `perMs` + GRACE: 2 % from 1 s windows up, 20 ms
+ * at the least (4 % at 500 ms). A held token is spent only within the first half of the grace
+ * (SPEND); the second half covers the way from its use to the handler's first line.
  */
 export function graceMs(r: RateLimit): number {
-  // At least 100 ms: a batch of 16 pipelined token publishes and the pull after it took 50 ms on
-  // a loaded 2-core machine, and a job that starts past the grace needs a token of its own (its
-  // batch token is wasted, and a full window defers the job).
-  return Math.max(100, Math.ceil(r.perMs * 0.05));
+  // This was 5 %, at least 100 ms, and the rate ran 5-10 % below the limit. A batch of tokens and
+  // the pull after it take 2-5 ms on loopback; a job that arrives past half the grace takes a token
+  // of its own with the job in hand (one publish), and its batch token is given back. At 1.5 % with
+  // the whole grace to spend, a loaded run once saw 201 starts in a 1 s window of a 200/s limit.
+  return Math.max(20, Math.ceil(r.perMs * 0.02));
+}
+
+/**
+ * @internal The grace a limiter stream was made with: its `max_age` less the window. A worker
+ * uses the stream's own figure, so a stream provisioned by another jetq version (a longer or
+ * shorter grace) is never outrun: a token is only spent while the server still counts it.
+ */
+export function graceOfStream(maxAgeNs: number, perMs: number): number {
+  return Math.floor(maxAgeNs / 1_000_000) - perMs;
 }
 
 /** @internal The limiter stream and its subject. */
@@ -44,12 +57,16 @@ export function rateStreamConfig(queue: Queue<unknown, unknown>): Partial<Stream
   };
 }
 
+/** The part of the grace within which a held token may be spent (the rest covers the way to the handler). */
+const SPEND = 0.5;
+
 const REFUSED = new Set<number>([API.streamStoreFailed, API.maximumMessagesExceeded]);
 
 /**
  * @internal A worker's side of a queue's rate limit. Tokens are taken in batches before pulling
  * (one pipelined publish per token, so a batch costs one round trip of waiting), kept with the
- * time they were asked for, and spent as jobs arrive; a token older than the grace is dropped.
+ * time they were asked for, and spent as jobs arrive; a token older than the grace is dropped and
+ * given back (deleted from the stream).
  * Bounded: at most `concurrency` tokens held or asked for.
  */
 export class RateLimiter {
@@ -57,11 +74,11 @@ export class RateLimiter {
   readonly #jsm: JetStreamManager;
   readonly #queue: Queue<unknown, unknown>;
   readonly #limit: RateLimit;
-  readonly #grace: number;
+  #grace: number;
   readonly #subject: string;
   readonly #stream: string;
-  /** When each held token was asked for (oldest first). */
-  #held: number[] = [];
+  /** Each held token: when it was asked for (oldest first) and its sequence in the limiter stream. */
+  #held: Array<{ at: number; seq: number }> = [];
   #taking = false;
 
   constructor(_nc: NatsConnection, js: JetStreamClient, jsm: JetStreamManager, queue: Queue<unknown, unknown>) {
@@ -75,13 +92,25 @@ export class RateLimiter {
     this.#stream = n.stream;
   }
 
-  /** Fails with a clear error if the limiter stream was not provisioned. */
+  /**
+   * Fails with a clear error if the limiter stream was not provisioned or does not match the
+   * queue's limit; takes the stream's grace (its `max_age` less the window).
+   */
   async check(): Promise<void> {
+    let cfg: StreamConfig;
     try {
-      await this.#jsm.streams.info(this.#stream);
+      cfg = (await this.#jsm.streams.info(this.#stream)).config;
     } catch (err) {
       throw mapNatsError(err, `open the rate limiter of queue "${this.#queue.name}" (stream ${this.#stream}; provision the queue again with its rateLimit)`);
     }
+    const grace = graceOfStream(cfg.max_age, this.#limit.perMs);
+    if (!(grace > 0)) {
+      // jetq never makes such a stream: tokens that leave before the window ends cannot keep the limit.
+      throw new ConfigError(
+        `open the rate limiter of queue "${this.#queue.name}": stream ${this.#stream} keeps tokens for ${Math.floor(cfg.max_age / 1_000_000)} ms, not longer than the rateLimit's window of ${this.#limit.perMs} ms. Provision the queue again (provisionQueue(nc, queue, { update: true })).`,
+      );
+    }
+    this.#grace = grace;
   }
 
   /** Whether a batch is being asked for now (the worker waits for it rather than ask twice). */
@@ -101,10 +130,27 @@ export class RateLimiter {
     return this.#held.shift() !== undefined;
   }
 
+  /** The worker stops: every held token is given back (none will cover a start). */
+  giveBack(): void {
+    this.#drop(Number.POSITIVE_INFINITY);
+  }
+
+  /**
+   * Drops the tokens too old to cover a start, and gives them back: a token that covered no start
+   * is deleted from the stream, so its place in the window is free again at once rather than for
+   * the rest of `perMs` (deleting it cannot let more starts in than the limit, it counts none).
+   */
   #drop(now: number): void {
     let i = 0;
-    while (i < this.#held.length && now - this.#held[i]! > this.#grace) i++;
-    if (i > 0) this.#held.splice(0, i);
+    // Half the grace to reach the job's handler: spent later than SPEND of the grace, a token
+    // could cover a handler that starts past the grace (event-loop lag between the token's use
+    // and the handler's first line).
+    while (i < this.#held.length && now - this.#held[i]!.at > this.#grace * SPEND) i++;
+    if (i === 0) return;
+    for (const t of this.#held.splice(0, i)) {
+      // Best effort: a token not given back leaves the window by its max_age as before.
+      this.#jsm.streams.deleteMessage(this.#stream, t.seq, false).catch(() => {});
+    }
   }
 
   /**
@@ -120,10 +166,11 @@ export class RateLimiter {
       let granted = 0;
       let failure: unknown;
       for (const r of results) {
-        if (r.status === "fulfilled") granted++;
-        else if (!REFUSED.has(apiCode(r.reason) ?? 0)) failure ??= r.reason;
+        if (r.status === "fulfilled") {
+          granted++;
+          this.#held.push({ at, seq: r.value.seq });
+        } else if (!REFUSED.has(apiCode(r.reason) ?? 0)) failure ??= r.reason;
       }
-      for (let i = 0; i < granted; i++) this.#held.push(at);
       if (granted === 0 && failure !== undefined) throw mapNatsError(failure, `take rate-limit tokens for queue "${this.#queue.name}"`);
       return granted;
     } finally {

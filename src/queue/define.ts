@@ -224,7 +224,7 @@ const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
  * Suffixes of the streams a queue owns besides its own (`JETQ_<name>_DLQ` ...): a queue named
  * `x_DLQ` would be the stream of queue `x`'s dead letters (`_PAUSE`: its pause record). `_ADV` was used up to jetq 0.1.
  */
-const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|STATE|ADV|PAUSE|RATE|GROUPS|GRATE)$/;
+const RESERVED_SUFFIX = /_(DLQ|LEDGER|HELD|SCHED|STATE|ADV|PAUSE|RATE|GROUPS|GRATE|GWAIT)$/;
 
 export function queueNames(name: string): QueueNames {
   const stream = `JETQ_${name}`;
@@ -329,7 +329,7 @@ export function defineQueue<S extends ZodType = ZodType<unknown>>(
   }
   if (RESERVED_SUFFIX.test(name)) {
     throw new ConfigError(
-      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _STATE, _PAUSE, _RATE, _GROUPS, _GRATE or _ADV (the names of another queue's streams), got ${describe(name)}`,
+      `Expected \`name\` not to end in _DLQ, _LEDGER, _HELD, _SCHED, _STATE, _PAUSE, _RATE, _GROUPS, _GRATE, _GWAIT or _ADV (the names of another queue's streams), got ${describe(name)}`,
     );
   }
   const schema = options.schema;

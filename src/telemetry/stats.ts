@@ -6,7 +6,7 @@ import type { Queue } from "../queue/define.ts";
 import { readPause } from "../flow/pause.ts";
 import { nextDueMs } from "../schedule/mover.ts";
 import { levelConsumer } from "../flow/priority.ts";
-import { busiestGroups } from "../flow/group.ts";
+import { busiestGroups, groupWaiting } from "../flow/group.ts";
 import { rateNames } from "../flow/rate.ts";
 
 /** Server-side figures of one queue: one source for the CLI, dashboards and autoscalers. */
@@ -31,6 +31,17 @@ export interface QueueStats {
    * full, else 0. Absent otherwise.
    */
   rateWindow?: { used: number; max: number; waiting: number };
+  /**
+   * A queue with `group` limits: jobs waiting on a group limit across the fleet, that is jobs a
+   * worker handed back because their group was at its concurrency or rate limit and that have
+   * not started since. A job counts once however often it was handed back, and drops out when it
+   * starts or, at the latest, a while after its last hand-back (its longest deferral plus 5 s, so
+   * a job that was dead-lettered or deleted meanwhile). Jobs of a full group not yet delivered to
+   * any worker are not counted: they are in `pending`. Read from the group wait stream
+   * `JETQ_<q>_GWAIT` (one more request); absent for a queue provisioned before that stream
+   * existed (provision it again with `update: true`) or without group limits.
+   */
+  groupWaiting?: number;
   /**
    * Jobs delivered and not yet acked (`num_ack_pending`): running in handlers, but also jobs
    * waiting out a retry delay (`nak(delay)`) and jobs of a dead worker until `ackWaitMs` passes.
@@ -166,6 +177,10 @@ export async function readQueueSample(jsm: JetStreamManager, queue: Queue<unknow
       stats.rateWindow = { used, max: queue.rateLimit.max, waiting: used >= queue.rateLimit.max ? stats.pending : 0 };
     }
     if (queue.group?.concurrency !== undefined) stats.busiestGroups = await busiestGroups(jsm, queue);
+    if (queue.group) {
+      const waiting = await groupWaiting(jsm, queue);
+      if (waiting !== undefined) stats.groupWaiting = waiting;
+    }
     if (queue.scheduling) {
       const held = (await jsm.streams.info(n.heldStream)).state;
       stats.delayed = held.messages;

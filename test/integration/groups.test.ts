@@ -4,6 +4,10 @@
  * keys are encoded so any string works; bad values are ConfigErrors.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { ConfigError, DeadLetterQueue, defineQueue, Producer, provisionQueue, type QueueOptions, queueStats, Worker } from "../../src/index.ts";
@@ -11,6 +15,8 @@ import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
 
 const nats = useNats();
+const execFileAsync = promisify(execFile);
+const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 
 /** The most jobs of one group running at once, from the handlers' start and done times. */
 function mostRunning(events: ProcEvent[], groupOf: (id: string) => string): Map<string, number> {
@@ -172,6 +178,50 @@ describe("group limits", () => {
     } finally {
       await producer.close();
       await w?.stop();
+    }
+  });
+
+  it("queueStats().groupWaiting counts the jobs a group limit handed back until they start, each once; a queue provisioned without the wait stream has none and still works", { timeout: 60_000 }, async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("grp"), group: { concurrency: 1 } });
+    await provisionQueue(nc, q);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let ran = 0;
+    const w = new Worker(nc, q, async (job) => {
+      ran++;
+      if (job.data === 0) await gate;
+    }, { concurrency: 4 });
+    const producer = new Producer(nc, q);
+    try {
+      await w.start();
+      await producer.publish(0, { group: "hot" });
+      await waitFor(() => ran === 1, "the first job runs and holds its group");
+      await producer.publishMany([1, 2, 3], { group: () => "hot" });
+      await producer.publish(4, { group: "cold" });
+      await waitFor(() => ran === 2, "the cold group's job runs");
+      // Handed back again and again while the hot group is full: still three jobs.
+      const s = await waitFor(async () => {
+        const st = await queueStats(nc, q);
+        return st.groupWaiting === 3 ? st : undefined;
+      }, "three jobs wait on the hot group", 10_000);
+      assert.equal(s.groupWaiting, 3);
+      // `jetq stats` shows the same figure (the CLI knows the queue by name only).
+      const cli = await execFileAsync(process.execPath, [CLI, "--server", nats.server().servers, "stats", q.name], { timeout: 40_000, env: { ...process.env, NO_COLOR: "1" } });
+      assert.match(cli.stdout, /group waiting\s+3\s+handed back by a group limit/);
+      release();
+      await waitFor(() => ran === 5, "all five ran", 30_000);
+      await waitFor(async () => (await queueStats(nc, q)).groupWaiting === 0, "none waits once they started", 10_000);
+      // A queue provisioned before the wait stream existed: no count, and its worker still runs.
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.delete(`${q.names.stream}_GWAIT`);
+      assert.equal((await queueStats(nc, q)).groupWaiting, undefined);
+      await producer.publish(5, { group: "hot" });
+      await waitFor(() => ran === 6, "a job runs without the wait stream");
+    } finally {
+      release();
+      await producer.close();
+      await w.stop();
     }
   });
 

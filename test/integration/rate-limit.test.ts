@@ -4,8 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { ConfigError, DeadLetterQueue, defineQueue, Producer, provisionQueue, type QueueOptions, queueStats, Worker } from "../../src/index.ts";
+import { RateLimiter } from "../../src/flow/rate.ts";
+import type { Queue } from "../../src/queue/define.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
 
@@ -49,11 +51,11 @@ describe("rateLimit", () => {
       const times = starts.map((e) => e.t!);
       const most = busiestWindow(times, 1000);
       const span = Math.max(...times) - Math.min(...times);
+      t.diagnostic(`300 starts over ${span} ms, busiest 1,000 ms window ${most}`);
       assert.ok(most <= 50, `at most 50 starts in any 1,000 ms window, saw ${most}`);
       // 300 starts at 50 per window need five full windows after the first: at least 5 s (the
       // limit's own consequence). The upper bound is loose: alone this took 5.5-7 s, beside the
       // rest of the suite on 2 shared cores up to 9 s.
-      t.diagnostic(`300 starts over ${span} ms, busiest 1,000 ms window ${most}`);
       assert.ok(span >= 4_900, `the 300 starts spread over at least 5 s, took ${span} ms`);
       assert.ok(span < 15_000, `the 300 starts took ${span} ms`);
       assert.deepEqual(bad, [], "no failure, dead letter or error");
@@ -157,5 +159,37 @@ describe("rateLimit", () => {
     const limited = defineQueue({ name: plain.name, rateLimit: { max: 5, perMs: 1000 } });
     const w = new Worker(nc, limited, () => {});
     await assert.rejects(w.start(), /rate limiter/);
+  });
+
+  it("a batch token that covered no start within the grace is given back, so it does not hold its place for the whole window; a stopping worker gives back all it holds", { timeout: 30_000 }, async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("rate"), rateLimit: { max: 10, perMs: 60_000 } });
+    await provisionQueue(nc, q);
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    const tokens = async (): Promise<number> => (await jsm.streams.info(`${q.names.stream}_RATE`)).state.messages;
+    const lim = new RateLimiter(nc, js, jsm, q as Queue<unknown, unknown>);
+    await lim.check();
+    assert.equal(await lim.take(4), 4);
+    assert.equal(lim.usable(), 4, "young tokens are held");
+    assert.equal(await tokens(), 4);
+    // The grace of a 60 s window is 900 ms; the tokens themselves would live 60.9 s.
+    await waitFor(() => lim.usable() === 0, "the tokens outlived the grace", 5_000);
+    await waitFor(async () => (await tokens()) === 0, "the unused tokens were deleted", 5_000);
+    assert.equal(await lim.take(3), 3);
+    lim.giveBack();
+    await waitFor(async () => (await tokens()) === 0, "all held tokens given back", 5_000);
+  });
+
+  it("a worker spends tokens only within the limiter stream's own grace: a stream that keeps tokens no longer than the window fails the start", async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("rate"), rateLimit: { max: 5, perMs: 1000 } });
+    await provisionQueue(nc, q);
+    const jsm = await jetstreamManager(nc);
+    const si = await jsm.streams.info(`${q.names.stream}_RATE`);
+    assert.equal(si.config.max_age, 1_020 * 1_000_000, "the window plus a grace of 2 %");
+    await jsm.streams.update(si.config.name, { ...si.config, max_age: 1_000 * 1_000_000, duplicate_window: 1_000 * 1_000_000 });
+    const w = new Worker(nc, q, () => {});
+    await assert.rejects(w.start(), (e: unknown) => e instanceof ConfigError && /1000 ms, not longer than the rateLimit's window/.test(e.message));
   });
 });
