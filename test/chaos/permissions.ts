@@ -114,6 +114,9 @@ export function extraPermissions(name: string): {
         `$JS.API.STREAM.INFO.${stream}_GRATE`,
         `jetq.grate.${name}.*`,
         `$JS.API.STREAM.MSG.GET.${stream}_GRATE`,
+        // the group waiting count: a marker per handed-back job, removed at its start
+        `jetq.gwait.${name}.*`,
+        `$JS.API.STREAM.PURGE.${stream}_GWAIT`,
       ],
       subscribe: [],
     },
