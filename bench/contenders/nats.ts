@@ -5,6 +5,7 @@ import { jetstream, type JsMsg } from "@nats-io/jetstream";
 import { connect as jetqConnect, Producer, Worker } from "../../src/index.ts";
 import { defineQueue, type Queue } from "../../src/queue/define.ts";
 import { benchJobSchema, epochMs, forEachConcurrent, makeJob, Slots } from "../lib/common.ts";
+import type { PublishContender } from "../lib/tasks.ts";
 
 /** Publish loops (one call per job, awaited) run this many callers at once: jetq's default `maxInFlight`. */
 export const LOOP_CALLERS = 1024;
@@ -207,9 +208,11 @@ export class RawFastPublisher {
     });
   }
 
-  send(subject: string, payload: string, headers: MsgHdrs | undefined): void {
+  /** Sends one publish; returns its slot (with `reuse`) or token. */
+  send(subject: string, payload: string, headers: MsgHdrs | undefined): number {
     const deadline = Date.now() + this.#timeoutMs;
     let reply: string;
+    let token: number;
     if (this.#cfg.reuse) {
       let slot = this.#free.pop();
       if (slot === undefined) {
@@ -218,14 +221,16 @@ export class RawFastPublisher {
       }
       this.#deadlines[slot] = deadline;
       reply = this.#subjects[slot]!;
+      token = slot;
     } else {
-      const token = this.#next++;
+      token = this.#next++;
       this.#pending.set(token, deadline);
       reply = `${this.#prefix}.${token}`;
     }
     this.#open++;
     const data = this.#cfg.bytes ? this.#enc.encode(payload) : payload;
     this.#nc.publish(subject, data, headers ? { reply, headers } : { reply });
+    return token;
   }
 
   /**
@@ -234,9 +239,7 @@ export class RawFastPublisher {
    */
   request(subject: string, payload: string, headers: MsgHdrs | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
-      const slot = this.#free.length > 0 ? this.#free[this.#free.length - 1]! : this.#next;
-      this.#waiters[slot] = { resolve, reject };
-      this.send(subject, payload, headers);
+      this.#waiters[this.send(subject, payload, headers)] = { resolve, reject };
     });
   }
 
@@ -388,18 +391,8 @@ export function prepareFloor(nc: NatsConnection, subject: string, jobs: number, 
   };
 }
 
-export type NatsPublishContender =
-  | "jetq.publishMany"
-  | "jetq.publishMany.chunked"
-  | "jetq.publishMany.validateAll"
-  | "jetq.publish"
-  | "raw.async"
-  | "raw.async.fresh"
-  | "raw.async.bytes"
-  | "raw.async.w4096"
-  | "raw.async.textbook"
-  | "raw.async.promise"
-  | "raw.js.publish";
+/** The publish contenders this file runs: every one but the floor (prepareFloor) and the other systems'. */
+export type NatsPublishContender = Exclude<PublishContender, "raw.floor" | "bullmq.addBulk" | "bullmq.add" | "pgboss.insert">;
 
 /** Publishes `jobs` jobs; resolves when every one is confirmed. Returns how many failed. */
 export async function natsPublish(

@@ -125,3 +125,18 @@ export function printJson(value: unknown): void {
 export function stdoutIsTTY(): boolean {
   return process.stdout.isTTY === true;
 }
+
+/** Resolves when SIGINT or SIGTERM arrives; the handlers are removed again either way. */
+export function untilSignal(): { promise: Promise<NodeJS.Signals>; dispose: () => void } {
+  let dispose = (): void => {};
+  const promise = new Promise<NodeJS.Signals>((resolve) => {
+    const on = (sig: NodeJS.Signals): void => resolve(sig);
+    process.once("SIGINT", on);
+    process.once("SIGTERM", on);
+    dispose = () => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+    };
+  });
+  return { promise, dispose };
+}

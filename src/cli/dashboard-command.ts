@@ -3,7 +3,7 @@ import { Command, Option } from "commander";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { isLoopback, parseBasicAuth, startDashboardServer, type DashboardAuth } from "../dashboard/server.ts";
 import { loadQueue, openConnection } from "./connect.ts";
-import { globals, print, type GlobalOptions } from "./context.ts";
+import { globals, print, untilSignal, type GlobalOptions } from "./context.ts";
 import { UsageError } from "./exit.ts";
 import { parseDuration, parseInteger } from "./format.ts";
 
@@ -37,21 +37,6 @@ function authOf(f: DashboardFlags): { auth: DashboardAuth; generated: string | u
     return { auth: { kind: "token", token: f.token }, generated: undefined };
   }
   return { auth: { kind: "none" }, generated: undefined };
-}
-
-/** Resolves when SIGINT or SIGTERM arrives; the handlers are removed again either way. */
-function untilSignal(): { promise: Promise<NodeJS.Signals>; dispose: () => void } {
-  let dispose = (): void => {};
-  const promise = new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals): void => resolve(sig);
-    process.once("SIGINT", on);
-    process.once("SIGTERM", on);
-    dispose = () => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
-    };
-  });
-  return { promise, dispose };
 }
 
 async function run(g: GlobalOptions, names: string[], f: DashboardFlags): Promise<void> {

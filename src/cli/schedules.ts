@@ -3,24 +3,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { startScheduling } from "../schedule/run.ts";
 import { type ScheduleInfo, Schedules } from "../schedule/schedules.ts";
 import { loadSchedulingQueue } from "./connect.ts";
-import { globals, note, print, printJson, withNats } from "./context.ts";
+import { globals, note, print, printJson, untilSignal, withNats } from "./context.ts";
 import { UsageError } from "./exit.ts";
 import { table } from "./format.ts";
-
-/** Resolves when SIGINT or SIGTERM arrives; the handlers are removed again either way. */
-function untilSignal(): { promise: Promise<NodeJS.Signals>; dispose: () => void } {
-  let dispose = (): void => {};
-  const promise = new Promise<NodeJS.Signals>((resolve) => {
-    const on = (sig: NodeJS.Signals): void => resolve(sig);
-    process.once("SIGINT", on);
-    process.once("SIGTERM", on);
-    dispose = () => {
-      process.off("SIGINT", on);
-      process.off("SIGTERM", on);
-    };
-  });
-  return { promise, dispose };
-}
 
 function specText(s: ScheduleInfo["spec"]): string {
   return "cron" in s ? `cron "${s.cron}"${s.tz ? ` ${s.tz}` : ""}` : `every ${s.everyMs} ms`;

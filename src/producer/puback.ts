@@ -27,9 +27,13 @@ const CLOSE = 0x7d;
  */
 export function parsePubAck(data: Uint8Array): PubAck {
   const seq = plainPubAckSeq(data);
-  if (seq >= 0) return { seq };
-  const { seq: s, duplicate, error } = JSON.parse(decoder.decode(data)) as PubAck;
-  return { seq: s, duplicate, error };
+  return seq >= 0 ? { seq } : parsePubAckJson(data);
+}
+
+/** @internal A PubAck that {@link plainPubAckSeq} could not read (a duplicate, an error, other spacing), through JSON.parse. */
+export function parsePubAckJson(data: Uint8Array): PubAck {
+  const { seq, duplicate, error } = JSON.parse(decoder.decode(data)) as PubAck;
+  return { seq, duplicate, error };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { JetqError, QueueFullError } from "../errors.ts";
 import { API, noResponders } from "../natserr.ts";
 import { seqJobId } from "../queue/headers.ts";
-import { parsePubAck, plainPubAckSeq, type PubAck } from "./puback.ts";
+import { parsePubAckJson, plainPubAckSeq, type PubAck } from "./puback.ts";
 import type { WaitOptions } from "../state/jobs.ts";
 
 /** What the server confirmed for one publish. */
@@ -69,7 +69,7 @@ export function publishOutcome(
   if (plain >= 0) return new Receipt(id ?? idOf(plain), plain, false, resultOf);
   let ack: PubAck;
   try {
-    ack = parsePubAck(data);
+    ack = parsePubAckJson(data); // the byte path above already said no
   } catch (err) {
     return new JetqError(`publish to queue "${queue}": unreadable PubAck`, { cause: err });
   }
