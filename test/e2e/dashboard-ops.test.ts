@@ -3,15 +3,10 @@
 // recent jobs, dead-letter triage (groups, selections, stack, live list), and history that
 // outlives the dashboard. UPDATE_SCREENSHOTS=1 also rewrites the README's docs/dashboard-queue.png.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import {
   createDashboard,
   DeadLetterQueue,
@@ -22,89 +17,19 @@ import {
   provisionQueue,
   Schedules,
   Worker,
-  type DashboardHandler,
-  type DashboardOptions,
 } from "../../src/index.ts";
 import { startDashboardServer } from "../../src/dashboard/server.ts";
 import { HISTORY, historySubject } from "../../src/history/recorder.ts";
 import { startLocalNats } from "../support/nats-server.ts";
+import { jsErrors, noBrowser, shot, textOf, useBrowser, waitText } from "../support/browser.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ARTIFACTS = "test-artifacts";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
-
 const nats = useNats();
-let browser: BrowserContext;
-let profile: string;
-const cleanups: Array<() => unknown> = [];
-
-before(async () => {
-  if (!haveChromium) return;
-  mkdirSync(ARTIFACTS, { recursive: true });
-  profile = mkdtempSync(join(tmpdir(), "jetq-chromium-"));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 800 },
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
-
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-  await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-});
-
-async function listen(handler: DashboardHandler): Promise<{ url: string; server: Server }> {
-  const server = createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanups.push(() => new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  }));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
-}
-
-async function dashboard(options: DashboardOptions = {}): Promise<{ url: string; handler: DashboardHandler }> {
-  const nc = await nats.connect();
-  const handler = createDashboard(nc, { refreshMs: 250, ...options });
-  cleanups.push(() => handler.close());
-  return { url: (await listen(handler)).url, handler };
-}
-
-async function newPage(viewport?: { width: number; height: number }): Promise<Page> {
-  const page = await browser.newPage();
-  if (viewport) await page.setViewportSize(viewport);
-  page.setDefaultTimeout(30_000);
-  const errors: string[] = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !/Failed to load resource|EventSource|net::ERR/.test(m.text())) errors.push(m.text());
-  });
-  cleanups.push(() => page.close());
-  (page as Page & { jsErrors: string[] }).jsErrors = errors;
-  return page;
-}
-const jsErrors = (page: Page): string[] => (page as Page & { jsErrors: string[] }).jsErrors;
-
-async function textOf(page: Page, selector: string): Promise<string> {
-  return ((await page.locator(selector).first().textContent()) ?? "").trim();
-}
-
-async function waitText(page: Page, selector: string, expected: string | RegExp, timeoutMs = 15_000): Promise<string> {
-  let last = "";
-  try {
-    return await waitFor(async () => {
-      last = (await page.locator(selector).count()) > 0 ? await textOf(page, selector) : "";
-      return (typeof expected === "string" ? last === expected : expected.test(last)) ? last : undefined;
-    }, `${selector} to read ${String(expected)}`, timeoutMs, 50);
-  } catch (err) {
-    throw new Error(`${(err as Error).message} (last: ${JSON.stringify(last)})`);
-  }
-}
+const ui = useBrowser(() => nats.connect());
+const cleanups = { push: (...fns: Array<() => unknown>): void => fns.forEach((f) => ui.cleanup(f)) };
+const { listen, dashboard } = ui;
+/** The operator pages keep live streams open: a stream cut by a closing page is not a bug. */
+const newPage = (viewport?: { width: number; height: number }): Promise<Page> => ui.newPage({ viewport, ignoreConsole: /Failed to load resource|EventSource|net::ERR/ });
 
 /** Accepts the next confirmation and returns its question. */
 function confirmNext(page: Page): Promise<string> {
@@ -116,11 +41,7 @@ function confirmNext(page: Page): Promise<string> {
   });
 }
 
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `dashboard-${name}.png`), fullPage: true });
-}
-
-describe("operator pages", { skip: haveChromium ? false : `no Chromium at ${CHROMIUM}` }, () => {
+describe("operator pages", { skip: noBrowser }, () => {
   it("the badge shows NATS health: live, then NATS down while the server is stopped, and not stuck on an error page", async () => {
     const server = await startLocalNats();
     cleanups.push(() => server.stop());

@@ -2,13 +2,10 @@
 // replayed from the page, inert hostile payloads, read-only mode, CSRF, and the standalone
 // server's authentication. Screenshots of each page land in test-artifacts/ (gitignored).
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer, request, type RequestListener, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { request } from "node:http";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { describe, it } from "node:test";
+import type { Page } from "playwright-core";
 import { z } from "zod";
 import {
   createDashboard,
@@ -18,120 +15,26 @@ import {
   Producer,
   provisionQueue,
   Worker,
-  type DashboardHandler,
-  type DashboardOptions,
 } from "../../src/index.ts";
 import { startDashboardServer } from "../../src/dashboard/server.ts";
+import { jsErrors, noBrowser, shot as screenshot, textOf, useBrowser, waitText } from "../support/browser.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ARTIFACTS = "test-artifacts";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)`);
-
 const nats = useNats();
-let browser: BrowserContext;
-let profile: string;
-const cleanups: Array<() => unknown> = [];
-
-before(async () => {
-  if (!haveChromium) return;
-  mkdirSync(ARTIFACTS, { recursive: true });
-  profile = mkdtempSync(join(tmpdir(), "jetq-chromium-"));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1280, height: 800 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-});
-
-after(async () => {
-  for (const c of cleanups.reverse()) await c();
-  await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-});
-
-/** Serves `listener` on a free loopback port; closed after the file. */
-async function listen(listener: RequestListener): Promise<{ url: string; server: Server }> {
-  const server = createServer(listener);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
-}
-
-async function dashboard(options: DashboardOptions = {}): Promise<{ url: string; handler: DashboardHandler }> {
-  const nc = await nats.connect();
-  const handler = createDashboard(nc, { refreshMs: 250, ...options });
-  cleanups.push(() => handler.close());
-  const { url } = await listen(handler);
-  return { url, handler };
-}
-
-async function newPage(): Promise<Page> {
-  const page = await browser.newPage();
-  // A deadline for each wait, not a pause: under a full CI run (two test files at once on two
-  // cores) a page's first render took more than 10 s once.
-  page.setDefaultTimeout(30_000);
-  // Any script error on our pages is a bug; collect them and assert none at the end of each test.
-  const errors: string[] = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  // CSP violations are reported as console errors; refused requests (403s the test provokes) are not bugs.
-  page.on("console", (m) => {
-    if (m.type() === "error" && !/Failed to load resource/.test(m.text())) errors.push(m.text());
-  });
-  cleanups.push(() => page.close());
-  (page as Page & { jsErrors: string[] }).jsErrors = errors;
-  return page;
-}
-
-const jsErrors = (page: Page): string[] => (page as Page & { jsErrors: string[] }).jsErrors;
-
-async function textOf(page: Page, selector: string): Promise<string> {
-  return ((await page.locator(selector).first().textContent()) ?? "").trim();
-}
-
-async function waitText(page: Page, selector: string, expected: string | RegExp, timeoutMs = 15_000): Promise<string> {
-  let last = "";
-  try {
-    return await waitFor(
-      async () => {
-        last = await textOf(page, selector);
-        return (typeof expected === "string" ? last === expected : expected.test(last)) ? last : undefined;
-      },
-      `${selector} to read ${String(expected)}`,
-      timeoutMs,
-      50,
-    );
-  } catch (err) {
-    throw new Error(`${(err as Error).message} (last: ${JSON.stringify(last)})`);
-  }
-}
+const ui = useBrowser(() => nats.connect());
+const cleanups = { push: (...fns: Array<() => unknown>): void => fns.forEach((f) => ui.cleanup(f)) };
+const { listen, dashboard } = ui;
+const newPage = (): Promise<Page> => ui.newPage();
 
 async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `dashboard-${name}.png`), fullPage: true });
+  await screenshot(page, name);
   // The README's screenshot: UPDATE_SCREENSHOTS=1 node scripts/test.ts test/e2e/dashboard.test.ts
   if (name === "overview" && process.env.UPDATE_SCREENSHOTS === "1") await page.screenshot({ path: "docs/dashboard.png" });
 }
 
 const pwned = (page: Page): Promise<unknown> => page.evaluate(() => (globalThis as Record<string, unknown>).__pwned);
 
-describe("dashboard in a browser", { skip: haveChromium ? false : `no Chromium at ${CHROMIUM}: apt-get install -y chromium` }, () => {
+describe("dashboard in a browser", { skip: noBrowser }, () => {
   it("shows a queue's depth rising as jobs are published and falling as they are processed", async () => {
     const nc = await nats.connect();
     const q = defineQueue({ name: uniqueName("orders"), schema: z.object({ i: z.number() }) });

@@ -5,48 +5,20 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { defineQueue, listJobs, Producer, provisionQueue, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor, connectTo } from "../support/ctx.ts";
+import { CLI, runCli, type CliRun } from "../support/cli.ts";
 import { findNatsServerBinary, freePort } from "../support/nats-server.ts";
 import { openConnection } from "../../src/cli/connect.ts";
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
+type Run = CliRun;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs the CLI with stdin fed `input` (not a TTY), NATS_URL unset unless given; bounded by a deadline. */
+/** Runs the CLI with stdin fed `input` (not a TTY), NATS_URL unset unless given. */
 function jetq(args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", ...opts.env };
-    for (const k of ["NATS_USER", "NATS_PASSWORD", "NATS_CREDS"]) delete env[k];
-    if (opts.env?.NATS_URL === undefined) delete env.NATS_URL;
-    const t0 = Date.now();
-    const p = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    const t = setTimeout(() => {
-      p.kill("SIGKILL");
-      reject(new Error(`jetq ${args.join(" ")} did not finish within 40 s\n${stdout}\n${stderr}`));
-    }, 40_000);
-    p.on("exit", (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr, ms: Date.now() - t0 });
-    });
-    p.stdin.on("error", () => {});
-    p.stdin.end(opts.input ?? "");
-  });
+  return runCli(args, { input: opts.input, env: opts.env, timeoutMs: 40_000 });
 }
 
 /**

@@ -6,47 +6,21 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { defineQueue, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
 import { uniqueName, useNats, waitFor } from "../support/ctx.ts";
+import { CLI, runCli, type CliRun } from "../support/cli.ts";
 import { findNatsServerBinary, freePort, startLocalNats, type LocalNatsServer } from "../support/nats-server.ts";
 import { formatDuration, parseDuration, parseInteger, table } from "../../src/cli/format.ts";
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
+type Run = CliRun;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI with stdin closed (not a TTY) or fed `input`; bounded by a deadline. */
+/** Runs the CLI with stdin closed (not a TTY) or fed `input`, pointed at `opts.server` if given. */
 function jetq(args: string[], opts: { server?: string; input?: string | Buffer; env?: Record<string, string> } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", ...opts.env };
-    delete env.NATS_USER;
-    delete env.NATS_PASSWORD;
-    delete env.NATS_CREDS;
-    if (opts.server !== undefined) env.NATS_URL = opts.server;
-    const p = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    const t = setTimeout(() => {
-      p.kill("SIGKILL");
-      reject(new Error(`jetq ${args.join(" ")} did not finish within 30 s\n${stdout}\n${stderr}`));
-    }, 30_000);
-    p.on("exit", (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-    p.stdin.end(opts.input ?? "");
-  });
+  return runCli(args, { input: opts.input, env: { ...(opts.server !== undefined ? { NATS_URL: opts.server } : {}), ...opts.env } });
 }
 
 const nats = useNats();

@@ -1,35 +1,21 @@
 // One discovery rule for the CLI and the dashboard: listQueues(nc), checked against streams that
 // only look like queues, and both callers asked what they list.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { createDashboard, defineQueue, provisionQueue } from "../../src/index.ts";
 import { listQueues } from "../../src/queue/list.ts";
+import { runCli, type CliRun } from "../support/cli.ts";
 import { uniqueName, useNats } from "../support/ctx.ts";
 
 const nats = useNats();
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const s = nats.server();
-    const auth = s.user ? ["--user", s.user, "--password", s.pass ?? ""] : [];
-    const p = spawn(process.execPath, ["src/cli/main.ts", "--server", s.servers, ...auth, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    const t = setTimeout(() => {
-      p.kill("SIGKILL");
-      reject(new Error(`jetq ${args.join(" ")} did not finish in 30 s`));
-    }, 30_000);
-    p.on("exit", (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function cli(args: string[]): Promise<CliRun> {
+  const s = nats.server();
+  const auth = s.user ? ["--user", s.user, "--password", s.pass ?? ""] : [];
+  return runCli(["--server", s.servers, ...auth, ...args]);
 }
 
 describe("listQueues", () => {

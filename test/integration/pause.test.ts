@@ -4,9 +4,6 @@
  * `untilMs` bring the work back; nothing is lost and no attempt is used.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 import { jetstreamManager } from "@nats-io/jetstream";
 import {
@@ -22,31 +19,17 @@ import {
   ValidationError,
   Worker,
 } from "../../src/index.ts";
+import { runCli, type CliRun } from "../support/cli.ts";
 import { connectTo, uniqueName, useNats, waitFor } from "../support/ctx.ts";
 import { startLocalNats } from "../support/nats-server.ts";
 import { FixtureProcess, type ProcEvent } from "../support/procs.ts";
 
 const nats = useNats();
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function jetq(args: string[], server: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NATS_URL: server, NO_COLOR: "1" }, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    const t = setTimeout(() => {
-      p.kill("SIGKILL");
-      reject(new Error(`jetq ${args.join(" ")} did not finish within 30 s`));
-    }, 30_000);
-    p.on("exit", (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function jetq(args: string[], server: string): Promise<CliRun> {
+  return runCli(args, { env: { NATS_URL: server } });
 }
 
 describe("pauseQueue / resumeQueue", () => {

@@ -6,41 +6,13 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 import { defineQueue, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { CLI, cliEnv, runCli, type CliRun } from "../support/cli.ts";
 import { uniqueName, useNats } from "../support/ctx.ts";
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "cli", "main.ts");
 const nats = useNats();
 
-function env(): NodeJS.ProcessEnv {
-  const s = nats.server();
-  const e: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: "1", NATS_URL: s.servers };
-  delete e.NATS_CREDS;
-  if (s.user) {
-    e.NATS_USER = s.user;
-    e.NATS_PASSWORD = s.pass ?? "";
-  } else {
-    delete e.NATS_USER;
-    delete e.NATS_PASSWORD;
-  }
-  return e;
-}
-
-function jetq(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    const t = setTimeout(() => {
-      p.kill("SIGKILL");
-      reject(new Error(`jetq ${args.join(" ")} did not finish within 30 s\n${stdout}\n${stderr}`));
-    }, 30_000);
-    p.on("exit", (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function jetq(args: string[]): Promise<CliRun> {
+  return runCli(args, { env: cliEnv(nats.server()) });
 }
 
 describe("jetq job / jetq events", () => {
@@ -82,7 +54,7 @@ describe("jetq job / jetq events", () => {
     const nc = await nats.connect();
     const q = defineQueue({ name: uniqueName("ce"), results: { keepMs: 60_000 } });
     await provisionQueue(nc, q);
-    const p = spawn(process.execPath, [CLI, "events", q.name, "--json"], { env: env(), stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(process.execPath, [CLI, "events", q.name, "--json"], { env: { ...process.env, NO_COLOR: "1", ...cliEnv(nats.server()) }, stdio: ["ignore", "pipe", "pipe"] });
     const lines: Array<{ type: string; id?: string; result?: unknown }> = [];
     let stderr = "";
     p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
