@@ -941,7 +941,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       // the NATS client flushes its outbound buffer in a microtask, so acks made one per job went
       // out one socket write each, about half of a draining worker's CPU in a profile.
       this.#acks.push({ r, durationMs });
-      if (this.#acks.length === 1) setImmediate(() => this.#flushAcks());
+      if (this.#acks.length === 1) {
+        // With results, the acks leave in the same socket write as the turn's records (StateWriter.defer).
+        if (this.#states) this.#states.defer(this.#flushAcksFn);
+        else setImmediate(this.#flushAcksFn);
+      }
       return;
     }
     // Confirmed mode, or a suspect waits to run alone: the server confirms each ack.
@@ -967,6 +971,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     r.span?.end(undefined);
   }
+
+  readonly #flushAcksFn = (): void => this.#flushAcks();
+  readonly #queuedPullFn = (): void => {
+    this.#pullQueued = false;
+    this.#pull();
+  };
 
   /** Sends the queued fire-and-forget acks; each job's slot is freed (and `completed` emitted) after its ack. */
   #flushAcks(): void {
@@ -1158,10 +1168,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #queuePull(): void {
     if (this.#pullQueued) return;
     this.#pullQueued = true;
-    setImmediate(() => {
-      this.#pullQueued = false;
-      this.#pull();
-    });
+    if (this.#states) this.#states.defer(this.#queuedPullFn);
+    else setImmediate(this.#queuedPullFn);
   }
 
   #renewLeases(every: number): void {

@@ -5,6 +5,7 @@ import { parsePubAck } from "../producer/puback.ts";
 import { ConnectionHub, type TransportUser } from "../transport/hub.ts";
 import { Inbox } from "../transport/inbox.ts";
 import { ReplyTable } from "../transport/replies.ts";
+import type { Turn } from "./turn.ts";
 
 interface Waiting {
   readonly deadline: number;
@@ -65,10 +66,14 @@ export class StoreConfirmer {
   /** Subjects and payloads to send at the end of this turn, in pairs. Bounded by concurrency. */
   readonly #outbox: string[] = [];
   #batch: Batch | undefined;
+  /** Where a turn's writes wait to be sent: with the worker's acks and pull, in one socket write. */
+  readonly #turn: Turn | undefined;
+  readonly #sendFn = (): void => this.#send();
 
-  constructor(nc: NatsConnection, timeoutMs: number) {
+  constructor(nc: NatsConnection, timeoutMs: number, turn?: Turn) {
     this.#nc = nc;
     this.#timeoutMs = timeoutMs;
+    this.#turn = turn;
     this.#hub = ConnectionHub.of(nc);
     this.#inbox = new Inbox(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix, (err, m) => this.#onAnswer(err, m));
     this.#pending = new ReplyTable<Batch>(this.#inbox);
@@ -85,7 +90,8 @@ export class StoreConfirmer {
       }
       if (!this.#batch) {
         this.#batch = new Batch(Date.now() + this.#timeoutMs);
-        setImmediate(() => this.#send());
+        if (this.#turn) this.#turn.defer(this.#sendFn);
+        else setImmediate(this.#sendFn);
       }
       this.#batch.add(resolve, reject);
       this.#outbox.push(subject, data);

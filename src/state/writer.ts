@@ -6,6 +6,7 @@ import type { DeadLetterReason } from "../dlq/route.ts";
 import type { Queue } from "../queue/define.ts";
 import { type RecordEvent, type StateRecord, stateKey } from "./record.ts";
 import { StoreConfirmer } from "./confirm.ts";
+import { Turn } from "./turn.ts";
 
 /** At most one progress write per job per this many ms; the last value is always written. */
 export const PROGRESS_EVERY_MS = 100;
@@ -164,6 +165,11 @@ export class JobState {
 export class StateWriter {
   readonly #nc: NatsConnection;
   readonly #confirmer: StoreConfirmer;
+  /**
+   * The end of this turn, shared with the worker's acks and pull requests ({@link StateWriter.defer}):
+   * a turn's `completed` records, acks and pull leave in one socket write.
+   */
+  readonly #turn = new Turn();
   readonly #schema: ZodType | undefined;
   readonly #queue: string;
   readonly prefix: string;
@@ -174,7 +180,7 @@ export class StateWriter {
 
   constructor(nc: NatsConnection, queue: Queue<unknown, unknown>, worker: string, onError: (err: Error) => void) {
     this.#nc = nc;
-    this.#confirmer = new StoreConfirmer(nc, 5_000);
+    this.#confirmer = new StoreConfirmer(nc, 5_000, this.#turn);
     this.#schema = queue.resultSchema;
     this.#queue = queue.name;
     this.prefix = `${queue.names.stateSubject}.`;
@@ -193,6 +199,14 @@ export class StateWriter {
     s.begun(Date.now());
     s.armActive(ACTIVE_AFTER_MS);
     return s;
+  }
+
+  /**
+   * Runs `fn` at the end of this turn, together with this turn's confirmed writes: the worker of a
+   * queue with `results` defers its ack flush and pull here, so they share one socket write.
+   */
+  defer(fn: () => void): void {
+    this.#turn.defer(fn);
   }
 
   /** The worker stopped: nothing more waits for a confirmation. */
