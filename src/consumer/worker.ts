@@ -34,7 +34,7 @@ import { type Scheduling, startScheduling } from "../schedule/run.ts";
 import { Ledger, LedgerConflictError } from "./ledger.ts";
 import { type Middleware, PayloadRejected, runChain, telemetryStep, timeoutStep, validationStep } from "./middleware.ts";
 import { type WorkerTelemetry, noAttemptSpan, noWorkerTelemetry } from "../telemetry/hooks.ts";
-import { checkResult, StateWriter } from "../state/writer.ts";
+import { checkResult, StateWriter, STORING_PER_SLOT } from "../state/writer.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
 import { announceEvery, Announcer } from "../fleet/announcer.ts";
 
@@ -172,7 +172,7 @@ function failure(err: unknown): Settlement {
  * handler slots, and never for more than it has free, so the jobs it holds
  * (running plus requested) never exceed `concurrency`; across all workers the
  * server caps un-acked jobs at the queue's `maxAckPending`. With `results`, up to
- * `concurrency` more completed jobs wait for their stored result before their ack.
+ * 4 × `concurrency` more completed jobs wait for their stored result before their ack.
  *
  * Attempts: `job.attempt` counts handler failures, recorded in the queue's
  * outcome ledger; a job redelivered without a recorded outcome (its process
@@ -204,9 +204,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #states: StateWriter | undefined;
   /**
    * Completed jobs whose `completed` record the server has not confirmed yet (their ack waits for
-   * it). Up to `concurrency` of them hold no handler slot: the worker pulls and runs the next jobs
-   * while their records are confirmed, so a draining worker with results does not wait a round
-   * trip per slot. Always 0 without `results`.
+   * it). Up to {@link STORING_PER_SLOT} × `concurrency` of them hold no handler slot: the worker
+   * pulls and runs the next jobs while their records are confirmed, so a draining worker with
+   * results does not wait a round trip per slot. Always 0 without `results`.
    */
   #storing = 0;
   /** The queue's consumer, or one per level for a queue with `priorities` (src/flow/priority.ts). */
@@ -519,7 +519,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   /** Jobs that count against `concurrency`: all held, but those in the window of {@link #storing}. */
   #held(): number {
-    return this.#running.size - Math.min(this.#storing, this.#concurrency);
+    return this.#running.size - Math.min(this.#storing, this.#concurrency * STORING_PER_SLOT);
   }
 
   /**
