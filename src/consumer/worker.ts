@@ -898,7 +898,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       }
       const d = decide(s, { attempt: r.event.attempt, maxAttempts: this.#queue.maxAttempts, backoff: this.#queue.backoff });
       if (d.kind === "ack") {
-        if (r.state) void this.#completeWithResult(r, performance.now() - started);
+        if (r.state) this.#completeWithResult(r, performance.now() - started);
         else this.#complete(r, performance.now() - started);
       } else if (d.kind === "dead") {
         void this.#deadLetter(r, d.reason, error!);
@@ -918,20 +918,29 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
    * before the ack, so a crash in between can only repeat the job, never show it completed
    * without its result. A write that fails hands the job back (it runs again), costing no attempt.
    */
-  async #completeWithResult(r: Running, durationMs: number): Promise<void> {
+  #completeWithResult(r: Running, durationMs: number): void {
     this.#storing++;
     this.#queuePull();
-    try {
-      await this.#states!.completed(r.state!);
-    } catch (err) {
-      this.#reportError(safeError(err));
-      this.#handBack(r, DEFER_MS, "deferred");
-      return;
-    } finally {
+    const stored = (err: Error | undefined): void => {
       this.#storing--;
+      try {
+        if (err) {
+          this.#reportError(safeError(err));
+          this.#handBack(r, DEFER_MS, "deferred");
+          return;
+        }
+        if (r.answered || r.settled) return; // stop() handed it back meanwhile: it runs again
+        this.#complete(r, durationMs);
+      } catch (e) {
+        this.#reportError(safeError(e));
+      }
+    };
+    try {
+      this.#states!.completed(r.state!, stored);
+    } catch (err) {
+      // The record could not even be built: the job runs again, as for a failed write.
+      stored(safeError(err));
     }
-    if (r.answered || r.settled) return; // stop() handed it back meanwhile: it runs again
-    this.#complete(r, durationMs);
   }
 
   #complete(r: Running, durationMs: number): void {

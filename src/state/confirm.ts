@@ -13,23 +13,24 @@ interface Waiting {
   readonly reject: (e: Error) => void;
 }
 
+/** Called once with the outcome of a confirmed write: `undefined` when the stream stored it. */
+export type Stored = (err: Error | undefined) => void;
+
 /** The writes of one turn, confirmed together by the PubAck of the last. */
 class Batch implements Waiting {
   readonly deadline: number;
-  readonly #resolves: Array<() => void> = [];
-  readonly #rejects: Array<(e: Error) => void> = [];
+  readonly #done: Stored[] = [];
   constructor(deadline: number) {
     this.deadline = deadline;
   }
-  add(resolve: () => void, reject: (e: Error) => void): void {
-    this.#resolves.push(resolve);
-    this.#rejects.push(reject);
+  add(done: Stored): void {
+    this.#done.push(done);
   }
   resolve = (): void => {
-    for (const r of this.#resolves) r();
+    for (const d of this.#done) d(undefined);
   };
   reject = (e: Error): void => {
-    for (const r of this.#rejects) r(e);
+    for (const d of this.#done) d(e);
   };
 }
 
@@ -81,21 +82,29 @@ export class StoreConfirmer {
 
   /** Publishes `data` to `subject` and resolves once the stream stored it. */
   store(subject: string, data: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      try {
-        if (!this.#inbox.subscribed) this.#subscribe();
-      } catch (err) {
-        reject(mapNatsError(err, "store a job state record"));
-        return;
-      }
-      if (!this.#batch) {
-        this.#batch = new Batch(Date.now() + this.#timeoutMs);
-        if (this.#turn) this.#turn.defer(this.#sendFn);
-        else setImmediate(this.#sendFn);
-      }
-      this.#batch.add(resolve, reject);
-      this.#outbox.push(subject, data);
-    });
+    return new Promise<void>((resolve, reject) => this.storeThen(subject, data, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /**
+   * {@link store} with a callback instead of a promise (a draining worker stores one record per
+   * job: no promise, async frame and microtask hops per job). `done` is called once, later, never
+   * synchronously, and must not throw.
+   */
+  storeThen(subject: string, data: string, done: Stored): void {
+    try {
+      if (!this.#inbox.subscribed) this.#subscribe();
+    } catch (err) {
+      const e = mapNatsError(err, "store a job state record");
+      queueMicrotask(() => done(e));
+      return;
+    }
+    if (!this.#batch) {
+      this.#batch = new Batch(Date.now() + this.#timeoutMs);
+      if (this.#turn) this.#turn.defer(this.#sendFn);
+      else setImmediate(this.#sendFn);
+    }
+    this.#batch.add(done);
+    this.#outbox.push(subject, data);
   }
 
   /** Releases the subscription (waiting writes fail). */

@@ -5,7 +5,7 @@ import { mapNatsError } from "../natserr.ts";
 import type { DeadLetterReason } from "../dlq/route.ts";
 import type { Queue } from "../queue/define.ts";
 import { type RecordEvent, type StateRecord, stateKey } from "./record.ts";
-import { StoreConfirmer } from "./confirm.ts";
+import { StoreConfirmer, type Stored } from "./confirm.ts";
 import { Turn } from "./turn.ts";
 
 /** At most one progress write per job per this many ms; the last value is always written. */
@@ -252,13 +252,19 @@ export class StateWriter {
     this.fire(s, s.record("retrying", "retrying", { finishedAt: now, retryAt: now + delayMs, error: errorOf(error) }));
   }
 
-  /** The handler resolved: store its result, confirmed. The caller acks only after this resolves. */
-  completed(s: JobState): Promise<void> {
+  /**
+   * The handler resolved: store its result, confirmed. The caller acks only once `done` is called
+   * without an error. `done` is called once, never synchronously, and must not throw.
+   */
+  completed(s: JobState, done: Stored): void {
     s.flush();
     s.final = true;
     const json = JSON.stringify(s.record("completed", "completed", { finishedAt: Date.now() }));
     // The result was encoded when it was checked: spliced in, not encoded again.
-    return this.#confirmed(s, s.id, s.resultText === undefined ? json : `${json.slice(0, -1)},"result":${s.resultText}}`);
+    const id = s.id;
+    this.#confirmer.storeThen(s.subject, s.resultText === undefined ? json : `${json.slice(0, -1)},"result":${s.resultText}}`, (err) =>
+      done(err && mapNatsError(err, `store the state of job ${id} of queue "${this.#queue}"`)),
+    );
   }
 
   /** A job that never started (rejected, or dead-lettered for its crashes): tracked only for its final write. */
