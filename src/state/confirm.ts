@@ -119,9 +119,22 @@ export class StoreConfirmer {
     this.#batch = undefined;
     const reply = this.#pending.add(batch);
     try {
+      // The turn's payloads are encoded into one buffer and each published as a view of it: given
+      // a string, the client allocates and encodes a Uint8Array per record (TextEncoder, about
+      // 1.8 us of a draining worker's CPU per job in a profile; one buffer: about 0.1 us). The
+      // client keeps the views until it flushes; the buffer is this batch's own, never reused.
+      let size = 0;
+      for (let i = 1; i < out.length; i += 2) size += Buffer.byteLength(out[i]!);
+      const buf = Buffer.allocUnsafe(size);
+      let at = 0;
       const last = out.length - 2;
-      for (let i = 0; i < last; i += 2) this.#nc.publish(out[i]!, out[i + 1]!);
-      this.#nc.publish(out[last]!, out[last + 1]!, { reply });
+      for (let i = 0; i <= last; i += 2) {
+        const n = buf.write(out[i + 1]!, at);
+        const data = buf.subarray(at, at + n);
+        at += n;
+        if (i < last) this.#nc.publish(out[i]!, data);
+        else this.#nc.publish(out[i]!, data, { reply });
+      }
     } catch (err) {
       this.#pending.cancel(reply)?.reject(mapNatsError(err, "store a job state record"));
     }
