@@ -34,7 +34,7 @@ import { type Scheduling, startScheduling } from "../schedule/run.ts";
 import { Ledger, LedgerConflictError } from "./ledger.ts";
 import { type Middleware, PayloadRejected, runChain, telemetryStep, timeoutStep, validationStep } from "./middleware.ts";
 import { type WorkerTelemetry, noAttemptSpan, noWorkerTelemetry } from "../telemetry/hooks.ts";
-import { checkResult, StateWriter } from "../state/writer.ts";
+import { checkResult, StateWriter, STORING_PER_SLOT } from "../state/writer.ts";
 import { type TelemetryOptions, workerTelemetry } from "../telemetry/otel.ts";
 import { announceEvery, Announcer } from "../fleet/announcer.ts";
 
@@ -172,7 +172,7 @@ function failure(err: unknown): Settlement {
  * handler slots, and never for more than it has free, so the jobs it holds
  * (running plus requested) never exceed `concurrency`; across all workers the
  * server caps un-acked jobs at the queue's `maxAckPending`. With `results`, up to
- * `concurrency` more completed jobs wait for their stored result before their ack.
+ * 4 × `concurrency` more completed jobs wait for their stored result before their ack.
  *
  * Attempts: `job.attempt` counts handler failures, recorded in the queue's
  * outcome ledger; a job redelivered without a recorded outcome (its process
@@ -204,9 +204,9 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #states: StateWriter | undefined;
   /**
    * Completed jobs whose `completed` record the server has not confirmed yet (their ack waits for
-   * it). Up to `concurrency` of them hold no handler slot: the worker pulls and runs the next jobs
-   * while their records are confirmed, so a draining worker with results does not wait a round
-   * trip per slot. Always 0 without `results`.
+   * it). Up to {@link STORING_PER_SLOT} × `concurrency` of them hold no handler slot: the worker
+   * pulls and runs the next jobs while their records are confirmed, so a draining worker with
+   * results does not wait a round trip per slot. Always 0 without `results`.
    */
   #storing = 0;
   /** The queue's consumer, or one per level for a queue with `priorities` (src/flow/priority.ts). */
@@ -519,7 +519,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
 
   /** Jobs that count against `concurrency`: all held, but those in the window of {@link #storing}. */
   #held(): number {
-    return this.#running.size - Math.min(this.#storing, this.#concurrency);
+    return this.#running.size - Math.min(this.#storing, this.#concurrency * STORING_PER_SLOT);
   }
 
   /**
@@ -898,7 +898,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       }
       const d = decide(s, { attempt: r.event.attempt, maxAttempts: this.#queue.maxAttempts, backoff: this.#queue.backoff });
       if (d.kind === "ack") {
-        if (r.state) void this.#completeWithResult(r, performance.now() - started);
+        if (r.state) this.#completeWithResult(r, performance.now() - started);
         else this.#complete(r, performance.now() - started);
       } else if (d.kind === "dead") {
         void this.#deadLetter(r, d.reason, error!);
@@ -918,20 +918,29 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
    * before the ack, so a crash in between can only repeat the job, never show it completed
    * without its result. A write that fails hands the job back (it runs again), costing no attempt.
    */
-  async #completeWithResult(r: Running, durationMs: number): Promise<void> {
+  #completeWithResult(r: Running, durationMs: number): void {
     this.#storing++;
     this.#queuePull();
-    try {
-      await this.#states!.completed(r.state!);
-    } catch (err) {
-      this.#reportError(safeError(err));
-      this.#handBack(r, DEFER_MS, "deferred");
-      return;
-    } finally {
+    const stored = (err: Error | undefined): void => {
       this.#storing--;
+      try {
+        if (err) {
+          this.#reportError(safeError(err));
+          this.#handBack(r, DEFER_MS, "deferred");
+          return;
+        }
+        if (r.answered || r.settled) return; // stop() handed it back meanwhile: it runs again
+        this.#complete(r, durationMs);
+      } catch (e) {
+        this.#reportError(safeError(e));
+      }
+    };
+    try {
+      this.#states!.completed(r.state!, stored);
+    } catch (err) {
+      // The record could not even be built: the job runs again, as for a failed write.
+      stored(safeError(err));
     }
-    if (r.answered || r.settled) return; // stop() handed it back meanwhile: it runs again
-    this.#complete(r, durationMs);
   }
 
   #complete(r: Running, durationMs: number): void {
@@ -941,7 +950,11 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
       // the NATS client flushes its outbound buffer in a microtask, so acks made one per job went
       // out one socket write each, about half of a draining worker's CPU in a profile.
       this.#acks.push({ r, durationMs });
-      if (this.#acks.length === 1) setImmediate(() => this.#flushAcks());
+      if (this.#acks.length === 1) {
+        // With results, the acks leave in the same socket write as the turn's records (StateWriter.defer).
+        if (this.#states) this.#states.defer(this.#flushAcksFn);
+        else setImmediate(this.#flushAcksFn);
+      }
       return;
     }
     // Confirmed mode, or a suspect waits to run alone: the server confirms each ack.
@@ -967,6 +980,12 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
     r.span?.end(undefined);
   }
+
+  readonly #flushAcksFn = (): void => this.#flushAcks();
+  readonly #queuedPullFn = (): void => {
+    this.#pullQueued = false;
+    this.#pull();
+  };
 
   /** Sends the queued fire-and-forget acks; each job's slot is freed (and `completed` emitted) after its ack. */
   #flushAcks(): void {
@@ -1158,10 +1177,8 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
   #queuePull(): void {
     if (this.#pullQueued) return;
     this.#pullQueued = true;
-    setImmediate(() => {
-      this.#pullQueued = false;
-      this.#pull();
-    });
+    if (this.#states) this.#states.defer(this.#queuedPullFn);
+    else setImmediate(this.#queuedPullFn);
   }
 
   #renewLeases(every: number): void {

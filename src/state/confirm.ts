@@ -5,6 +5,7 @@ import { parsePubAck } from "../producer/puback.ts";
 import { ConnectionHub, type TransportUser } from "../transport/hub.ts";
 import { Inbox } from "../transport/inbox.ts";
 import { ReplyTable } from "../transport/replies.ts";
+import type { Turn } from "./turn.ts";
 
 interface Waiting {
   readonly deadline: number;
@@ -12,23 +13,24 @@ interface Waiting {
   readonly reject: (e: Error) => void;
 }
 
+/** Called once with the outcome of a confirmed write: `undefined` when the stream stored it. */
+export type Stored = (err: Error | undefined) => void;
+
 /** The writes of one turn, confirmed together by the PubAck of the last. */
 class Batch implements Waiting {
   readonly deadline: number;
-  readonly #resolves: Array<() => void> = [];
-  readonly #rejects: Array<(e: Error) => void> = [];
+  readonly #done: Stored[] = [];
   constructor(deadline: number) {
     this.deadline = deadline;
   }
-  add(resolve: () => void, reject: (e: Error) => void): void {
-    this.#resolves.push(resolve);
-    this.#rejects.push(reject);
+  add(done: Stored): void {
+    this.#done.push(done);
   }
   resolve = (): void => {
-    for (const r of this.#resolves) r();
+    for (const d of this.#done) d(undefined);
   };
   reject = (e: Error): void => {
-    for (const r of this.#rejects) r(e);
+    for (const d of this.#done) d(e);
   };
 }
 
@@ -65,10 +67,14 @@ export class StoreConfirmer {
   /** Subjects and payloads to send at the end of this turn, in pairs. Bounded by concurrency. */
   readonly #outbox: string[] = [];
   #batch: Batch | undefined;
+  /** Where a turn's writes wait to be sent: with the worker's acks and pull, in one socket write. */
+  readonly #turn: Turn | undefined;
+  readonly #sendFn = (): void => this.#send();
 
-  constructor(nc: NatsConnection, timeoutMs: number) {
+  constructor(nc: NatsConnection, timeoutMs: number, turn?: Turn) {
     this.#nc = nc;
     this.#timeoutMs = timeoutMs;
+    this.#turn = turn;
     this.#hub = ConnectionHub.of(nc);
     this.#inbox = new Inbox(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix, (err, m) => this.#onAnswer(err, m));
     this.#pending = new ReplyTable<Batch>(this.#inbox);
@@ -76,20 +82,29 @@ export class StoreConfirmer {
 
   /** Publishes `data` to `subject` and resolves once the stream stored it. */
   store(subject: string, data: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      try {
-        if (!this.#inbox.subscribed) this.#subscribe();
-      } catch (err) {
-        reject(mapNatsError(err, "store a job state record"));
-        return;
-      }
-      if (!this.#batch) {
-        this.#batch = new Batch(Date.now() + this.#timeoutMs);
-        setImmediate(() => this.#send());
-      }
-      this.#batch.add(resolve, reject);
-      this.#outbox.push(subject, data);
-    });
+    return new Promise<void>((resolve, reject) => this.storeThen(subject, data, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /**
+   * {@link store} with a callback instead of a promise (a draining worker stores one record per
+   * job: no promise, async frame and microtask hops per job). `done` is called once, later, never
+   * synchronously, and must not throw.
+   */
+  storeThen(subject: string, data: string, done: Stored): void {
+    try {
+      if (!this.#inbox.subscribed) this.#subscribe();
+    } catch (err) {
+      const e = mapNatsError(err, "store a job state record");
+      queueMicrotask(() => done(e));
+      return;
+    }
+    if (!this.#batch) {
+      this.#batch = new Batch(Date.now() + this.#timeoutMs);
+      if (this.#turn) this.#turn.defer(this.#sendFn);
+      else setImmediate(this.#sendFn);
+    }
+    this.#batch.add(done);
+    this.#outbox.push(subject, data);
   }
 
   /** Releases the subscription (waiting writes fail). */
@@ -104,9 +119,22 @@ export class StoreConfirmer {
     this.#batch = undefined;
     const reply = this.#pending.add(batch);
     try {
+      // The turn's payloads are encoded into one buffer and each published as a view of it: given
+      // a string, the client allocates and encodes a Uint8Array per record (TextEncoder, about
+      // 1.8 us of a draining worker's CPU per job in a profile; one buffer: about 0.1 us). The
+      // client keeps the views until it flushes; the buffer is this batch's own, never reused.
+      let size = 0;
+      for (let i = 1; i < out.length; i += 2) size += Buffer.byteLength(out[i]!);
+      const buf = Buffer.allocUnsafe(size);
+      let at = 0;
       const last = out.length - 2;
-      for (let i = 0; i < last; i += 2) this.#nc.publish(out[i]!, out[i + 1]!);
-      this.#nc.publish(out[last]!, out[last + 1]!, { reply });
+      for (let i = 0; i <= last; i += 2) {
+        const n = buf.write(out[i + 1]!, at);
+        const data = buf.subarray(at, at + n);
+        at += n;
+        if (i < last) this.#nc.publish(out[i]!, data);
+        else this.#nc.publish(out[i]!, data, { reply });
+      }
     } catch (err) {
       this.#pending.cancel(reply)?.reject(mapNatsError(err, "store a job state record"));
     }

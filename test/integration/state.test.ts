@@ -497,6 +497,31 @@ describe("cost and bounds", () => {
     }
   });
 
+  it("records of one turn share one buffer: multi-byte results of many jobs settled together are each stored exactly", async () => {
+    const { nc, q, producer } = await setup({ name: uniqueName("utf"), results: { keepMs: 60_000 } });
+    const n = 300;
+    // Results of different byte lengths, with 2-, 3- and 4-byte UTF-8 characters, so each record's
+    // view starts at an offset that differs from its string offset.
+    const text = (i: number): string => `${"é".repeat(i % 7)}✓${"😀".repeat(i % 3)}#${i}`;
+    await producer.publishMany(Array.from({ length: n }, (_, i) => i));
+    const wnc = await nats.connect();
+    const worker = new Worker<number>(wnc, q as never, (job) => ({ i: job.data, s: text(job.data) }), { concurrency: 64 });
+    let done = 0;
+    worker.on("completed", () => void done++);
+    await worker.start();
+    try {
+      await waitFor(() => done >= n, `${n} jobs`, 60_000);
+    } finally {
+      await worker.stop();
+    }
+    const jobs = new Jobs<{ i: number; s: string }>(nc, q);
+    for (let seq = 1; seq <= n; seq++) {
+      const info = await jobs.get(`seq-${seq}`);
+      assert.equal(info?.state, "completed", `seq ${seq}`);
+      assert.deepEqual(info?.result, { i: seq - 1, s: text(seq - 1) }, `seq ${seq}`);
+    }
+  });
+
   it("a job done within 50 ms of its start is written once (completed); a longer one is written active, then completed", async () => {
     const { nc, q, producer } = await setup({ name: uniqueName("act"), results: { keepMs: 60_000 } });
     const seen = new Map<string, string[]>();
