@@ -32,8 +32,13 @@ const starts: number[] = [];
 let done = 0;
 let finished!: () => void;
 const allDone = new Promise<void>((r) => (finished = r));
+/** When the first job and each third of the drain completed (ms from "go"). */
+const marks: number[] = [];
+let t0 = 0;
 const completed = (): void => {
-  if (++done === task.jobs) finished();
+  ++done;
+  if (task.mode === "drain" && (done === 1 || done === Math.floor(task.jobs! / 3) || done === Math.floor((2 * task.jobs!) / 3))) marks.push(Math.round(performance.now() - t0));
+  if (done === task.jobs) finished();
 };
 
 /** Starts the worker; resolves with its stop. */
@@ -63,12 +68,13 @@ async function startWorker(): Promise<() => Promise<void>> {
 }
 
 await started;
-const t0 = performance.now();
+t0 = performance.now();
 const stopWorker = await startWorker();
+const startedMs = Math.round(performance.now() - t0);
 if (task.mode === "drain") {
   await allDone;
   const seconds = (performance.now() - t0) / 1000;
-  process.send!({ type: "result", result: { seconds, jobs: done } });
+  process.send!({ type: "result", result: { seconds, jobs: done, startedMs, firstMs: marks[0], thirdsMs: marks.slice(1) } });
   await stopWorker();
 } else {
   process.send!({ type: "started" });

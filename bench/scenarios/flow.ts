@@ -15,7 +15,8 @@ const CHILD = fileURLToPath(new URL("./flow-child.ts", import.meta.url));
 
 /** What the scenario needs of the harness. */
 export interface FlowCtx {
-  o: { mode: "quick" | "full" | "smoke"; rounds: number; log: (line: string) => void };
+  /** `contenders` (--contenders): the parts to run, of "jetq" (the drains), "bullmq" (BullMQ's rows), "rate" (the rate-limit runs); all without. */
+  o: { mode: "quick" | "full" | "smoke"; rounds: number; log: (line: string) => void; contenders?: readonly string[] | undefined };
   /** Redis for the BullMQ rows; none: jetq only. */
   redis?: string | undefined;
   record: (group: string, contender: string, unit: string, value: number, run: Record<string, unknown>, better?: "higher" | "lower") => void;
@@ -155,6 +156,8 @@ async function bullDrain(ctx: FlowCtx, redis: string, v: string, jobs: number, r
 export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
   const { o } = ctx;
   const s = sizes(o.mode);
+  const part = (p: string): boolean => o.contenders === undefined || o.contenders.includes(p);
+  const redis = part("bullmq") ? ctx.redis : undefined;
   const nats = await natsForScenario();
   const nc = await connect({ servers: nats.servers, noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
@@ -167,6 +170,10 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
       // jobs at each) against one.
       const variants = round % 2 === 0 ? ["single level", "3 priority levels"] : ["3 priority levels", "single level"];
       for (const v of variants) {
+        if (!part("jetq")) {
+          if (redis) await bullDrain(ctx, redis, v, s.drainJobs, round);
+          continue;
+        }
         const name = uniq("flow");
         const opts: QueueOptions = v === "single level" ? { name } : { name, priorities: 3 };
         const q = defineQueue(opts);
@@ -180,13 +187,14 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
           const r = (await child.wait("result", 120_000)).result!;
           const rate = s.drainJobs / (r.seconds as number);
           ctx.record("flow: drain, 1 worker process, concurrency 64", `jetq ${v}`, "jobs/s", rate, { ...r, round });
-          o.log(`  flow drain ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s`);
+          o.log(`  flow drain ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s (started ${r.startedMs} ms, first job ${r.firstMs} ms, thirds ${String(r.thirdsMs)} ms, end ${Math.round((r.seconds as number) * 1000)} ms)`);
         } finally {
           child.kill();
           await drop(name);
         }
-        if (ctx.redis) await bullDrain(ctx, ctx.redis, v, s.drainJobs, round);
+        if (redis) await bullDrain(ctx, redis, v, s.drainJobs, round);
       }
+      if (!part("rate")) continue;
       // Rate limit: 3 worker processes of concurrency 16 on a backlog well above what the limit
       // lets through; starts from every handler, the first window left out (the fleet starting).
       const name = uniq("flowrate");
@@ -201,13 +209,13 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
       } finally {
         await drop(name);
       }
-      if (ctx.redis) {
+      if (redis) {
         const { bullQueue } = await import("../contenders/bullmq.ts");
         const bname = uniq("flowrate");
-        const bq = bullQueue(ctx.redis, bname);
+        const bq = bullQueue(redis, bname);
         try {
           await bullFill(bq, backlog(s), () => undefined);
-          await rateRun(ctx, "bullmq", s, round, () => ({ servers: nats.servers, queue: { name: bname }, concurrency: 16, mode: "rate", bullmq: { redis: ctx.redis!, name: bname, rate: s.rate } }));
+          await rateRun(ctx, "bullmq", s, round, () => ({ servers: nats.servers, queue: { name: bname }, concurrency: 16, mode: "rate", bullmq: { redis, name: bname, rate: s.rate } }));
         } finally {
           await bq.obliterate({ force: true }).catch(() => {});
           await bq.close();
