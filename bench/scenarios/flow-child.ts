@@ -5,6 +5,10 @@
 // limit × the run's length).
 // With `bullmq` ({ redis, name, rate? }): a BullMQ Worker on that queue instead (its `limiter`
 // `{ max: rate, duration: 1000 }` in mode "rate"), the same concurrency.
+// With `raw` ({ stream, consumers: [{ consumer, jobs }] }, mode "drain"): the floor, a plain
+// nats.js `consume()` of each of those consumers in turn (a level's jobs, then the next level's),
+// parse and ack per job, no jetq.
+import { jetstream } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import { defineQueue, Worker } from "../../src/index.ts";
 
@@ -15,6 +19,7 @@ interface FlowChildTask {
   mode: "drain" | "rate";
   jobs?: number;
   bullmq?: { redis: string; name: string; rate?: number };
+  raw?: { stream: string; consumers: Array<{ consumer: string; jobs: number }> };
 }
 
 const task = JSON.parse(process.argv[2]!) as FlowChildTask;
@@ -56,6 +61,29 @@ async function startWorker(): Promise<() => Promise<void>> {
     return () => w.close();
   }
   const nc = await connect({ servers: task.servers, noAsyncTraces: true });
+  if (task.raw) {
+    const js = jetstream(nc);
+    const raw = task.raw;
+    let iter: { stop(): void } | undefined;
+    void (async () => {
+      for (const { consumer, jobs } of raw.consumers) {
+        const c = await js.consumers.get(raw.stream, consumer);
+        const it = await c.consume({ max_messages: task.concurrency });
+        iter = it;
+        let left = jobs;
+        for await (const m of it) {
+          m.json();
+          m.ack();
+          completed();
+          if (--left === 0) break;
+        }
+      }
+    })();
+    return async () => {
+      iter?.stop();
+      await nc.close();
+    };
+  }
   const worker = new Worker(nc, defineQueue(task.queue), () => {
     if (task.mode === "rate") starts.push(Date.now());
   }, { concurrency: task.concurrency, telemetry: false });
