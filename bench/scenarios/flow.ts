@@ -8,6 +8,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
 import type { Queue as BullQueue } from "bullmq";
 import { defineQueue, Producer, provisionQueue, type QueueOptions } from "../../src/index.ts";
+import { levelConsumer } from "../../src/flow/priority.ts";
 import { natsForScenario } from "../lib/servers.ts";
 import { makeJob } from "../lib/common.ts";
 
@@ -15,7 +16,12 @@ const CHILD = fileURLToPath(new URL("./flow-child.ts", import.meta.url));
 
 /** What the scenario needs of the harness. */
 export interface FlowCtx {
-  o: { mode: "quick" | "full" | "smoke"; rounds: number; log: (line: string) => void };
+  /**
+   * `contenders` (--contenders): the parts to run, of "jetq" (the drains), "raw" (the same drains
+   * by plain nats.js `consume()`, the floor), "bullmq" (BullMQ's rows), "rate" (the rate-limit
+   * runs); all without.
+   */
+  o: { mode: "quick" | "full" | "smoke"; rounds: number; log: (line: string) => void; contenders?: readonly string[] | undefined };
   /** Redis for the BullMQ rows; none: jetq only. */
   redis?: string | undefined;
   record: (group: string, contender: string, unit: string, value: number, run: Record<string, unknown>, better?: "higher" | "lower") => void;
@@ -155,6 +161,8 @@ async function bullDrain(ctx: FlowCtx, redis: string, v: string, jobs: number, r
 export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
   const { o } = ctx;
   const s = sizes(o.mode);
+  const part = (p: string): boolean => o.contenders === undefined || o.contenders.includes(p);
+  const redis = part("bullmq") ? ctx.redis : undefined;
   const nats = await natsForScenario();
   const nc = await connect({ servers: nats.servers, noAsyncTraces: true });
   const jsm = await jetstreamManager(nc);
@@ -167,26 +175,33 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
       // jobs at each) against one.
       const variants = round % 2 === 0 ? ["single level", "3 priority levels"] : ["3 priority levels", "single level"];
       for (const v of variants) {
-        const name = uniq("flow");
-        const opts: QueueOptions = v === "single level" ? { name } : { name, priorities: 3 };
-        const q = defineQueue(opts);
-        await provisionQueue(nc, q);
-        const producer = new Producer(nc, q, { telemetry: false });
-        await producer.publishMany(Array.from({ length: s.drainJobs }, (_, i) => makeJob(i)), v === "single level" ? {} : { priority: (_x, i) => i % 3 });
-        await producer.close();
-        const child = new FlowChild({ servers: nats.servers, queue: opts, concurrency: 64, mode: "drain", jobs: s.drainJobs });
-        try {
-          child.tell("go");
-          const r = (await child.wait("result", 120_000)).result!;
-          const rate = s.drainJobs / (r.seconds as number);
-          ctx.record("flow: drain, 1 worker process, concurrency 64", `jetq ${v}`, "jobs/s", rate, { ...r, round });
-          o.log(`  flow drain ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s`);
-        } finally {
-          child.kill();
-          await drop(name);
+        // jetq's drain, then the raw floor on a queue provisioned and filled the same way.
+        for (const who of ["jetq", "raw"] as const) {
+          if (!part(who)) continue;
+          const name = uniq("flow");
+          const opts: QueueOptions = v === "single level" ? { name } : { name, priorities: 3 };
+          const q = defineQueue(opts);
+          await provisionQueue(nc, q);
+          const producer = new Producer(nc, q, { telemetry: false });
+          await producer.publishMany(Array.from({ length: s.drainJobs }, (_, i) => makeJob(i)), v === "single level" ? {} : { priority: (_x, i) => i % 3 });
+          await producer.close();
+          // Raw: each level's consumer in turn, most urgent first, with its share of the jobs.
+          const levels = v === "single level" ? [{ consumer: q.names.consumer, jobs: s.drainJobs }] : [0, 1, 2].map((l) => ({ consumer: levelConsumer(q, l), jobs: Math.floor(s.drainJobs / 3) + (l < s.drainJobs % 3 ? 1 : 0) }));
+          const child = new FlowChild({ servers: nats.servers, queue: opts, concurrency: 64, mode: "drain", jobs: s.drainJobs, ...(who === "raw" ? { raw: { stream: q.names.stream, consumers: levels } } : {}) });
+          try {
+            child.tell("go");
+            const r = (await child.wait("result", 120_000)).result!;
+            const rate = s.drainJobs / (r.seconds as number);
+            ctx.record("flow: drain, 1 worker process, concurrency 64", `${who} ${v}`, "jobs/s", rate, { ...r, round });
+            o.log(`  flow drain ${who} ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s (started ${r.startedMs} ms, first job ${r.firstMs} ms, thirds ${String(r.thirdsMs)} ms, end ${Math.round((r.seconds as number) * 1000)} ms)`);
+          } finally {
+            child.kill();
+            await drop(name);
+          }
         }
-        if (ctx.redis) await bullDrain(ctx, ctx.redis, v, s.drainJobs, round);
+        if (redis) await bullDrain(ctx, redis, v, s.drainJobs, round);
       }
+      if (!part("rate")) continue;
       // Rate limit: 3 worker processes of concurrency 16 on a backlog well above what the limit
       // lets through; starts from every handler, the first window left out (the fleet starting).
       const name = uniq("flowrate");
@@ -201,13 +216,13 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
       } finally {
         await drop(name);
       }
-      if (ctx.redis) {
+      if (redis) {
         const { bullQueue } = await import("../contenders/bullmq.ts");
         const bname = uniq("flowrate");
-        const bq = bullQueue(ctx.redis, bname);
+        const bq = bullQueue(redis, bname);
         try {
           await bullFill(bq, backlog(s), () => undefined);
-          await rateRun(ctx, "bullmq", s, round, () => ({ servers: nats.servers, queue: { name: bname }, concurrency: 16, mode: "rate", bullmq: { redis: ctx.redis!, name: bname, rate: s.rate } }));
+          await rateRun(ctx, "bullmq", s, round, () => ({ servers: nats.servers, queue: { name: bname }, concurrency: 16, mode: "rate", bullmq: { redis, name: bname, rate: s.rate } }));
         } finally {
           await bq.obliterate({ force: true }).catch(() => {});
           await bq.close();

@@ -586,22 +586,24 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
     }
   }
 
-  /** A prioritised queue: every level's consumer must exist (a clear error if it was provisioned without levels). */
+  /**
+   * A prioritised queue: every level's consumer must exist (a clear error if it was provisioned
+   * without levels). Asked all at once (one round trip rather than one per level before the first
+   * job); the most urgent level that failed is the one reported.
+   */
   async #checkLevels(jsm: JetStreamManager): Promise<void> {
     const q = this.#queue as Queue<unknown, unknown>;
-    for (let l = 0; l < q.priorities! - 1; l++) {
-      const name = levelConsumer(q, l);
-      try {
-        await jsm.consumers.info(q.names.stream, name);
-      } catch (err) {
-        const e = mapNatsError(err, `start worker for queue "${q.name}"`);
-        if (!(e instanceof QueueNotFoundError)) throw e;
-        throw new QueueNotFoundError(
-          `start worker for queue "${q.name}": the consumer "${name}" of priority level ${l} does not exist. Provision the queue with its priorities (provisionQueue(nc, queue, { update: true }) for a queue that had none).`,
-          { cause: err },
-        );
-      }
-    }
+    const names = Array.from({ length: q.priorities! - 1 }, (_, l) => levelConsumer(q, l));
+    const answers = await Promise.allSettled(names.map((name) => jsm.consumers.info(q.names.stream, name)));
+    const l = answers.findIndex((a) => a.status === "rejected");
+    if (l < 0) return;
+    const err = (answers[l] as PromiseRejectedResult).reason as unknown;
+    const e = mapNatsError(err, `start worker for queue "${q.name}"`);
+    if (!(e instanceof QueueNotFoundError)) throw e;
+    throw new QueueNotFoundError(
+      `start worker for queue "${q.name}": the consumer "${names[l]}" of priority level ${l} does not exist. Provision the queue with its priorities (provisionQueue(nc, queue, { update: true }) for a queue that had none).`,
+      { cause: err },
+    );
   }
 
   /**

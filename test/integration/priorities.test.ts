@@ -19,6 +19,8 @@ import {
   queueStats,
   Worker,
 } from "../../src/index.ts";
+import { jetstream } from "@nats-io/jetstream";
+import { levelConsumer } from "../../src/flow/priority.ts";
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -242,6 +244,29 @@ describe("priorities", () => {
       await producer.close();
     }
     await assert.rejects(provisionQueue(nc, single, { update: true }), (e: unknown) => e instanceof ProvisionConflictError && /subjects/.test(e.message));
+  });
+
+  it("the credit window is per level: N levels hold up to N × maxAckPending un-acked jobs (README, Priorities)", { timeout: 30_000 }, async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("prio"), priorities: 3, maxAckPending: 5 });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    try {
+      for (let level = 0; level < 3; level++) await producer.publishMany(Array.from({ length: 10 }, (_, i) => i), { priority: level });
+      const js = jetstream(nc);
+      const held: number[] = [];
+      for (let level = 0; level < 3; level++) {
+        const c = await js.consumers.get(q.names.stream, levelConsumer(q, level));
+        assert.equal((await c.info()).config.max_ack_pending, 5, `level ${level}`);
+        let n = 0;
+        // Nothing acked: the server stops at the level's own window and the request expires.
+        for await (const _m of await c.fetch({ max_messages: 10, expires: 1_000 })) n++;
+        held.push(n);
+      }
+      assert.deepEqual(held, [5, 5, 5]);
+    } finally {
+      await producer.close();
+    }
   });
 
   it("a dead letter of an urgent job replays to its level; queueStats counts per level", { timeout: 30_000 }, async () => {
