@@ -122,7 +122,6 @@ export class Mover {
     reconnected: () => {
       this.#inbox.rekey(this.#moveTimeoutMs + 1_000);
       this.#moves.rekeyed();
-      void this.#afterReconnect();
     },
     closed: () => this.#connectionClosed(),
     denied: (e) => this.#denied(e),
@@ -299,25 +298,6 @@ export class Mover {
       this.#move(m, m.headers, due, now);
     }
     this.#armHoldTimer();
-  }
-
-  /**
-   * After a reconnect the server may have restarted (or be another one): once it answers for the
-   * held consumer, every kept job is handed back with its remaining delay. Besides letting the
-   * server decide again, those naks wake its pending check: a restarted nats-server 2.9 first
-   * looks for due redeliveries one ack wait after it loaded the consumer, unless a nak comes.
-   */
-  async #afterReconnect(): Promise<void> {
-    const n = this.#queue.names;
-    for (let attempt = 0; attempt < 20 && !this.#stopped && !this.#hub.isClosed; attempt++) {
-      try {
-        await this.#jsm!.consumers.info(n.heldStream, n.heldConsumer);
-        this.#releaseHolding();
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
   }
 
   /** Hands every kept job back to the server, asked back when due (stop, a closed connection). */
