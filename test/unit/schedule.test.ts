@@ -1,9 +1,12 @@
 // Pure logic of scheduling: tick computation through croner (time zones, DST), everyMs
-// alignment, startAt/endAt, missed-tick spans, and the checks of delayMs/runAt and specs.
+// alignment, startAt/endAt, missed-tick spans, the checks of delayMs/runAt and specs, and the
+// mover's arithmetic (stored time, nak delays, its due-time heap).
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError } from "../../src/index.ts";
 import { resolveDue } from "../../src/schedule/held.ts";
+import { DueHeap } from "../../src/schedule/due-heap.ts";
+import { nakDelay, storedMs } from "../../src/schedule/mover.ts";
 import { checkIdTemplate, cronFor, resolveSpec, scheduleOf, tickJobId, Ticks } from "../../src/schedule/spec.ts";
 
 const t = (iso: string): number => Date.parse(iso);
@@ -133,5 +136,52 @@ describe("checks", () => {
     const get = (k: string): string => h.get(k) ?? "";
     assert.deepEqual(scheduleOf({ get }), { name: "nightly", tick: new Date("2026-01-01T03:00:00.000Z") });
     assert.equal(scheduleOf({ get: () => "" }), undefined);
+  });
+});
+
+describe("the mover's arithmetic", () => {
+  it("storedMs reads the stored time from an ack subject's digits, floored to ms, in both subject forms", () => {
+    // 1733150000123.999999 ms: as a double the nanoseconds round up into the next millisecond.
+    const ts = "1733150000123999999";
+    assert.equal(Math.floor(Number(ts) / 1e6), 1733150000124, "the double path rounds up (why the digits are read)");
+    assert.equal(storedMs(`$JS.ACK.S.C.1.7.7.${ts}.0`), 1733150000123);
+    assert.equal(storedMs(`$JS.ACK.dom.hash.S.C.2.7.9.${ts}.3`), 1733150000123);
+    assert.equal(storedMs(`$JS.ACK.dom.hash.S.C.2.7.9.${ts}.3.tok`), 1733150000123);
+    assert.ok(Number.isNaN(storedMs("_INBOX.abc.1")));
+    assert.ok(Number.isNaN(storedMs("$JS.ACK.S.C.1.7.7.17x3150000123999999.0")));
+  });
+
+  it("nakDelay asks for a job back on the grid, half a second early, never after it is due", () => {
+    for (const now of [1_000_000, 1_000_037, 1_000_099]) {
+      for (const wait of [1_501, 2_000, 2_345, 60_000, 3_600_000]) {
+        const d = nakDelay(wait, now);
+        const back = now + d;
+        assert.equal(back % 100, 0, `on the 100 ms grid (now ${now}, wait ${wait})`);
+        assert.ok(back <= now + wait - 500 && back > now + wait - 600, `0.5-0.6 s early (now ${now}, wait ${wait}: back at ${back})`);
+      }
+    }
+    // Too close to aim early (only when no more can be kept locally): exactly when due.
+    assert.equal(nakDelay(300, 1_000_050), 300);
+    assert.equal(nakDelay(400 * 86_400_000, 0), 86_400_000, "at most a day per nak");
+  });
+
+  it("DueHeap pops in due order, reuses its arrays and drains what is left", () => {
+    const h = new DueHeap<number>();
+    const dues = Array.from({ length: 500 }, (_, i) => (i * 7919) % 1009);
+    for (const d of dues) h.push(d, d);
+    assert.equal(h.size, 500);
+    assert.equal(h.earliest, Math.min(...dues));
+    const out: number[] = [];
+    for (let i = 0; i < 250; i++) out.push(h.pop()!);
+    assert.deepEqual(out, dues.slice().sort((a, b) => a - b).slice(0, 250));
+    const rest: number[] = [];
+    h.drain((item, due) => {
+      assert.equal(item, due);
+      rest.push(item);
+    });
+    assert.deepEqual(rest.sort((a, b) => a - b), dues.slice().sort((a, b) => a - b).slice(250));
+    assert.equal(h.size, 0);
+    assert.equal(h.pop(), undefined);
+    assert.equal(h.earliest, Infinity);
   });
 });
