@@ -64,8 +64,8 @@ export interface PublishOptions {
   /**
    * The job's priority on a queue defined with `priorities`: 0 is the most urgent,
    * `priorities - 1` (the default) the least. An integer outside that range, or any priority on a
-   * queue without levels, is a {@link ConfigError}. Not with `delayMs`/`runAt` (except the
-   * lowest level). @default priorities - 1
+   * queue without levels, is a {@link ConfigError}. A delayed job (`delayMs`/`runAt`) runs at
+   * its level when due. @default priorities - 1
    */
   priority?: number;
   /**

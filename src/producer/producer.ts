@@ -188,7 +188,7 @@ export class Producer<In = unknown> {
       if (due !== undefined) hdrs = heldHeaders(hdrs, due);
       if (options.priority !== undefined) {
         // A priority other than the lowest: its level's subject, and a header naming the level.
-        subject = this.#priority(options.priority, due);
+        subject = this.#priority(options.priority);
         if (subject !== undefined) hdrs = priorityHeaders(hdrs, options.priority);
       }
       if (options.group !== undefined) hdrs = groupHeaders(hdrs, groupToken(this.#queue as Queue<unknown, unknown>, options.group));
@@ -204,14 +204,13 @@ export class Producer<In = unknown> {
     return this.#publishWaiting(payload, hdrs, id, options.signal, span, due !== undefined, subject);
   }
 
-  /** Checks a publish's `priority`: the level's subject (`undefined` for the lowest level). */
-  #priority(priority: unknown, due: Due, index?: number): string | undefined {
-    const label = index === undefined ? "" : ` (item ${index})`;
-    const subject = prioritySubject(this.#queue as Queue<unknown, unknown>, priority, label);
-    if (due !== undefined && subject !== undefined) {
-      throw new ConfigError(`A delayed job${label} cannot have a priority yet (it would run at the lowest level when due): publish it without \`priority\`, or without delayMs/runAt`);
-    }
-    return subject;
+  /**
+   * Checks a publish's `priority`: the level's subject (`undefined` for the lowest level). A
+   * delayed job is held on the held subject all the same; its level header tells the mover which
+   * level's subject it goes to when due.
+   */
+  #priority(priority: unknown, index?: number): string | undefined {
+    return prioritySubject(this.#queue as Queue<unknown, unknown>, priority, index === undefined ? "" : ` (item ${index})`);
   }
 
   /** Checks a publish's `delayMs`/`runAt`; a queue without `scheduling: true` cannot hold a job. */
@@ -307,7 +306,7 @@ export class Producer<In = unknown> {
           }
           if (priority !== undefined) {
             const level = typeof priority === "function" ? priority(r.value, i) : priority;
-            const subject = level === undefined ? undefined : this.#priority(level, delays ? dues[dues.length - 1] : undefined, i);
+            const subject = level === undefined ? undefined : this.#priority(level, i);
             levels.push(subject === undefined ? undefined : { subject, level: level! });
           }
           if (group !== undefined) {

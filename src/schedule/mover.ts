@@ -12,6 +12,7 @@ import { Inbox } from "../transport/inbox.ts";
 import { ReplyTable } from "../transport/replies.ts";
 import { ServerClock } from "./clock.ts";
 import { DueHeap } from "./due-heap.ts";
+import { levelOfHeader, levelSubject, PRIORITY_HEADER } from "../flow/priority.ts";
 import { HELD, heldJobId, MOVER_ACK_WAIT_MS } from "./held.ts";
 
 /** What a mover reports to its owner (a worker, or `jetq schedules run`). */
@@ -320,7 +321,7 @@ export class Mover {
     try {
       if (!this.#inbox.subscribed) this.#subscribe();
       reply = this.#moves.add(move);
-      this.#nc.publish(this.#queue.names.subject, m.data, { reply, headers: out });
+      this.#nc.publish(this.#subjectOf(h), m.data, { reply, headers: out });
     } catch (err) {
       if (reply !== undefined) this.#moves.cancel(reply);
       this.#retry(m);
@@ -377,9 +378,15 @@ export class Mover {
     this.#leave();
   }
 
+  /** Where a held job goes when due: its priority level's subject on a queue with levels, else the queue's. */
+  #subjectOf(h: MsgHdrs | undefined): string {
+    const q = this.#queue;
+    return q.priorities === undefined ? q.names.subject : levelSubject(q, levelOfHeader(q, h?.get(PRIORITY_HEADER)));
+  }
+
   #denied(e: PermissionViolationError): void {
     const subject = this.#queue.names.subject;
-    if ((e.operation === "publish" && e.subject === subject) || (e.operation === "subscription" && this.#inbox.owns(e.subject))) {
+    if ((e.operation === "publish" && (e.subject === subject || e.subject.startsWith(`${subject}.p.`))) || (e.operation === "subscription" && this.#inbox.owns(e.subject))) {
       this.#failAll(mapNatsError(e, `move delayed jobs into queue "${this.#queue.name}"`));
     }
   }

@@ -6,6 +6,7 @@ import type { Queue } from "../queue/define.ts";
 import { describe } from "../queue/define.ts";
 import { encodeJob, jobHeaders } from "../producer/job.ts";
 import { jsOptions } from "../transport/api.ts";
+import { prioritySubject } from "../flow/priority.ts";
 import { checkIdTemplate, checkScheduleName, DEFAULT_ID_TEMPLATE, resolveSpec, type ScheduleSpec, specRecord, Ticks } from "./spec.ts";
 
 export type { ScheduleSpec } from "./spec.ts";
@@ -20,6 +21,11 @@ export interface ScheduleJobOptions {
   id?: string;
   /** Extra headers carried with each tick's job (the rules of {@link PublishOptions.headers}). @default none */
   headers?: Readonly<Record<string, string>>;
+  /**
+   * Each tick's job's priority on a queue defined with `priorities` (the rules of
+   * {@link PublishOptions.priority}). @default priorities - 1 (the lowest)
+   */
+  priority?: number;
 }
 
 /** A schedule as stored on the server, with its progress. */
@@ -50,6 +56,8 @@ export interface DefRecord {
   headers?: Record<string, string>;
   /** The id template, when not the default. */
   id?: string;
+  /** The tick jobs' priority level, when not the lowest. */
+  priority?: number;
 }
 
 /** @internal A progress record (`<prefix>.last.<name>`). */
@@ -80,7 +88,7 @@ export function scheduleInfo(name: string, def: DefRecord, updatedAt: number, la
     name,
     spec: def.spec,
     data: JSON.parse(def.payload) as unknown,
-    options: { ...(def.id !== undefined ? { id: def.id } : {}), ...(def.headers ? { headers: def.headers } : {}) },
+    options: { ...(def.id !== undefined ? { id: def.id } : {}), ...(def.headers ? { headers: def.headers } : {}), ...(def.priority !== undefined ? { priority: def.priority } : {}) },
     updatedAt: new Date(updatedAt),
     lastTick: last ? new Date(last.tick) : undefined,
     runs: last?.runs ?? 0,
@@ -142,7 +150,15 @@ export class Schedules<In = unknown> {
     const payload = encodeJob(this.#queue as Queue<unknown, unknown>, data, true, this.#nc.info?.max_payload);
     jobHeaders(undefined, options.headers); // checks them
     const id = options.id === undefined || options.id === DEFAULT_ID_TEMPLATE ? undefined : checkIdTemplate(options.id, name);
-    const def: DefRecord = { spec: specRecord(resolved), payload, ...(options.headers ? { headers: { ...options.headers } } : {}), ...(id !== undefined ? { id } : {}) };
+    // Checked now (a ConfigError naming the range); the lowest level is stored as no priority.
+    const priority = options.priority !== undefined && prioritySubject(this.#queue as Queue<unknown, unknown>, options.priority) !== undefined ? options.priority : undefined;
+    const def: DefRecord = {
+      spec: specRecord(resolved),
+      payload,
+      ...(options.headers ? { headers: { ...options.headers } } : {}),
+      ...(id !== undefined ? { id } : {}),
+      ...(priority !== undefined ? { priority } : {}),
+    };
     const what = `upsert schedule "${name}" of queue "${this.#queue.name}"`;
     try {
       const { js, jsm } = await this.#api();

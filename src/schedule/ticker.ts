@@ -4,6 +4,7 @@ import { mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 import { HDR } from "../queue/headers.ts";
 import { jsOptions } from "../transport/api.ts";
+import { levelOfHeader, levelSubject, priorityHeaders } from "../flow/priority.ts";
 import { ServerClock } from "./clock.ts";
 import { type DefRecord, type LastRecord, REMOVED } from "./schedules.ts";
 import { resolveSpec, TICK, tickJobId, Ticks } from "./spec.ts";
@@ -207,7 +208,14 @@ export class Ticker {
         h.set(HDR.msgId, tickJobId(name, due.tick, e.def.id));
         h.set(TICK.schedule, name);
         h.set(TICK.tick, new Date(due.tick).toISOString());
-        const ack = await this.#js!.publish(this.#queue.names.subject, e.def.payload, { headers: h, timeout: 5_000 });
+        let subject = this.#queue.names.subject;
+        if (e.def.priority !== undefined && this.#queue.priorities !== undefined) {
+          // A level the queue still has (a stored definition may outlive a change of levels).
+          const level = levelOfHeader(this.#queue, String(e.def.priority));
+          subject = levelSubject(this.#queue, level);
+          if (level !== this.#queue.priorities - 1) priorityHeaders(h, level);
+        }
+        const ack = await this.#js!.publish(subject, e.def.payload, { headers: h, timeout: 5_000 });
         e.last = { tick: due.tick, runs: runs + 1 };
         e.next = this.#next(e);
         // Only the process whose publish was stored records it: one write per tick.

@@ -17,8 +17,11 @@ import {
   QueueNotFoundError,
   type QueueOptions,
   queueStats,
+  Schedules,
   Worker,
 } from "../../src/index.ts";
+import type { Queue } from "../../src/queue/define.ts";
+import { startScheduling } from "../../src/schedule/run.ts";
 import { jetstream } from "@nats-io/jetstream";
 import { levelConsumer } from "../../src/flow/priority.ts";
 import { spawnSync } from "node:child_process";
@@ -309,6 +312,35 @@ describe("priorities", () => {
     }
   });
 
+  it("a delayed job and a schedule's tick jobs go to their level when due; a bad schedule priority is a ConfigError", { timeout: 30_000 }, async () => {
+    const nc = await nats.connect();
+    const q = defineQueue({ name: uniqueName("prio"), priorities: 3, scheduling: true });
+    await provisionQueue(nc, q);
+    const producer = new Producer(nc, q);
+    const errors: Error[] = [];
+    // The mover and the ticker alone (as `jetq schedules run` runs them): no worker takes the jobs.
+    const scheduling = await startScheduling(nc, q as Queue<unknown, unknown>, { error: (e) => errors.push(e) }, false);
+    try {
+      const due = Date.now() + 300;
+      await producer.publish({ n: 1 }, { priority: 0, runAt: due });
+      await producer.publishMany([{ n: 2 }, { n: 3 }], { priority: (_x, i) => (i === 0 ? 1 : 2), delayMs: 300 });
+      assert.deepEqual((await queueStats(nc, q)).priorityPending, [0, 0, 0], "held, not in the queue yet");
+      await waitFor(async () => (await queueStats(nc, q)).pending === 3, "the three delayed jobs were moved");
+      assert.deepEqual((await queueStats(nc, q)).priorityPending, [1, 1, 1], "each went to its own level");
+
+      const schedules = new Schedules(nc, q);
+      await assert.rejects(schedules.upsert("bad", { everyMs: 60_000 }, { n: 0 }, { priority: 3 }), (e: unknown) => e instanceof ConfigError && /`priority`/.test(e.message));
+      const info = await schedules.upsert("urgent", { everyMs: 1_000, limit: 1 }, { n: 4 }, { priority: 0 });
+      assert.equal(info.options.priority, 0);
+      await waitFor(async () => (await queueStats(nc, q)).priorityPending?.[0] === 2, "the schedule's first tick went to level 0");
+      assert.deepEqual((await queueStats(nc, q)).priorityPending, [2, 1, 1]);
+      assert.deepEqual(errors, []);
+    } finally {
+      await scheduling.stop();
+      await producer.close();
+    }
+  });
+
   it("bad values are ConfigErrors naming the option; nothing of a bad batch is sent", async () => {
     const nc = await nats.connect();
     for (const priorities of [1, 11, 2.5, "3", 0, -1]) {
@@ -326,7 +358,6 @@ describe("priorities", () => {
       for (const priority of [3, -1, 1.5, "0", Number.NaN]) {
         await assert.rejects(producer.publish(1, { priority: priority as number }), (e: unknown) => e instanceof ConfigError && /`priority`/.test(e.message) && /0 \(most urgent\) to 2/.test(e.message), String(priority));
       }
-      await assert.rejects(producer.publish(1, { priority: 0, delayMs: 1000 }), (e: unknown) => e instanceof ConfigError && /delayed job/.test(e.message));
       await assert.rejects(
         producer.publishMany([1, 2, 3], { priority: (x) => (x === 2 ? 7 : 0) }),
         (e: unknown) => e instanceof ConfigError && /\(item 1\)/.test(e.message),
