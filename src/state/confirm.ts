@@ -1,23 +1,15 @@
-import type { Msg, NatsConnection, PermissionViolationError } from "@nats-io/transport-node";
-import { ConnectionError, JetqError, TimeoutError } from "../errors.ts";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import { ConnectionError, JetqError } from "../errors.ts";
 import { mapNatsError, noResponders } from "../natserr.ts";
 import { parsePubAck } from "../producer/puback.ts";
-import { ConnectionHub, type TransportUser } from "../transport/hub.ts";
-import { Inbox } from "../transport/inbox.ts";
-import { ReplyTable } from "../transport/replies.ts";
+import { type Confirmable, Confirmer } from "../transport/confirmer.ts";
 import type { Turn } from "./turn.ts";
-
-interface Waiting {
-  readonly deadline: number;
-  readonly resolve: () => void;
-  readonly reject: (e: Error) => void;
-}
 
 /** Called once with the outcome of a confirmed write: `undefined` when the stream stored it. */
 export type Stored = (err: Error | undefined) => void;
 
 /** The writes of one turn, confirmed together by the PubAck of the last. */
-class Batch implements Waiting {
+class Batch implements Confirmable {
   readonly deadline: number;
   readonly #done: Stored[] = [];
   constructor(deadline: number) {
@@ -36,10 +28,8 @@ class Batch implements Waiting {
 
 /**
  * @internal Confirmed writes into a stream (the job state stream's `completed` and `dead`
- * records) on the shared transport, the way {@link AckConfirmer} confirms acks: one wildcard
- * inbox, answers matched by subject, the connection's one sweep timer, writes of one event-loop
- * turn sent together, every waiting write failed at once when the connection closes. `js.publish`
- * per job (a request with its own promise, timer and cancellation `Error`) cost a draining worker
+ * records) on the shared transport ({@link Confirmer}), as acks are confirmed. `js.publish` per
+ * job (a request with its own promise, timer and cancellation `Error`) cost a draining worker
  * with results on more than half its throughput.
  *
  * The writes of one turn are sent together and only the last carries a reply subject: a stream
@@ -47,23 +37,7 @@ class Batch implements Waiting {
  * batch (and an error on it fails the batch: each job then runs again). One PubAck per turn
  * rather than one per job: the server's answers were a large part of its extra work per job.
  */
-export class StoreConfirmer {
-  readonly #nc: NatsConnection;
-  readonly #timeoutMs: number;
-  readonly #hub: ConnectionHub;
-  readonly #inbox: Inbox;
-  readonly #pending: ReplyTable<Batch>;
-  readonly #user: TransportUser = {
-    sweep: (now) => this.#sweep(now),
-    reconnected: () => {
-      this.#inbox.rekey(this.#timeoutMs + 1_000);
-      this.#pending.rekeyed();
-    },
-    closed: () => this.#connectionClosed(),
-    denied: (e) => this.#denied(e),
-  };
-  readonly #expireOne = (w: Batch): void => w.reject(new TimeoutError(`the server did not confirm the write within ${this.#timeoutMs} ms`));
-  #joined = false;
+export class StoreConfirmer extends Confirmer<Batch> {
   /** Subjects and payloads to send at the end of this turn, in pairs. Bounded by concurrency. */
   readonly #outbox: string[] = [];
   #batch: Batch | undefined;
@@ -72,12 +46,12 @@ export class StoreConfirmer {
   readonly #sendFn = (): void => this.#send();
 
   constructor(nc: NatsConnection, timeoutMs: number, turn?: Turn) {
-    this.#nc = nc;
-    this.#timeoutMs = timeoutMs;
+    super(nc, timeoutMs, {
+      what: "the write",
+      receive: "receive job state confirmations",
+      closed: () => "the NATS connection closed before the server confirmed a job state record; the job runs again",
+    });
     this.#turn = turn;
-    this.#hub = ConnectionHub.of(nc);
-    this.#inbox = new Inbox(nc, (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix, (err, m) => this.#onAnswer(err, m));
-    this.#pending = new ReplyTable<Batch>(this.#inbox);
   }
 
   /** Publishes `data` to `subject` and resolves once the stream stored it. */
@@ -92,14 +66,14 @@ export class StoreConfirmer {
    */
   storeThen(subject: string, data: string, done: Stored): void {
     try {
-      if (!this.#inbox.subscribed) this.#subscribe();
+      this.ensureSubscribed();
     } catch (err) {
       const e = mapNatsError(err, "store a job state record");
       queueMicrotask(() => done(e));
       return;
     }
     if (!this.#batch) {
-      this.#batch = new Batch(Date.now() + this.#timeoutMs);
+      this.#batch = new Batch(Date.now() + this.timeoutMs);
       if (this.#turn) this.#turn.defer(this.#sendFn);
       else setImmediate(this.#sendFn);
     }
@@ -109,15 +83,15 @@ export class StoreConfirmer {
 
   /** Releases the subscription (waiting writes fail). */
   close(): void {
-    this.#pending.drain((w) => w.reject(new ConnectionError("the worker stopped before the server confirmed the write")));
-    this.#teardown();
+    this.pending.drain((w) => w.reject(new ConnectionError("the worker stopped before the server confirmed the write")));
+    this.teardown();
   }
 
   #send(): void {
     const out = this.#outbox.splice(0);
     const batch = this.#batch!;
     this.#batch = undefined;
-    const reply = this.#pending.add(batch);
+    const reply = this.pending.add(batch);
     try {
       // The turn's payloads are encoded into one buffer and each published as a view of it: given
       // a string, the client allocates and encodes a Uint8Array per record (TextEncoder, about
@@ -132,29 +106,15 @@ export class StoreConfirmer {
         const n = buf.write(out[i + 1]!, at);
         const data = buf.subarray(at, at + n);
         at += n;
-        if (i < last) this.#nc.publish(out[i]!, data);
-        else this.#nc.publish(out[i]!, data, { reply });
+        if (i < last) this.nc.publish(out[i]!, data);
+        else this.nc.publish(out[i]!, data, { reply });
       }
     } catch (err) {
-      this.#pending.cancel(reply)?.reject(mapNatsError(err, "store a job state record"));
+      this.pending.cancel(reply)?.reject(mapNatsError(err, "store a job state record"));
     }
   }
 
-  #subscribe(): void {
-    this.#inbox.open();
-    if (this.#joined) return;
-    this.#joined = true;
-    this.#hub.join(this.#user, Math.min(250, Math.max(10, this.#timeoutMs / 4)));
-  }
-
-  #onAnswer(err: Error | null, m: Msg): void {
-    if (err) {
-      const e = mapNatsError(err, "receive job state confirmations");
-      this.#pending.drain((w) => w.reject(e));
-      return;
-    }
-    const w = this.#pending.take(m.subject);
-    if (w === undefined) return;
+  protected override answered(w: Batch, m: Msg): void {
     const h = m.headers;
     const what = "store a job state record";
     if (h !== undefined && h.hasError) {
@@ -168,27 +128,5 @@ export class StoreConfirmer {
     } catch (e) {
       w.reject(new JetqError(`${what}: unreadable PubAck`, { cause: e }));
     }
-  }
-
-  #sweep(now: number): void {
-    this.#inbox.sweep(now);
-    this.#pending.expire(now, this.#expireOne);
-  }
-
-  #connectionClosed(): void {
-    this.#pending.drain((w) => w.reject(new ConnectionError("the NATS connection closed before the server confirmed a job state record; the job runs again")));
-    this.#teardown();
-  }
-
-  #denied(e: PermissionViolationError): void {
-    if (e.operation !== "subscription" || !this.#inbox.owns(e.subject)) return;
-    const err = mapNatsError(e, "receive job state confirmations");
-    this.#pending.drain((w) => w.reject(err));
-  }
-
-  #teardown(): void {
-    if (this.#joined) this.#hub.leave(this.#user);
-    this.#joined = false;
-    this.#inbox.close();
   }
 }
