@@ -81,6 +81,8 @@ export interface FloorRatio {
   vsRaw: number;
   jetqRows: string;
   floorRows: string;
+  /** nats-server CPU per 1,000 jobs of the four drains (jetq with / without, raw with / without), where measured: steadier than throughput on shared cores. */
+  serverCpu?: string;
   why: string;
 }
 
@@ -88,7 +90,7 @@ export interface FloorRatio {
 export function floorRatios(res: BenchResult): FloorRatio[] {
   const out: FloorRatio[] = [];
   const find = (scenario: string, group: string, contender: string): Row | undefined => res.rows.find((r) => r.scenario === scenario && r.group === group && r.contender === contender);
-  const add = (target: string, goal: number, why: string, j: [Row | undefined, Row | undefined], f: [Row | undefined, Row | undefined]): void => {
+  const add = (target: string, goal: number, why: string, j: [Row | undefined, Row | undefined], f: [Row | undefined, Row | undefined], cpu?: Array<Row | undefined>): void => {
     const [jn, jd] = j;
     const [fn, fd] = f;
     if (!jn || !jd || !fn || !fd || !(jd.median > 0) || !(fd.median > 0)) return;
@@ -100,16 +102,20 @@ export function floorRatios(res: BenchResult): FloorRatio[] {
       vsRaw: jn.median / fn.median,
       jetqRows: `${fmt(jn.median)} / ${fmt(jd.median)} ${jn.unit}`,
       floorRows: `${fmt(fn.median)} / ${fmt(fd.median)} ${fn.unit}`,
+      ...(cpu?.every((r) => r !== undefined) ? { serverCpu: `jetq ${fmt(cpu[0]!.median)} / ${fmt(cpu[1]!.median)}, raw ${fmt(cpu[2]!.median)} / ${fmt(cpu[3]!.median)} ms per 1k jobs` } : {}),
       why,
     });
   };
   for (const g of [...new Set(res.rows.filter((r) => r.scenario === "results" && r.unit === "jobs/s").map((r) => r.group))]) {
+    const cg = g.replace(/: drain$/, ": server CPU");
+    const cpu = (n: string): Array<Row | undefined> => ["jetq results on", "jetq results off", `raw results ${n}`, "raw results off"].map((c) => find("results", cg, c));
     add(
       `drain with results vs without (${g})`,
       0.7,
       "raw consume() + ack(), then the same with one record per job (jetq's completed record's size, own subject, jetq's state stream) acked after its PubAck: the server stores a second message per job",
       [find("results", g, "jetq results on"), find("results", g, "jetq results off")],
       [find("results", g, "raw results on"), find("results", g, "raw results off")],
+      cpu("on"),
     );
     add(
       `drain with results vs without, floor confirming a turn's records by one PubAck (${g})`,
@@ -117,6 +123,7 @@ export function floorRatios(res: BenchResult): FloorRatio[] {
       "the same, with the records of one event-loop turn confirmed by the PubAck of the last (as jetq does): fewer answers from the server",
       [find("results", g, "jetq results on"), find("results", g, "jetq results off")],
       [find("results", g, "raw results on-batch"), find("results", g, "raw results off")],
+      cpu("on-batch"),
     );
   }
   const flow = "flow: drain, 1 worker process, concurrency 64";
@@ -140,6 +147,7 @@ function floorTable(res: BenchResult): string[] {
   for (const r of f) {
     lines.push(`${r.target.padEnd(72)}${r.jetq.toFixed(2).padStart(5)}  ${`>= ${r.goal}`.padEnd(8)}${r.floor.toFixed(2).padStart(9)}  ${r.vsRaw.toFixed(2).padStart(10)}`);
     lines.push(`  floor: ${r.why}`);
+    if (r.serverCpu) lines.push(`  nats-server CPU, with / without: ${r.serverCpu}`);
   }
   lines.push(FLOOR_NOTE);
   return lines;
@@ -152,9 +160,9 @@ function floorMarkdown(res: BenchResult): string[] {
     "",
     "**Server floors.** " + FLOOR_NOTE,
     "",
-    "| target | jetq | goal | raw floor | jetq ÷ raw, numerators | jetq (rows) | raw floor (rows) | the floor |",
-    "|---|---:|---|---:|---:|---|---|---|",
-    ...f.map((r) => `| ${r.target} | ${r.jetq.toFixed(2)} | >= ${r.goal} | ${r.floor.toFixed(2)} | ${r.vsRaw.toFixed(2)} | ${r.jetqRows} | ${r.floorRows} | ${r.why} |`),
+    "| target | jetq | goal | raw floor | jetq ÷ raw, numerators | jetq (rows) | raw floor (rows) | nats-server CPU, with / without | the floor |",
+    "|---|---:|---|---:|---:|---|---|---|---|",
+    ...f.map((r) => `| ${r.target} | ${r.jetq.toFixed(2)} | >= ${r.goal} | ${r.floor.toFixed(2)} | ${r.vsRaw.toFixed(2)} | ${r.jetqRows} | ${r.floorRows} | ${r.serverCpu ?? "–"} | ${r.why} |`),
   ];
 }
 
