@@ -143,7 +143,7 @@ const FLOOR_NOTE =
 function floorTable(res: BenchResult): string[] {
   const f = floorRatios(res);
   if (f.length === 0) return [];
-  const lines = ["", "server floors: the same ratio for raw nats.js in this run (context for the targets above)", `${"target".padEnd(72)} jetq  goal    raw floor  jetq ÷ raw (numerators)`, "-".repeat(110)];
+  const lines = ["", "server floors: the same ratio for raw nats.js in this run (context for jetq's targets)", `${"target".padEnd(72)} jetq  goal    raw floor  jetq ÷ raw (numerators)`, "-".repeat(110)];
   for (const r of f) {
     lines.push(`${r.target.padEnd(72)}${r.jetq.toFixed(2).padStart(5)}  ${`>= ${r.goal}`.padEnd(8)}${r.floor.toFixed(2).padStart(9)}  ${r.vsRaw.toFixed(2).padStart(10)}`);
     lines.push(`  floor: ${r.why}`);
