@@ -137,11 +137,11 @@ describe("bench harness (smoke)", () => {
     const table = ratioTable(res);
     // The existing target row stays, and the floors follow it.
     assert.match(table, /^drain with results vs without \(results .*\)\s+\d\.\d\d  >= 0\.7/m);
-    assert.match(table, /server floors[\s\S]*drain with results vs without[\s\S]*floor: raw consume\(\)[\s\S]*drain with 3 priority levels vs a single level\s+\d\.\d\d  >= 0\.9\s+\d\.\d\d/);
+    assert.match(table, /server floors[\s\S]*drain with results vs without[\s\S]*floor: raw consume\(\)[\s\S]*drain with 3 priority levels vs a single level\s+\d\.\d\d  >= 0\.9\s+\d\.\d\d  (yes|NO)/);
     // nats-server CPU per job beside the ratios, where the bench started the server (it knows its pid).
     if (!process.env.NATS_URL) assert.match(table, /nats-server CPU, with \/ without: jetq \d+ \/ \d+, raw \d+ \/ \d+ ms per 1k jobs/);
     const md = markdownReport(res, "chart.svg");
-    assert.match(md, /\*\*Server floors\.\*\*[\s\S]*\| drain with 3 priority levels vs a single level \| \d\.\d\d \| >= 0\.9 \| \d\.\d\d \|/);
+    assert.match(md, /\*\*Server floors\.\*\*[\s\S]*\| drain with 3 priority levels vs a single level \| \d\.\d\d \| >= 0\.9 \| \d\.\d\d \| (yes|no) \|/);
     assert.match(md, /\| raw floor: a record per job, ack after its PubAck \|/);
     assert.match(md, /raw floor, 3 levels \/ single level: \d\.\d\d×/);
   });
