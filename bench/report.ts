@@ -66,6 +66,106 @@ function bullPeer(rows: Row[], r: Row): Row | undefined {
   return rows.find((o) => o.scenario === r.scenario && o.group === r.group && o.contender === c);
 }
 
+/**
+ * A target jetq misses on nats-server 2.9 beside the same ratio for plain nats.js on the same
+ * queue layout in the same run: when the raw floor misses the goal too, the limit is the server.
+ */
+export interface FloorRatio {
+  target: string;
+  /** jetq's ratio (numerator ÷ denominator, medians over the rounds). */
+  jetq: number;
+  goal: number;
+  /** The raw floor's ratio of the same two drains. */
+  floor: number;
+  /** jetq's numerator ÷ the floor's (with results on, with 3 levels): how close jetq gets to raw there. */
+  vsRaw: number;
+  jetqRows: string;
+  floorRows: string;
+  /** nats-server CPU per 1,000 jobs of the four drains (jetq with / without, raw with / without), where measured: steadier than throughput on shared cores. */
+  serverCpu?: string;
+  why: string;
+}
+
+/** The raw floors of the results (issue 19) and priority (issue 18) targets, from the rows of this run. */
+export function floorRatios(res: BenchResult): FloorRatio[] {
+  const out: FloorRatio[] = [];
+  const find = (scenario: string, group: string, contender: string): Row | undefined => res.rows.find((r) => r.scenario === scenario && r.group === group && r.contender === contender);
+  const add = (target: string, goal: number, why: string, j: [Row | undefined, Row | undefined], f: [Row | undefined, Row | undefined], cpu?: Array<Row | undefined>): void => {
+    const [jn, jd] = j;
+    const [fn, fd] = f;
+    if (!jn || !jd || !fn || !fd || !(jd.median > 0) || !(fd.median > 0)) return;
+    out.push({
+      target,
+      jetq: jn.median / jd.median,
+      goal,
+      floor: fn.median / fd.median,
+      vsRaw: jn.median / fn.median,
+      jetqRows: `${fmt(jn.median)} / ${fmt(jd.median)} ${jn.unit}`,
+      floorRows: `${fmt(fn.median)} / ${fmt(fd.median)} ${fn.unit}`,
+      ...(cpu?.every((r) => r !== undefined) ? { serverCpu: `jetq ${fmt(cpu[0]!.median)} / ${fmt(cpu[1]!.median)}, raw ${fmt(cpu[2]!.median)} / ${fmt(cpu[3]!.median)} ms per 1k jobs` } : {}),
+      why,
+    });
+  };
+  for (const g of [...new Set(res.rows.filter((r) => r.scenario === "results" && r.unit === "jobs/s").map((r) => r.group))]) {
+    const cg = g.replace(/: drain$/, ": server CPU");
+    const cpu = (n: string): Array<Row | undefined> => ["jetq results on", "jetq results off", `raw results ${n}`, "raw results off"].map((c) => find("results", cg, c));
+    add(
+      `drain with results vs without (${g})`,
+      0.7,
+      "raw consume() + ack(), then the same with one record per job (jetq's completed record's size, own subject, jetq's state stream) acked after its PubAck: the server stores a second message per job",
+      [find("results", g, "jetq results on"), find("results", g, "jetq results off")],
+      [find("results", g, "raw results on"), find("results", g, "raw results off")],
+      cpu("on"),
+    );
+    add(
+      `drain with results vs without, floor confirming a turn's records by one PubAck (${g})`,
+      0.7,
+      "the same, with the records of one event-loop turn confirmed by the PubAck of the last (as jetq does): fewer answers from the server",
+      [find("results", g, "jetq results on"), find("results", g, "jetq results off")],
+      [find("results", g, "raw results on-batch"), find("results", g, "raw results off")],
+      cpu("on-batch"),
+    );
+  }
+  const flow = "flow: drain, 1 worker process, concurrency 64";
+  add(
+    "drain with 3 priority levels vs a single level",
+    0.9,
+    "raw consume() + ack() on the same provisioned queue, each level's consumer in turn: the cost of the 3-level layout on the server",
+    [find("flow", flow, "jetq 3 priority levels"), find("flow", flow, "jetq single level")],
+    [find("flow", flow, "raw 3 priority levels"), find("flow", flow, "raw single level")],
+  );
+  return out;
+}
+
+const FLOOR_NOTE =
+  "The raw floor is plain nats.js doing the same work on the same server in the same rounds, with nothing per job beyond it; where it misses the goal too, the limit is the server's work per job on this machine, not jetq's client code (it is the fastest loop we could write on the public API, not a proof that none is faster). jetq ÷ raw compares the two numerators (with results, with 3 levels).";
+
+function floorTable(res: BenchResult): string[] {
+  const f = floorRatios(res);
+  if (f.length === 0) return [];
+  const lines = ["", "server floors: the same ratio for raw nats.js in this run (context for jetq's targets)", `${"target".padEnd(72)} jetq  goal    raw floor  floor met  jetq ÷ raw (numerators)`, "-".repeat(110)];
+  for (const r of f) {
+    lines.push(`${r.target.padEnd(72)}${r.jetq.toFixed(2).padStart(5)}  ${`>= ${r.goal}`.padEnd(8)}${r.floor.toFixed(2).padStart(9)}  ${(r.floor >= r.goal ? "yes" : "NO").padEnd(9)}  ${r.vsRaw.toFixed(2).padStart(10)}`);
+    lines.push(`  floor: ${r.why}`);
+    if (r.serverCpu) lines.push(`  nats-server CPU, with / without: ${r.serverCpu}`);
+  }
+  lines.push(FLOOR_NOTE);
+  return lines;
+}
+
+function floorMarkdown(res: BenchResult): string[] {
+  const f = floorRatios(res);
+  if (f.length === 0) return [];
+  return [
+    "",
+    "**Server floors.** " + FLOOR_NOTE,
+    "",
+    "| target | jetq | goal | raw floor | floor meets the goal | jetq ÷ raw, numerators | jetq (rows) | raw floor (rows) | nats-server CPU, with / without | the floor |",
+    "|---|---:|---|---:|---|---:|---|---|---|---|",
+    ...f.map((r) => `| ${r.target} | ${r.jetq.toFixed(2)} | >= ${r.goal} | ${r.floor.toFixed(2)} | ${r.floor >= r.goal ? "yes" : "no"} | ${r.vsRaw.toFixed(2)} | ${r.jetqRows} | ${r.floorRows} | ${r.serverCpu ?? "–"} | ${r.why} |`),
+  ];
+}
+
 export function ratioTable(res: BenchResult): string {
   const lines = [`${"target".padEnd(72)}ratio  goal                 met  cpu/job`, "-".repeat(110)];
   for (const r of res.ratios) {
@@ -73,6 +173,7 @@ export function ratioTable(res: BenchResult): string {
   }
   if (res.ratios.length === 0) lines.push("(no ratios: not enough scenarios or contenders ran)");
   for (const s of res.skipped) lines.push(`note: ${s}`);
+  lines.push(...floorTable(res));
   return lines.join("\n");
 }
 
@@ -206,6 +307,9 @@ function flowTable(res: BenchResult): string {
   const single = rows.find((r) => r.contender === "jetq single level");
   const three = rows.find((r) => r.contender === "jetq 3 priority levels");
   if (single && three) out.push("", `3 levels / single level: ${x(three.median / single.median)}`);
+  const rSingle = rows.find((r) => r.contender === "raw single level");
+  const rThree = rows.find((r) => r.contender === "raw 3 priority levels");
+  if (rSingle && rThree) out.push("", `raw floor, 3 levels / single level: ${x(rThree.median / rSingle.median)}`);
   const bSingle = rows.find((r) => r.contender === "BullMQ single level");
   const bThree = rows.find((r) => r.contender === "BullMQ 3 priority levels");
   if (bSingle && bThree) out.push("", `BullMQ 3 priorities / no priority: ${x(bThree.median / bSingle.median)}`);
@@ -250,6 +354,7 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     ...res.ratios.map(
       (r) => `| ${r.target} | ${r.value.toFixed(2)} | ${r.goal} | ${r.context ? "–" : r.met ? "yes" : "**no**"} | ${r.numerator} | ${r.denominator} | ${r.cpuPerJob === undefined ? "" : r.cpuPerJob.toFixed(2)} |`,
     ),
+    ...floorMarkdown(res),
     "",
     "## Durability is not the same",
     "",
@@ -289,7 +394,7 @@ export function markdownReport(res: BenchResult, chartPath: string): string {
     "",
     "## Job state (`results`)",
     "",
-    "One worker drains a prefilled queue with a handler that returns a small object: `off` a queue without `results` (the value is thrown away), `on` the same with `results` (each job's `completed` record, with the result, confirmed by the server before its ack), `on-events` with a `Jobs.events()` reader following every change from another connection, `off-progress` a queue without `results` whose handler calls `job.progress()`: an unused feature, which must send as many messages per job as `off`; `off-1ms` and `on-1ms` the same two with a handler that awaits a 1 ms timer (a job that does I/O, held against `off-1ms`). Client and server CPU are per 1,000 jobs. The round trip: producer and worker (concurrency 64) in one process, one job published every 10 ms and its result awaited, jetq with `receipt.result()` on a queue with `results`, BullMQ with `job.waitUntilFinished(queueEvents)` (finished jobs kept, the last 1,000); latency from the publish call to the result, after 20 warm-up round trips.",
+    "One worker drains a prefilled queue with a handler that returns a small object: `off` a queue without `results` (the value is thrown away), `on` the same with `results` (each job's `completed` record, with the result, confirmed by the server before its ack), `on-events` with a `Jobs.events()` reader following every change from another connection, `off-progress` a queue without `results` whose handler calls `job.progress()`: an unused feature, which must send as many messages per job as `off`; `off-1ms` and `on-1ms` the same two with a handler that awaits a 1 ms timer (a job that does I/O, held against `off-1ms`). The raw floor, in the same rounds: plain `@nats-io/jetstream` `consume()` (callback, acks fire and forget) on a queue provisioned and filled by jetq the same way, acking each job (`raw off`), or first storing a record built like jetq's `completed` record (the same bytes per record in the stream) under a subject of its own in a stream provisioned as jetq's state stream, pipelined, and acking the job once its PubAck came back (`raw on`; `raw on-batch` confirms a turn's records by the PubAck of the last, as jetq does); no handler, nothing decoded. Client and server CPU are per 1,000 jobs. The round trip: producer and worker (concurrency 64) in one process, one job published every 10 ms and its result awaited, jetq with `receipt.result()` on a queue with `results`, BullMQ with `job.waitUntilFinished(queueEvents)` (finished jobs kept, the last 1,000); latency from the publish call to the result, after 20 warm-up round trips.",
     "",
     resultsSection(res.rows),
     "",

@@ -138,6 +138,12 @@ export interface RawFastConfig {
   readonly bytes: boolean;
   /** Publishes unconfirmed at once. */
   readonly window: number;
+  /**
+   * Called once per publish when it is answered (`ok`: the stream stored it) or expires (`ok`
+   * false), with the slot {@link RawFastPublisher.send} returned; `reuse` only. Lets a raw loop act
+   * on each confirmation without a promise per publish.
+   */
+  readonly onAnswer?: (slot: number, ok: boolean) => void;
 }
 
 /**
@@ -244,6 +250,7 @@ export class RawFastPublisher {
   }
 
   #answer(slot: number, ok: boolean): void {
+    this.#cfg.onAnswer?.(slot, ok);
     const w = this.#waiters[slot];
     if (w === undefined) return;
     this.#waiters[slot] = undefined;

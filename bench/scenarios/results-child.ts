@@ -11,8 +11,13 @@ import { epochMs, sleep } from "../lib/common.ts";
  * - `on`: the queue keeps results; the handler's value is stored before each ack.
  * - `on-events`: `on`, and a `Jobs.events()` reader (own connection, same process) follows every change.
  * - `off-1ms`, `on-1ms`: `off` and `on` with a handler that awaits a 1 ms timer (a job that does I/O).
+ * - `raw-off`, `raw-on`: the floor, plain @nats-io/jetstream on the same provisioned queue and
+ *   backlog (see {@link prepareRawResults}): `raw-off` acks each job (fire and forget), `raw-on`
+ *   first stores a record of the size of jetq's `completed` record under a subject of its own in a
+ *   stream provisioned as jetq's job state stream, and acks the job once its PubAck came back;
+ *   `raw-on-batch` the same, with one PubAck per event-loop turn confirming the turn's records.
  */
-export type ResultsVariant = "off" | "off-progress" | "on" | "on-events" | "off-1ms" | "on-1ms";
+export type ResultsVariant = "off" | "off-progress" | "on" | "on-events" | "off-1ms" | "on-1ms" | "raw-off" | "raw-on" | "raw-on-batch";
 
 export interface ResultsTask {
   kind: "results";
@@ -24,6 +29,7 @@ export interface ResultsTask {
 }
 
 export async function prepareResults(task: ResultsTask): Promise<{ run(): Promise<Record<string, unknown>>; close(): Promise<void> }> {
+  if (task.variant.startsWith("raw-")) return prepareRawResults(task);
   const nats = await import("../contenders/nats.ts");
   const jetq = await import("../../src/index.ts");
   const { makeJob } = await import("../lib/common.ts");
@@ -84,12 +90,15 @@ export async function prepareResults(task: ResultsTask): Promise<{ run(): Promis
       const cpu = process.cpuUsage(cpu0);
       const outMsgs = wc.stats().outMsgs - out0;
       await worker.stop();
+      // What one stored record takes in the state stream (the raw floor's must match it).
+      const st = on ? (await (await import("@nats-io/jetstream")).jetstreamManager(nc).then((m) => m.streams.info(q.names.stateStream))).state : undefined;
       return {
         drainSeconds: (t1 - t0) / 1000,
         drained: done,
         jobs: task.jobs,
         outMsgsPerJob: outMsgs / task.jobs,
         drainCpuSec: (cpu.user + cpu.system) / 1e6,
+        ...(st ? { storedRecords: st.messages, storedBytesPerRecord: st.bytes / Math.max(1, st.messages) } : {}),
         ...(v === "on-events" ? { events, gaps } : {}),
       };
     },
@@ -100,6 +109,153 @@ export async function prepareResults(task: ResultsTask): Promise<{ run(): Promis
       await nc.close();
       await wc.close();
       await ec?.close();
+    },
+  };
+}
+
+/**
+ * The raw floor of the results pair: the fastest drain we could write on the public nats.js API,
+ * on a queue provisioned and filled by jetq exactly as for the jetq rows (with `results` for
+ * `raw-on`, so the state stream is jetq's own: same storage, `max_msgs_per_subject` 1, `max_age`,
+ * discard old, the default duplicate window). `consume()` with a callback (no async iterator; the
+ * consumer's `max_ack_pending` bounds what is un-acked), and acks fire and forget. `raw-on` stores
+ * one record per job, built like jetq's `completed` record and of its byte length, on
+ * `<stateSubject>.<22-character token>` (one subject per job, as jetq's hashed key), pipelined
+ * through {@link RawFastPublisher} (one wildcard reply inbox, reply subjects reused, PubAcks
+ * matched by numeric slot and checked from their bytes), and acks each job from its record's
+ * PubAck: the guarantee jetq gives (the result is stored before the ack). Nothing is decoded and
+ * no handler runs: the ratio raw-on / raw-off is what the extra stored message costs the server
+ * and the client at the least.
+ */
+async function prepareRawResults(task: ResultsTask): Promise<{ run(): Promise<Record<string, unknown>>; close(): Promise<void> }> {
+  const nats = await import("../contenders/nats.ts");
+  const jetq = await import("../../src/index.ts");
+  const { jetstream, jetstreamManager } = await import("@nats-io/jetstream");
+  const { makeJob } = await import("../lib/common.ts");
+  const { hostname } = await import("node:os");
+  const { randomBytes } = await import("node:crypto");
+  const records = task.variant === "raw-on" || task.variant === "raw-on-batch";
+  const batched = task.variant === "raw-on-batch";
+  const nc = await nats.connectJetq(task.endpoints.nats!, "bench-results");
+  const q = jetq.defineQueue({ name: task.queue, ...(records ? { results: { keepMs: 600_000 } } : {}) }) as Queue<unknown, unknown>;
+  await jetq.provisionQueue(nc, q);
+  const producer = new jetq.Producer(nc, q, { telemetry: false });
+  await producer.publishMany(Array.from({ length: task.jobs }, (_, i) => makeJob(i)));
+  await producer.close();
+  const wc = await nats.connectRaw(task.endpoints.nats!, "bench-results-raw");
+  const js = jetstream(wc);
+  // The jobs waiting for their record's PubAck, by publisher slot (slots are reused once answered).
+  type Ackable = { ack(): void };
+  const held: Array<Ackable | Ackable[] | undefined> = [];
+  let done = 0;
+  let failed = 0;
+  let allDone: (() => void) | undefined;
+  const finish = (): void => {
+    if (++done >= task.jobs) allDone?.();
+  };
+  const pub = records
+    ? new nats.RawFastPublisher(wc, {
+        reuse: true,
+        bytes: false,
+        window: Number.MAX_SAFE_INTEGER,
+        onAnswer: (slot, ok) => {
+          const m = held[slot];
+          held[slot] = undefined;
+          if (m === undefined) return;
+          // A refused or expired record: the job is not acked and comes back after ack_wait.
+          if (!ok) {
+            failed += Array.isArray(m) ? m.length : 1;
+            return;
+          }
+          if (Array.isArray(m)) {
+            for (const x of m) {
+              x.ack();
+              finish();
+            }
+          } else {
+            m.ack();
+            finish();
+          }
+        },
+      })
+    : undefined;
+  const prefix = `${q.names.stateSubject}.`;
+  // jetq's worker id has this form (host:pid:6 hex digits); the record's fields are jetq's, so the
+  // payload has the byte length of jetq's `completed` record for the same job.
+  const worker = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+  const publishedAt = Date.now();
+  const leaseMs = q.ackWaitMs;
+  // The fields jetq writes for a job published without an id (id `seq-<seq>`) whose handler
+  // returned { n, ok: true }, in its order; the job's number stands for its stream sequence.
+  const recordOf = (i: number, now: number): string =>
+    `{"id":"seq-${i}","seq":${i},"ev":"completed","state":"completed","attempt":1,"publishedAt":${publishedAt},"leaseMs":${leaseMs},"worker":"${worker}","startedAt":${now},"finishedAt":${now},"result":{"n":${i - 1},"ok":true}}`;
+  let n = 0;
+  // raw-on-batch: the records of one event-loop turn go out together and only the last carries a
+  // reply subject; a stream stores one connection's messages in order, so its PubAck confirms the
+  // turn's records (jetq's StoreConfirmer does the same).
+  let turn: Ackable[] = [];
+  let last: string | undefined;
+  let lastRec: string | undefined;
+  const endTurn = (): void => {
+    const ms = turn;
+    turn = [];
+    const [subject, rec] = [last!, lastRec!];
+    last = undefined;
+    held[pub!.send(subject, rec, undefined)] = ms;
+  };
+  const onMsg = batched
+    ? (m: Ackable): void => {
+        const i = ++n;
+        if (last !== undefined) wc.publish(last, lastRec!);
+        else setImmediate(endTurn);
+        last = prefix + String(i).padStart(22, "0");
+        lastRec = recordOf(i, Date.now());
+        turn.push(m);
+      }
+    : records
+      ? (m: Ackable): void => {
+          const i = ++n;
+          const slot = pub!.send(prefix + String(i).padStart(22, "0"), recordOf(i, Date.now()), undefined);
+          held[slot] = m;
+        }
+      : (m: Ackable): void => {
+          m.ack();
+          finish();
+        };
+  let iter: { stop(): void } | undefined;
+  return {
+    run: async () => {
+      const finished = new Promise<void>((r) => (allDone = r));
+      const out0 = wc.stats().outMsgs;
+      const cpu0 = process.cpuUsage();
+      const t0 = epochMs();
+      // Looked up inside the timed window, as jetq's Worker.start() does.
+      const consumer = await js.consumers.get(q.names.stream, q.names.consumer);
+      iter = await consumer.consume({ max_messages: task.concurrency, callback: onMsg });
+      await Promise.race([finished, sleep(120_000)]);
+      const t1 = epochMs();
+      const cpu = process.cpuUsage(cpu0);
+      const outMsgs = wc.stats().outMsgs - out0;
+      iter.stop();
+      await wc.flush();
+      // Every job's record stored once (one subject per job): checked, not assumed.
+      const st = records ? (await (await jetstreamManager(nc)).streams.info(q.names.stateStream)).state : undefined;
+      return {
+        drainSeconds: (t1 - t0) / 1000,
+        drained: done,
+        jobs: task.jobs,
+        failedRecords: failed,
+        ...(st ? { storedRecords: st.messages, storedBytesPerRecord: st.bytes / Math.max(1, st.messages) } : {}),
+        recordBytes: records ? Buffer.byteLength(recordOf(task.jobs, publishedAt)) : 0,
+        outMsgsPerJob: outMsgs / task.jobs,
+        drainCpuSec: (cpu.user + cpu.system) / 1e6,
+      };
+    },
+    close: async () => {
+      iter?.stop();
+      pub?.close();
+      await nc.close();
+      await wc.close();
     },
   };
 }

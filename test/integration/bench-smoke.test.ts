@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { presetOptions, runBench } from "../../bench/harness.ts";
-import { markdownReport, ratioTable, svgChart } from "../../bench/report.ts";
+import { floorRatios, markdownReport, ratioTable, svgChart } from "../../bench/report.ts";
 
 describe("bench harness (smoke)", () => {
   // Bounded by the test's timeout, not by an assertion on wall-clock time: on a shared 2-core
@@ -91,5 +91,58 @@ describe("bench harness (smoke)", () => {
     assert.ok(targets.some((t) => t.startsWith("CPU of an idle worker: 20 schedules vs none")), targets.join("; "));
     assert.ok(targets.some((t) => t.startsWith("worker peak RSS with 300 delayed jobs held")), targets.join("; "));
     assert.match(markdownReport(res, "chart.svg"), /## Delayed and repeatable jobs[\s\S]*\| delayed: publish 300 jobs/);
+  });
+
+  it("measures the raw floors of the results and priority targets and reports them beside jetq's ratios (scenarios results, flow)", { timeout: 180_000 }, async () => {
+    const lines: string[] = [];
+    const res = await runBench({
+      ...presetOptions("smoke"),
+      scenarios: ["results", "flow"],
+      contenders: ["off", "on", "raw-off", "raw-on", "raw-on-batch", "jetq", "raw"],
+      log: (l) => lines.push(l),
+    });
+    const log = lines.join("\n");
+    const drain = (scenario: string, contender: string) => res.rows.find((r) => r.scenario === scenario && r.unit === "jobs/s" && r.contender === contender);
+    for (const c of ["jetq results off", "jetq results on", "raw results off", "raw results on", "raw results on-batch"]) {
+      const r = drain("results", c);
+      assert.ok(r && r.median > 0 && Number.isFinite(r.median), `${c}\n${log}`);
+      assert.equal(r.runs[0]!.drained, r.runs[0]!.jobs, `${c}: every job drained`);
+    }
+    // The raw floor stores what jetq stores: one record per job, of the same size in the stream.
+    const jetqOn = drain("results", "jetq results on")!.runs[0]!;
+    for (const c of ["raw results on", "raw results on-batch"]) {
+      const run = drain("results", c)!.runs[0]!;
+      assert.equal(run.storedRecords, run.jobs, `${c}: one record per job`);
+      assert.equal(run.failedRecords, 0, c);
+      assert.equal(jetqOn.storedRecords, jetqOn.jobs);
+      assert.ok(Math.abs((run.storedBytesPerRecord as number) - (jetqOn.storedBytesPerRecord as number)) <= 2, `${c}: ${String(run.storedBytesPerRecord)} B per record against jetq's ${String(jetqOn.storedBytesPerRecord)}`);
+    }
+    assert.equal(drain("results", "raw results off")!.runs[0]!.storedRecords, undefined, "ack only: no state stream");
+    for (const c of ["jetq single level", "jetq 3 priority levels", "raw single level", "raw 3 priority levels"]) assert.ok(drain("flow", c), `${c}\n${log}`);
+
+    const floors = floorRatios(res);
+    assert.deepEqual(
+      floors.map((f) => f.target.replace(/ \(.*\)$/, "")),
+      ["drain with results vs without", "drain with results vs without, floor confirming a turn's records by one PubAck", "drain with 3 priority levels vs a single level"],
+    );
+    const byName = (n: string) => res.rows.find((r) => r.contender === n)!.median;
+    const [rec, , prio] = floors;
+    assert.ok(Math.abs(rec!.floor - byName("raw results on") / byName("raw results off")) < 1e-9);
+    assert.ok(Math.abs(rec!.jetq - byName("jetq results on") / byName("jetq results off")) < 1e-9);
+    assert.ok(Math.abs(prio!.floor - byName("raw 3 priority levels") / byName("raw single level")) < 1e-9);
+    assert.ok(Math.abs(prio!.jetq - byName("jetq 3 priority levels") / byName("jetq single level")) < 1e-9);
+    assert.equal(rec!.goal, 0.7);
+    assert.equal(prio!.goal, 0.9);
+
+    const table = ratioTable(res);
+    // The existing target row stays, and the floors follow it.
+    assert.match(table, /^drain with results vs without \(results .*\)\s+\d\.\d\d  >= 0\.7/m);
+    assert.match(table, /server floors[\s\S]*drain with results vs without[\s\S]*floor: raw consume\(\)[\s\S]*drain with 3 priority levels vs a single level\s+\d\.\d\d  >= 0\.9\s+\d\.\d\d  (yes|NO)/);
+    // nats-server CPU per job beside the ratios, where the bench started the server (it knows its pid).
+    if (!process.env.NATS_URL) assert.match(table, /nats-server CPU, with \/ without: jetq \d+ \/ \d+, raw \d+ \/ \d+ ms per 1k jobs/);
+    const md = markdownReport(res, "chart.svg");
+    assert.match(md, /\*\*Server floors\.\*\*[\s\S]*\| drain with 3 priority levels vs a single level \| \d\.\d\d \| >= 0\.9 \| \d\.\d\d \| (yes|no) \|/);
+    assert.match(md, /\| raw floor: a record per job, ack after its PubAck \|/);
+    assert.match(md, /raw floor, 3 levels \/ single level: \d\.\d\d×/);
   });
 });
