@@ -123,7 +123,12 @@ it(`cluster failover: kill the stream leader of a replicas-3 queue mid-run, rest
     workers.length = 0;
     await producer.close();
     const jsm = await jetstreamManager(admin);
-    const left = (await jsm.streams.info(q.names.stream)).state.messages;
+    // The workers' last acks leave as they stop; on a replicas-3 stream each removal is applied
+    // through the stream's raft log, so the count may lag by a moment. An ack that was lost stays
+    // lost (the workers are gone, nothing redelivers it): poll with a deadline, then count.
+    const remaining = async (): Promise<number> => (await jsm.streams.info(q.names.stream)).state.messages;
+    await waitFor(async () => (await remaining()) === 0, "the work queue drained", 10_000, 100).catch(() => {});
+    const left = await remaining();
 
     const lost = missing(acked, completed);
     const pauseMs = Math.max(ackGaps.max, doneGaps.max);
