@@ -17,6 +17,15 @@ export function levelSubject(queue: Queue<unknown, unknown>, level: number): str
   return level === queue.priorities! - 1 ? queue.names.subject : `${queue.names.subject}.p.${level}`;
 }
 
+/**
+ * @internal Whether `subject` is one a job of the queue is published to: its own subject or a
+ * priority level's (whether or not the queue has levels now: a refusal names what was sent).
+ */
+export function isJobSubject(queue: Queue<unknown, unknown>, subject: string): boolean {
+  const own = queue.names.subject;
+  return subject === own || (subject.startsWith(own) && subject.startsWith(".p.", own.length));
+}
+
 /** @internal The durable consumer of a priority level: `workers` for the lowest, `workers-p<level>` for the others. */
 export function levelConsumer(queue: Queue<unknown, unknown>, level: number): string {
   return level === queue.priorities! - 1 ? queue.names.consumer : `${queue.names.consumer}-p${level}`;

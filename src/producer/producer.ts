@@ -10,7 +10,7 @@ import { ReplyTable } from "../transport/replies.ts";
 import { BatchSink, batchResult, type Sink } from "./batch.ts";
 import { checkId, encodeJob, jobHeaders } from "./job.ts";
 import { type Due, HELD, heldJobId, resolveDue } from "../schedule/held.ts";
-import { priorityHeaders, prioritySubject } from "../flow/priority.ts";
+import { isJobSubject, priorityHeaders, prioritySubject } from "../flow/priority.ts";
 import { groupHeaders, groupToken } from "../flow/group.ts";
 import { type ProducerOptions, type PublishManyOptions, type PublishOptions, resolveChunkSize, resolveProducerOptions, type ResolvedProducerOptions } from "./options.ts";
 import { publishOutcome, type PublishReceipt, type ResultOf } from "./receipt.ts";
@@ -495,7 +495,7 @@ export class Producer<In = unknown> {
    * never comes. The caller gets a PermissionError now, not a TimeoutError after ackTimeoutMs.
    */
   #denied(e: PermissionViolationError): void {
-    const ours = (e.operation === "publish" && (e.subject === this.#subject || e.subject === this.#queue.names.heldSubject || e.subject.startsWith(`${this.#subject}.p.`))) || (e.operation === "subscription" && this.#inbox.owns(e.subject));
+    const ours = (e.operation === "publish" && (isJobSubject(this.#queue as Queue<unknown, unknown>, e.subject) || e.subject === this.#queue.names.heldSubject)) || (e.operation === "subscription" && this.#inbox.owns(e.subject));
     if (ours) this.#failAll(mapNatsError(e, `publish to queue "${this.#queue.name}"`));
   }
 

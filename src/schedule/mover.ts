@@ -12,7 +12,7 @@ import { Inbox } from "../transport/inbox.ts";
 import { ReplyTable } from "../transport/replies.ts";
 import { ServerClock } from "./clock.ts";
 import { DueHeap } from "./due-heap.ts";
-import { levelOfHeader, levelSubject, PRIORITY_HEADER } from "../flow/priority.ts";
+import { isJobSubject, levelOfHeader, levelSubject, PRIORITY_HEADER } from "../flow/priority.ts";
 import { HELD, heldJobId, MOVER_ACK_WAIT_MS } from "./held.ts";
 
 /** What a mover reports to its owner (a worker, or `jetq schedules run`). */
@@ -385,8 +385,7 @@ export class Mover {
   }
 
   #denied(e: PermissionViolationError): void {
-    const subject = this.#queue.names.subject;
-    if ((e.operation === "publish" && (e.subject === subject || e.subject.startsWith(`${subject}.p.`))) || (e.operation === "subscription" && this.#inbox.owns(e.subject))) {
+    if ((e.operation === "publish" && isJobSubject(this.#queue, e.subject)) || (e.operation === "subscription" && this.#inbox.owns(e.subject))) {
       this.#failAll(mapNatsError(e, `move delayed jobs into queue "${this.#queue.name}"`));
     }
   }
