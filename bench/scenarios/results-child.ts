@@ -5,6 +5,28 @@ import type { Queue } from "../../src/index.ts";
 import { epochMs, sleep } from "../lib/common.ts";
 
 /**
+ * Times one drain, jetq's and raw's alike: from `start()` until `finished` (at most 120 s), with
+ * the messages the worker's connection sent and this process's CPU meanwhile.
+ */
+async function timedDrain(wc: NatsConnection, finished: Promise<void>, start: () => Promise<unknown>): Promise<{ seconds: number; outMsgs: number; cpuSec: number }> {
+  const out0 = wc.stats().outMsgs;
+  const cpu0 = process.cpuUsage();
+  const t0 = epochMs();
+  await start();
+  await Promise.race([finished, sleep(120_000)]);
+  const t1 = epochMs();
+  const cpu = process.cpuUsage(cpu0);
+  return { seconds: (t1 - t0) / 1000, outMsgs: wc.stats().outMsgs - out0, cpuSec: (cpu.user + cpu.system) / 1e6 };
+}
+
+/** What the state stream holds after a drain: records stored and bytes per record (checked, not assumed). */
+async function storedRecords(nc: NatsConnection, q: Queue<unknown, unknown>): Promise<{ storedRecords: number; storedBytesPerRecord: number }> {
+  const { jetstreamManager } = await import("@nats-io/jetstream");
+  const st = (await (await jetstreamManager(nc)).streams.info(q.names.stateStream)).state;
+  return { storedRecords: st.messages, storedBytesPerRecord: st.bytes / Math.max(1, st.messages) };
+}
+
+/**
  * - `off`: a queue without `results`; the handler returns a value (thrown away).
  * - `off-progress`: the same, and the handler also calls `job.progress()`: an unused feature, which
  *   must cost nothing (the same messages per job as `off`).
@@ -81,24 +103,16 @@ export async function prepareResults(task: ResultsTask): Promise<{ run(): Promis
   return {
     run: async () => {
       const finished = new Promise<void>((r) => (allDone = r));
-      const out0 = wc.stats().outMsgs;
-      const cpu0 = process.cpuUsage();
-      const t0 = epochMs();
-      await worker.start();
-      await Promise.race([finished, sleep(120_000)]);
-      const t1 = epochMs();
-      const cpu = process.cpuUsage(cpu0);
-      const outMsgs = wc.stats().outMsgs - out0;
+      const d = await timedDrain(wc, finished, () => worker.start());
       await worker.stop();
-      // What one stored record takes in the state stream (the raw floor's must match it).
-      const st = on ? (await (await import("@nats-io/jetstream")).jetstreamManager(nc).then((m) => m.streams.info(q.names.stateStream))).state : undefined;
       return {
-        drainSeconds: (t1 - t0) / 1000,
+        drainSeconds: d.seconds,
         drained: done,
         jobs: task.jobs,
-        outMsgsPerJob: outMsgs / task.jobs,
-        drainCpuSec: (cpu.user + cpu.system) / 1e6,
-        ...(st ? { storedRecords: st.messages, storedBytesPerRecord: st.bytes / Math.max(1, st.messages) } : {}),
+        outMsgsPerJob: d.outMsgs / task.jobs,
+        drainCpuSec: d.cpuSec,
+        // What one stored record takes in the state stream (the raw floor's must match it).
+        ...(on ? await storedRecords(nc, q as Queue<unknown, unknown>) : {}),
         ...(v === "on-events" ? { events, gaps } : {}),
       };
     },
@@ -130,7 +144,7 @@ export async function prepareResults(task: ResultsTask): Promise<{ run(): Promis
 async function prepareRawResults(task: ResultsTask): Promise<{ run(): Promise<Record<string, unknown>>; close(): Promise<void> }> {
   const nats = await import("../contenders/nats.ts");
   const jetq = await import("../../src/index.ts");
-  const { jetstream, jetstreamManager } = await import("@nats-io/jetstream");
+  const { jetstream } = await import("@nats-io/jetstream");
   const { makeJob } = await import("../lib/common.ts");
   const { hostname } = await import("node:os");
   const { randomBytes } = await import("node:crypto");
@@ -226,29 +240,23 @@ async function prepareRawResults(task: ResultsTask): Promise<{ run(): Promise<Re
   return {
     run: async () => {
       const finished = new Promise<void>((r) => (allDone = r));
-      const out0 = wc.stats().outMsgs;
-      const cpu0 = process.cpuUsage();
-      const t0 = epochMs();
-      // Looked up inside the timed window, as jetq's Worker.start() does.
-      const consumer = await js.consumers.get(q.names.stream, q.names.consumer);
-      iter = await consumer.consume({ max_messages: task.concurrency, callback: onMsg });
-      await Promise.race([finished, sleep(120_000)]);
-      const t1 = epochMs();
-      const cpu = process.cpuUsage(cpu0);
-      const outMsgs = wc.stats().outMsgs - out0;
-      iter.stop();
+      const d = await timedDrain(wc, finished, async () => {
+        // Looked up inside the timed window, as jetq's Worker.start() does.
+        const consumer = await js.consumers.get(q.names.stream, q.names.consumer);
+        iter = await consumer.consume({ max_messages: task.concurrency, callback: onMsg });
+      });
+      iter?.stop();
       await wc.flush();
-      // Every job's record stored once (one subject per job): checked, not assumed.
-      const st = records ? (await (await jetstreamManager(nc)).streams.info(q.names.stateStream)).state : undefined;
       return {
-        drainSeconds: (t1 - t0) / 1000,
+        drainSeconds: d.seconds,
         drained: done,
         jobs: task.jobs,
         failedRecords: failed,
-        ...(st ? { storedRecords: st.messages, storedBytesPerRecord: st.bytes / Math.max(1, st.messages) } : {}),
+        // Every job's record stored once (one subject per job): checked, not assumed.
+        ...(records ? await storedRecords(nc, q) : {}),
         recordBytes: records ? Buffer.byteLength(recordOf(task.jobs, publishedAt)) : 0,
-        outMsgsPerJob: outMsgs / task.jobs,
-        drainCpuSec: (cpu.user + cpu.system) / 1e6,
+        outMsgsPerJob: d.outMsgs / task.jobs,
+        drainCpuSec: d.cpuSec,
       };
     },
     close: async () => {
