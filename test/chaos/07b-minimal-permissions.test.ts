@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { connect, DeadLetterQueue, defineQueue, listJobs, listWorkers, PermanentError, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { connect, DeadLetterQueue, defineQueue, listJobs, listWorkers, PermanentError, Producer, provisionQueue, type Queue, type QueueOptions, Worker } from "../../src/index.ts";
 import { loadQueue } from "../../src/cli/connect.ts";
 import { startLocalNats } from "../support/nats-server.ts";
 import { uniqueName } from "../support/ctx.ts";
@@ -29,15 +29,23 @@ async function settle(ok: () => boolean | Promise<boolean>, failed: () => boolea
   return false;
 }
 
-/** Runs `role`'s whole job with its permissions minus publish permission `drop` (-1: none). */
-async function trial(role: Role, drop: number): Promise<{ ok: boolean; error: string | undefined }> {
-  const name = uniqueName("perm");
-  const mine = structuredClone((rolePermissions(name) as Record<Role, Perms>)[role]);
-  mine.publish.allow = mine.publish.allow.filter((_p, i) => i !== drop);
-  // An empty allow list means "no restriction" to nats-server: keep one harmless entry instead.
-  if (mine.publish.allow.length === 0) mine.publish.allow = ["jetq.chaos.nothing"];
+/** What a trial's body works with; `errors` collects the role connection's errors, `workers` are stopped after it. */
+interface TrialWorld {
+  admin: NatsConnection;
+  rc: NatsConnection;
+  q: Queue<unknown, unknown>;
+  adminProducer: Producer;
+  errors: string[];
+  workers: Worker[];
+}
+
+/**
+ * A server where user `role` has exactly `perms` (and `admin` everything), the queue provisioned
+ * by admin; runs `body` and reports whether it succeeded with no error on the role's connection.
+ */
+async function withRole(perms: Perms, queue: QueueOptions, body: (w: TrialWorld) => Promise<boolean>): Promise<{ ok: boolean; error: string | undefined }> {
   const srv = await startLocalNats({
-    config: `authorization {\n users: [\n { user: admin, password: admin }\n { user: role, password: role, permissions: ${JSON.stringify(mine)} }\n ]\n}\n`,
+    config: `authorization {\n users: [\n { user: admin, password: admin }\n { user: role, password: role, permissions: ${JSON.stringify(perms)} }\n ]\n}\n`,
   });
   const conns: NatsConnection[] = [];
   const errors: string[] = [];
@@ -50,70 +58,11 @@ async function trial(role: Role, drop: number): Promise<{ ok: boolean; error: st
     void (async () => {
       for await (const s of rc.status()) if (s.type === "error") errors.push(String(s.error));
     })();
-    const q = defineQueue({ name, maxAttempts: 2, ackWaitMs: 300, backoff: [50] });
+    const q = defineQueue(queue) as Queue<unknown, unknown>;
     await provisionQueue(admin, q);
     const adminProducer = new Producer(admin, q);
     try {
-      if (role === "producer") {
-        const p = new Producer(rc, q, { ackTimeoutMs: 2_000 });
-        try {
-          await p.publish({ n: 1 });
-          ok = true;
-        } catch (err) {
-          errors.push(String(err));
-        } finally {
-          await p.close();
-        }
-      } else if (role === "worker") {
-        // A job whose process died twice while it held it: delivered twice by a raw consumer, never acked.
-        await adminProducer.publish({ crash: true }, { id: "crash" });
-        const raw = await jetstream(admin).consumers.get(q.names.stream, q.names.consumer);
-        for (let d = 0; d < 2; d++) {
-          const m = await raw.next({ expires: 2_000 });
-          assert.ok(m, "raw delivery");
-          await pause(q.ackWaitMs + 200); // let its ack wait expire: a crash, as the server sees it
-        }
-        await adminProducer.publish({ ok: true });
-        await adminProducer.publish({ poison: true });
-        let done = 0;
-        let dead = 0;
-        const w = new Worker(rc, q, async (job) => {
-          if ((job.data as { poison?: boolean }).poison) throw new PermanentError("poison");
-          done++;
-        });
-        workers.push(w);
-        w.on("dead", () => dead++);
-        w.on("error", (e) => errors.push(e.message));
-        try {
-          await w.start();
-          // The crashed job runs alone (ledger read and write) and completes; the poison is dead-lettered.
-          ok = await settle(() => done === 2 && dead === 1, () => errors.length > 0, 10_000);
-        } catch (err) {
-          errors.push(String(err));
-        }
-      } else {
-        // Operator: two dead letters; list, get, replay one (it dies again), purge.
-        const w = new Worker(admin, q, async () => {
-          throw new PermanentError("poison");
-        });
-        workers.push(w);
-        await w.start();
-        await adminProducer.publish({ v: 1 });
-        await adminProducer.publish({ v: 2 });
-        const asAdmin = new DeadLetterQueue(admin, q);
-        assert.ok(await settle(async () => (await asAdmin.count()) === 2, () => false, 10_000), "two dead letters");
-        const dlq = new DeadLetterQueue(rc, q);
-        try {
-          const entries = await dlq.list();
-          assert.equal(entries.length, 2);
-          assert.equal((await dlq.get(entries[0]!.seq))?.reason, "permanent");
-          await dlq.replay(entries[0]!.seq);
-          const back = await settle(async () => (await asAdmin.count()) === 2 && (await asAdmin.list())[1]?.seq !== entries[1]!.seq, () => errors.length > 0, 10_000);
-          ok = back && (await dlq.count()) === 2 && (await dlq.purge()) === 2 && errors.length === 0;
-        } catch (err) {
-          errors.push(String(err));
-        }
-      }
+      ok = await body({ admin, rc, q, adminProducer, errors, workers });
     } finally {
       await Promise.allSettled(workers.map((w) => w.stop({ timeoutMs: 500 })));
       await adminProducer.close();
@@ -123,6 +72,79 @@ async function trial(role: Role, drop: number): Promise<{ ok: boolean; error: st
     await srv.stop();
   }
   return { ok: ok && errors.length === 0, error: errors[0] };
+}
+
+/** Runs `role`'s whole job with its permissions minus publish permission `drop` (-1: none). */
+async function trial(role: Role, drop: number): Promise<{ ok: boolean; error: string | undefined }> {
+  const name = uniqueName("perm");
+  const mine = structuredClone((rolePermissions(name) as Record<Role, Perms>)[role]);
+  mine.publish.allow = mine.publish.allow.filter((_p, i) => i !== drop);
+  // An empty allow list means "no restriction" to nats-server: keep one harmless entry instead.
+  if (mine.publish.allow.length === 0) mine.publish.allow = ["jetq.chaos.nothing"];
+  return withRole(mine, { name, maxAttempts: 2, ackWaitMs: 300, backoff: [50] }, async ({ admin, rc, q, adminProducer, errors, workers }) => {
+    let ok = false;
+    if (role === "producer") {
+      const p = new Producer(rc, q, { ackTimeoutMs: 2_000 });
+      try {
+        await p.publish({ n: 1 });
+        ok = true;
+      } catch (err) {
+        errors.push(String(err));
+      } finally {
+        await p.close();
+      }
+    } else if (role === "worker") {
+      // A job whose process died twice while it held it: delivered twice by a raw consumer, never acked.
+      await adminProducer.publish({ crash: true }, { id: "crash" });
+      const raw = await jetstream(admin).consumers.get(q.names.stream, q.names.consumer);
+      for (let d = 0; d < 2; d++) {
+        const m = await raw.next({ expires: 2_000 });
+        assert.ok(m, "raw delivery");
+        await pause(q.ackWaitMs + 200); // let its ack wait expire: a crash, as the server sees it
+      }
+      await adminProducer.publish({ ok: true });
+      await adminProducer.publish({ poison: true });
+      let done = 0;
+      let dead = 0;
+      const w = new Worker(rc, q, async (job) => {
+        if ((job.data as { poison?: boolean }).poison) throw new PermanentError("poison");
+        done++;
+      });
+      workers.push(w);
+      w.on("dead", () => dead++);
+      w.on("error", (e) => errors.push(e.message));
+      try {
+        await w.start();
+        // The crashed job runs alone (ledger read and write) and completes; the poison is dead-lettered.
+        ok = await settle(() => done === 2 && dead === 1, () => errors.length > 0, 10_000);
+      } catch (err) {
+        errors.push(String(err));
+      }
+    } else {
+      // Operator: two dead letters; list, get, replay one (it dies again), purge.
+      const w = new Worker(admin, q, async () => {
+        throw new PermanentError("poison");
+      });
+      workers.push(w);
+      await w.start();
+      await adminProducer.publish({ v: 1 });
+      await adminProducer.publish({ v: 2 });
+      const asAdmin = new DeadLetterQueue(admin, q);
+      assert.ok(await settle(async () => (await asAdmin.count()) === 2, () => false, 10_000), "two dead letters");
+      const dlq = new DeadLetterQueue(rc, q);
+      try {
+        const entries = await dlq.list();
+        assert.equal(entries.length, 2);
+        assert.equal((await dlq.get(entries[0]!.seq))?.reason, "permanent");
+        await dlq.replay(entries[0]!.seq);
+        const back = await settle(async () => (await asAdmin.count()) === 2 && (await asAdmin.list())[1]?.seq !== entries[1]!.seq, () => errors.length > 0, 10_000);
+        ok = back && (await dlq.count()) === 2 && (await dlq.purge()) === 2 && errors.length === 0;
+      } catch (err) {
+        errors.push(String(err));
+      }
+    }
+    return ok;
+  });
 }
 
 type Extra = "prioProducer" | "prioWorker" | "prioOperator" | "groupWorker" | "lister" | "cliLister";
@@ -147,113 +169,90 @@ async function extraTrial(kind: Extra, drop: number): Promise<{ ok: boolean; err
   const name = uniqueName("perm");
   const { perms: mine, baseLength } = extraList(name, kind);
   if (drop >= 0) mine.publish.allow.splice(baseLength + drop, 1);
-  const srv = await startLocalNats({
-    config: `authorization {\n users: [\n { user: admin, password: admin }\n { user: role, password: role, permissions: ${JSON.stringify(mine)} }\n ]\n}\n`,
-  });
-  const conns: NatsConnection[] = [];
-  const errors: string[] = [];
-  const workers: Worker[] = [];
-  let ok = false;
-  try {
-    const admin = await connect({ servers: srv.servers, user: "admin", pass: "admin" });
-    const rc = await connect({ servers: srv.servers, user: "role", pass: "role" });
-    conns.push(admin, rc);
-    void (async () => {
-      for await (const s of rc.status()) if (s.type === "error") errors.push(String(s.error));
-    })();
-    const q = defineQueue({
+  return withRole(mine, {
       name,
       maxAttempts: 2,
       ackWaitMs: 2_000,
       ...(kind.startsWith("prio") ? { priorities: 2 } : {}),
       ...(kind === "groupWorker" ? { group: { concurrency: 1, rateLimit: { max: 1, perMs: 500 } } } : {}),
       ...(kind === "lister" || kind === "cliLister" ? { scheduling: true } : {}),
-    });
-    await provisionQueue(admin, q);
-    const adminProducer = new Producer(admin, q);
-    try {
-      if (kind === "prioProducer") {
-        const p = new Producer(rc, q, { ackTimeoutMs: 2_000 });
-        try {
-          await p.publish({ urgent: true }, { priority: 0 });
-          await p.publish({ plain: true });
-          ok = true;
-        } catch (err) {
-          errors.push(String(err));
-        } finally {
-          await p.close();
-        }
-      } else if (kind === "prioOperator") {
+    }, async ({ admin, rc, q, adminProducer, errors, workers }) => {
+    let ok = false;
+    if (kind === "prioProducer") {
+      const p = new Producer(rc, q, { ackTimeoutMs: 2_000 });
+      try {
+        await p.publish({ urgent: true }, { priority: 0 });
+        await p.publish({ plain: true });
+        ok = true;
+      } catch (err) {
+        errors.push(String(err));
+      } finally {
+        await p.close();
+      }
+    } else if (kind === "prioOperator") {
+      const w = new Worker(admin, q, async () => {
+        throw new PermanentError("poison");
+      });
+      workers.push(w);
+      await w.start();
+      await adminProducer.publish({ urgent: true }, { priority: 0 });
+      const asAdmin = new DeadLetterQueue(admin, q);
+      assert.ok(await settle(async () => (await asAdmin.count()) === 1, () => false, 10_000), "a dead letter of level 0");
+      try {
+        const dlq = new DeadLetterQueue(rc, q);
+        const [e] = await dlq.list();
+        await dlq.replay(e!.seq);
+        // It dies again: back in the dead-letter queue as a new entry.
+        ok = await settle(async () => (await asAdmin.list()).some((x) => x.seq > e!.seq), () => errors.length > 0, 10_000);
+      } catch (err) {
+        errors.push(String(err));
+      }
+    } else if (kind === "prioWorker" || kind === "groupWorker") {
+      const jobs = kind === "prioWorker" ? [{ priority: 0 }, { priority: 1 }, {}] : [{ group: "g" }, { group: "g" }, { group: "g" }];
+      for (const [i, o] of jobs.entries()) await adminProducer.publish({ i }, o);
+      let done = 0;
+      const w = new Worker(rc, q, async () => {
+        await pause(50);
+        done++;
+      }, { concurrency: 2 });
+      workers.push(w);
+      w.on("error", (e) => errors.push(e.message));
+      try {
+        await w.start();
+        ok = await settle(() => done === jobs.length, () => errors.length > 0, 15_000);
+      } catch (err) {
+        errors.push(String(err));
+      }
+    } else {
+      await adminProducer.publish({ waiting: 1 });
+      await adminProducer.publish({ waiting: 2 });
+      await adminProducer.publish({ later: true }, { delayMs: 600_000 });
+      let release = (): void => {};
+      const held = new Promise<void>((r) => (release = r));
+      try {
+        if (kind === "cliLister") await loadQueue(rc, name);
+        const waiting = await listJobs(rc, q, { state: "waiting" });
+        const delayed = await listJobs(rc, q, { state: "delayed" });
+        let running = 0;
         const w = new Worker(admin, q, async () => {
-          throw new PermanentError("poison");
+          running++;
+          await held;
         });
         workers.push(w);
         await w.start();
-        await adminProducer.publish({ urgent: true }, { priority: 0 });
-        const asAdmin = new DeadLetterQueue(admin, q);
-        assert.ok(await settle(async () => (await asAdmin.count()) === 1, () => false, 10_000), "a dead letter of level 0");
-        try {
-          const dlq = new DeadLetterQueue(rc, q);
-          const [e] = await dlq.list();
-          await dlq.replay(e!.seq);
-          // It dies again: back in the dead-letter queue as a new entry.
-          ok = await settle(async () => (await asAdmin.list()).some((x) => x.seq > e!.seq), () => errors.length > 0, 10_000);
-        } catch (err) {
-          errors.push(String(err));
-        }
-      } else if (kind === "prioWorker" || kind === "groupWorker") {
-        const jobs = kind === "prioWorker" ? [{ priority: 0 }, { priority: 1 }, {}] : [{ group: "g" }, { group: "g" }, { group: "g" }];
-        for (const [i, o] of jobs.entries()) await adminProducer.publish({ i }, o);
-        let done = 0;
-        const w = new Worker(rc, q, async () => {
-          await pause(50);
-          done++;
-        }, { concurrency: 2 });
-        workers.push(w);
-        w.on("error", (e) => errors.push(e.message));
-        try {
-          await w.start();
-          ok = await settle(() => done === jobs.length, () => errors.length > 0, 15_000);
-        } catch (err) {
-          errors.push(String(err));
-        }
-      } else {
-        await adminProducer.publish({ waiting: 1 });
-        await adminProducer.publish({ waiting: 2 });
-        await adminProducer.publish({ later: true }, { delayMs: 600_000 });
-        let release = (): void => {};
-        const held = new Promise<void>((r) => (release = r));
-        try {
-          if (kind === "cliLister") await loadQueue(rc, name);
-          const waiting = await listJobs(rc, q, { state: "waiting" });
-          const delayed = await listJobs(rc, q, { state: "delayed" });
-          let running = 0;
-          const w = new Worker(admin, q, async () => {
-            running++;
-            await held;
-          });
-          workers.push(w);
-          await w.start();
-          await settle(() => running > 0, () => false, 10_000);
-          const seen = await settle(async () => (await listWorkers(rc, { queue: q })).total === 1, () => errors.length > 0, 10_000);
-          const active = await listJobs(rc, q, { state: "active" });
-          ok = waiting.total === 2 && delayed.total === 1 && seen && active.state === "active";
-          if (!ok) errors.push(`listed waiting ${waiting.total}, delayed ${delayed.total}, worker seen ${seen}`);
-        } catch (err) {
-          errors.push(String(err));
-        } finally {
-          release();
-        }
+        await settle(() => running > 0, () => false, 10_000);
+        const seen = await settle(async () => (await listWorkers(rc, { queue: q })).total === 1, () => errors.length > 0, 10_000);
+        const active = await listJobs(rc, q, { state: "active" });
+        ok = waiting.total === 2 && delayed.total === 1 && seen && active.state === "active";
+        if (!ok) errors.push(`listed waiting ${waiting.total}, delayed ${delayed.total}, worker seen ${seen}`);
+      } catch (err) {
+        errors.push(String(err));
+      } finally {
+        release();
       }
-    } finally {
-      await Promise.allSettled(workers.map((w) => w.stop({ timeoutMs: 500 })));
-      await adminProducer.close();
     }
-  } finally {
-    await Promise.allSettled(conns.map((c) => c.close()));
-    await srv.stop();
-  }
-  return { ok: ok && errors.length === 0, error: errors[0] };
+    return ok;
+  });
 }
 
 describe("minimal permissions", () => {
