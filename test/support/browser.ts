@@ -1,14 +1,14 @@
 /**
  * The dashboard's browser tests: one headless Chromium per test file, dashboards served on free
- * loopback ports, pages that collect script errors, and waits with deadlines. Everything made is
- * closed after the file, newest first.
+ * loopback ports, pages that collect script errors, and waits with deadlines. What a test makes is
+ * closed when it ends, newest first; the browser when the file ends.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type RequestListener, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before } from "node:test";
+import { after, afterEach, before, beforeEach } from "node:test";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { createDashboard, type DashboardHandler, type DashboardOptions } from "../../src/index.ts";
@@ -33,11 +33,11 @@ export interface PageOptions {
 }
 
 export interface BrowserFixture {
-  /** Runs after the file, before the browser closes (newest first). */
+  /** Runs when the current test ends (newest first). */
   cleanup(fn: () => unknown): void;
-  /** Serves `listener` on a free loopback port until the file ends. */
+  /** Serves `listener` on a free loopback port until the test ends. */
   listen(listener: RequestListener): Promise<{ url: string; server: Server }>;
-  /** A dashboard on its own connection (from `connect`), served until the file ends. */
+  /** A dashboard on its own connection (from `connect`), served until the test ends. */
   dashboard(options?: DashboardOptions): Promise<{ url: string; handler: DashboardHandler }>;
   /** A new page with a 30 s deadline for each wait; its script errors are kept for {@link jsErrors}. */
   newPage(options?: PageOptions): Promise<Page>;
@@ -51,23 +51,57 @@ export function jsErrors(page: Page): string[] {
 }
 
 /**
- * Starts Chromium before the file's tests (when it is installed) and closes it, and everything
- * the tests registered, after them. `connect` gives each dashboard its connection.
+ * Starts Chromium before the file's tests (when it is installed) and closes it after them. What a
+ * test opens or registers (pages, dashboards, servers, cleanups) is closed when that test ends,
+ * newest first, so no test's leftovers (a dashboard polling every 250 ms, a page holding a live
+ * stream) load the tests after it. If Chromium exits while a test runs, that test fails on its
+ * own, a line on stderr says so, and the next test gets a new Chromium rather than a dead one.
+ * `connect` gives each dashboard its connection.
  */
 export function useBrowser(connect: () => Promise<NatsConnection>): BrowserFixture {
   let browser: BrowserContext | undefined;
-  let profile: string | undefined;
-  const cleanups: Array<() => unknown> = [];
+  const profiles: string[] = [];
+  let closing = false;
+  let current = "(no test)";
+  let cleanups: Array<() => unknown> = [];
+  const launch = async (): Promise<BrowserContext> => {
+    const profile = mkdtempSync(join(tmpdir(), "jetq-chromium-"));
+    profiles.push(profile);
+    const b = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, viewport: { width: 1280, height: 800 }, args: FLAGS });
+    b.on("close", () => {
+      if (browser === b) browser = undefined;
+      if (!closing) process.stderr.write(`jetq browser tests: Chromium closed unexpectedly during "${current}"; the next test starts a new one\n`);
+    });
+    return b;
+  };
+  /** Runs every cleanup of the test, newest first, even when one throws; rethrows the first error. */
+  const runCleanups = async (): Promise<void> => {
+    const fns = cleanups.reverse();
+    cleanups = [];
+    let first: unknown;
+    for (const c of fns) {
+      try {
+        await c();
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first !== undefined) throw first;
+  };
   before(async () => {
     if (!haveChromium) return;
     mkdirSync(ARTIFACTS, { recursive: true });
-    profile = mkdtempSync(join(tmpdir(), "jetq-chromium-"));
-    browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, viewport: { width: 1280, height: 800 }, args: FLAGS });
+    browser = await launch();
   });
+  beforeEach((t) => {
+    current = t.name;
+  });
+  afterEach(runCleanups);
   after(async () => {
-    for (const c of cleanups.reverse()) await c();
+    closing = true;
+    await runCleanups();
     await browser?.close();
-    if (profile) rmSync(profile, { recursive: true, force: true });
+    for (const p of profiles) rmSync(p, { recursive: true, force: true });
   });
   const fixture: BrowserFixture = {
     cleanup: (fn) => void cleanups.push(fn),
@@ -90,7 +124,8 @@ export function useBrowser(connect: () => Promise<NatsConnection>): BrowserFixtu
       return { url, handler };
     },
     async newPage(options = {}) {
-      const page = await browser!.newPage();
+      browser ??= await launch();
+      const page = await browser.newPage();
       if (options.viewport) await page.setViewportSize(options.viewport);
       // A deadline for each wait, not a pause: under a full CI run (two test files at once on two
       // cores) a page's first render took more than 10 s once.
@@ -103,7 +138,7 @@ export function useBrowser(connect: () => Promise<NatsConnection>): BrowserFixtu
         if (m.type() === "error" && !ignore.test(m.text())) errors.push(m.text());
       });
       errorsOf.set(page, errors);
-      cleanups.push(() => page.close());
+      cleanups.push(() => page.close().catch(() => {})); // already gone with a Chromium that exited
       return page;
     },
   };
