@@ -27,15 +27,16 @@ export interface FlowCtx {
   record: (group: string, contender: string, unit: string, value: number, run: Record<string, unknown>, better?: "higher" | "lower") => void;
 }
 
-/** Sizes per mode: full stays under 4 minutes on the 2-core machine, quick under 20 s. */
-function sizes(mode: FlowCtx["o"]["mode"]): { drainJobs: number; rate: number; rateSeconds: number } {
+/** Sizes per mode: full stays under 5 minutes on the 2-core machine, quick under 20 s. */
+function sizes(mode: FlowCtx["o"]["mode"]): { drainJobs: number; warmupJobs: number; rate: number; rateSeconds: number } {
   // With BullMQ beside jetq each round runs two rate runs and four drains. The full drain was
   // 10,000 jobs: about 0.3 s for jetq in a fresh process, mostly JIT warm-up (its first third
   // took twice as long as the others), which weighed on the 3-level run more than on the single
-  // level. 50,000 jobs last 1-2 s.
-  if (mode === "full") return { drainJobs: 50_000, rate: 200, rateSeconds: 8 };
-  if (mode === "quick") return { drainJobs: 1_000, rate: 200, rateSeconds: 1.5 };
-  return { drainJobs: 1_000, rate: 100, rateSeconds: 3 };
+  // level. Each drain's process now first drains `warmupJobs` of its own (same layout, same
+  // code) untimed, so the timed drain is a warmed-up worker's; 100,000 jobs last about 2 s.
+  if (mode === "full") return { drainJobs: 100_000, warmupJobs: 20_000, rate: 200, rateSeconds: 8 };
+  if (mode === "quick") return { drainJobs: 1_000, warmupJobs: 500, rate: 200, rateSeconds: 1.5 };
+  return { drainJobs: 1_000, warmupJobs: 200, rate: 100, rateSeconds: 3 };
 }
 
 class FlowChild {
@@ -142,22 +143,33 @@ async function bullFill(q: BullQueue, jobs: number, opts: (i: number) => { prior
 }
 
 /** BullMQ's drain beside jetq's: one worker process at concurrency 64; "3 priority levels" uses `priority` 1-3 (a third each). */
-async function bullDrain(ctx: FlowCtx, redis: string, v: string, jobs: number, round: number): Promise<void> {
+async function bullDrain(ctx: FlowCtx, redis: string, v: string, s: ReturnType<typeof sizes>, round: number): Promise<void> {
   const { bullQueue } = await import("../contenders/bullmq.ts");
+  const opts = v === "single level" ? () => undefined : (i: number) => ({ priority: 1 + (i % 3) });
   const name = uniq("flow");
+  const warmName = uniq("flowwarm");
   const q = bullQueue(redis, name);
-  const child = new FlowChild({ servers: "", queue: { name }, concurrency: 64, mode: "drain", jobs, bullmq: { redis, name } });
+  const wq = bullQueue(redis, warmName);
+  let child: FlowChild | undefined;
   try {
-    await bullFill(q, jobs, v === "single level" ? () => undefined : (i) => ({ priority: 1 + (i % 3) }));
+    await bullFill(q, s.drainJobs, opts);
+    await bullFill(wq, s.warmupJobs, opts);
+    child = new FlowChild({
+      servers: "", queue: { name }, concurrency: 64, mode: "drain", jobs: s.drainJobs, bullmq: { redis, name },
+      warmup: { queue: { name: warmName }, jobs: s.warmupJobs, bullmq: { redis, name: warmName } },
+    });
+    await child.wait("warm", 120_000);
     child.tell("go");
     const r = (await child.wait("result", 120_000)).result!;
-    const rate = jobs / (r.seconds as number);
+    const rate = s.drainJobs / (r.seconds as number);
     ctx.record("flow: drain, 1 worker process, concurrency 64", `BullMQ ${v}`, "jobs/s", rate, { ...r, round });
     ctx.o.log(`  flow drain BullMQ ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s`);
   } finally {
-    child.kill();
-    await q.obliterate({ force: true }).catch(() => {});
-    await q.close();
+    child?.kill();
+    for (const x of [q, wq]) {
+      await x.obliterate({ force: true }).catch(() => {});
+      await x.close();
+    }
   }
 }
 
@@ -175,34 +187,48 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
   try {
     for (let round = 0; round < o.rounds; round++) {
       // Drain: one worker process, concurrency 64, a prefilled backlog; 3 levels (a third of the
-      // jobs at each) against one.
+      // jobs at each) against one. Each contender's two drains run back to back (their order
+      // alternating by round), so the ratio compares drains that followed the same work; the raw
+      // floor runs on queues provisioned and filled the same way. Each drain's process first
+      // drains a warm-up queue of the same layout.
       const variants = round % 2 === 0 ? ["single level", "3 priority levels"] : ["3 priority levels", "single level"];
-      for (const v of variants) {
-        // jetq's drain, then the raw floor on a queue provisioned and filled the same way.
-        for (const who of ["jetq", "raw"] as const) {
+      for (const who of ["jetq", "raw", "bullmq"] as const) {
+        for (const v of variants) {
+          if (who === "bullmq") {
+            if (redis) await bullDrain(ctx, redis, v, s, round);
+            continue;
+          }
           if (!part(who)) continue;
-          const name = uniq("flow");
-          const opts: QueueOptions = v === "single level" ? { name } : { name, priorities: 3 };
-          const q = defineQueue(opts);
-          await provisionQueue(nc, q);
-          const producer = new Producer(nc, q, { telemetry: false });
-          await producer.publishMany(Array.from({ length: s.drainJobs }, (_, i) => makeJob(i)), v === "single level" ? {} : { priority: (_x, i) => i % 3 });
-          await producer.close();
-          // Raw: each level's consumer in turn, most urgent first, with its share of the jobs.
-          const levels = v === "single level" ? [{ consumer: q.names.consumer, jobs: s.drainJobs }] : [0, 1, 2].map((l) => ({ consumer: levelConsumer(q, l), jobs: Math.floor(s.drainJobs / 3) + (l < s.drainJobs % 3 ? 1 : 0) }));
-          const child = new FlowChild({ servers: nats.servers, queue: opts, concurrency: 64, mode: "drain", jobs: s.drainJobs, ...(who === "raw" ? { raw: { stream: q.names.stream, consumers: levels } } : {}) });
+          const made: string[] = [];
+          let child: FlowChild | undefined;
           try {
+            const target = async (jobs: number): Promise<object> => {
+              const name = uniq("flow");
+              made.push(name);
+              const opts: QueueOptions = v === "single level" ? { name } : { name, priorities: 3 };
+              const q = defineQueue(opts);
+              await provisionQueue(nc, q);
+              const producer = new Producer(nc, q, { telemetry: false });
+              await producer.publishMany(Array.from({ length: jobs }, (_, i) => makeJob(i)), v === "single level" ? {} : { priority: (_x, i) => i % 3 });
+              await producer.close();
+              // Raw: each level's consumer in turn, most urgent first, with its share of the jobs.
+              const levels = v === "single level" ? [{ consumer: q.names.consumer, jobs }] : [0, 1, 2].map((l) => ({ consumer: levelConsumer(q, l), jobs: Math.floor(jobs / 3) + (l < jobs % 3 ? 1 : 0) }));
+              return { queue: opts, jobs, ...(who === "raw" ? { raw: { stream: q.names.stream, consumers: levels } } : {}) };
+            };
+            const timed = await target(s.drainJobs);
+            const warmup = await target(s.warmupJobs);
+            child = new FlowChild({ servers: nats.servers, concurrency: 64, mode: "drain", ...timed, warmup });
+            await child.wait("warm", 120_000);
             child.tell("go");
             const r = (await child.wait("result", 120_000)).result!;
             const rate = s.drainJobs / (r.seconds as number);
             ctx.record("flow: drain, 1 worker process, concurrency 64", `${who} ${v}`, "jobs/s", rate, { ...r, round });
-            o.log(`  flow drain ${who} ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s (started ${r.startedMs} ms, first job ${r.firstMs} ms, thirds ${String(r.thirdsMs)} ms, end ${Math.round((r.seconds as number) * 1000)} ms)`);
+            o.log(`  flow drain ${who} ${v.padEnd(18)} ${Math.round(rate).toLocaleString("en-US")} jobs/s (started ${r.startedMs} ms, first job ${r.firstMs} ms, thirds ${String(r.thirdsMs)} ms, end ${Math.round((r.seconds as number) * 1000)} ms, client CPU ${(r.clientCpuUsPerJob as number).toFixed(1)} µs/job)`);
           } finally {
-            child.kill();
-            await drop(name);
+            child?.kill();
+            for (const name of made) await drop(name);
           }
         }
-        if (redis) await bullDrain(ctx, redis, v, s.drainJobs, round);
       }
       if (!part("rate")) continue;
       // Rate limit: 3 worker processes of concurrency 16 on a backlog well above what the limit
