@@ -63,12 +63,19 @@ export function priorityHeaders(h: MsgHdrs | undefined, level: number): MsgHdrs 
   return out;
 }
 
-/** @internal The level a job's headers say it was published at (the lowest when it says nothing or nonsense). */
-export function levelOfHeader(queue: Queue<unknown, unknown>, value: string | undefined): number {
+/**
+ * @internal The level a stored priority names: the lowest when it is missing, not an integer or out
+ * of the queue's range (a stored record may outlive a change of levels).
+ */
+export function levelOf(queue: Queue<unknown, unknown>, priority: unknown): number {
   const n = queue.priorities;
   if (n === undefined) return 0;
-  const l = Number(value);
-  return value !== undefined && value !== "" && Number.isInteger(l) && l >= 0 && l < n ? l : n - 1;
+  return typeof priority === "number" && Number.isInteger(priority) && priority >= 0 && priority < n ? priority : n - 1;
+}
+
+/** @internal The level a job's headers say it was published at (the lowest when it says nothing or nonsense). */
+export function levelOfHeader(queue: Queue<unknown, unknown>, value: string | undefined): number {
+  return levelOf(queue, value === undefined || value === "" ? undefined : Number(value));
 }
 
 /** @internal Longest wait of the lowest level's pull request when more urgent levels have sentinels. */

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError, defineQueue } from "../../src/index.ts";
-import { levelConsumer, levelOfHeader, levelSubject, levelSubjects, prioritySubject } from "../../src/flow/priority.ts";
+import { levelConsumer, levelOf, levelOfHeader, levelSubject, levelSubjects, prioritySubject } from "../../src/flow/priority.ts";
 import { groupKeyOf, groupNames, groupStreamConfigs, groupToken } from "../../src/flow/group.ts";
 import { expectedConfigs } from "../../src/queue/provision.ts";
 
@@ -39,6 +39,12 @@ describe("priority levels", () => {
     assert.equal(levelOfHeader(q, "0"), 0);
     assert.equal(levelOfHeader(q, "1"), 1);
     for (const bad of [undefined, "", "3", "-1", "x", "1.5"]) assert.equal(levelOfHeader(q, bad), 2, String(bad));
+  });
+  it("levelOf: a stored priority's level when it is an integer in range, else the lowest; 0 for a queue without levels", () => {
+    assert.equal(levelOf(q, 0), 0);
+    assert.equal(levelOf(q, 1), 1);
+    for (const bad of [undefined, null, 3, -1, 1.5, "1", Number.NaN]) assert.equal(levelOf(q, bad), 2, String(bad));
+    assert.equal(levelOf(defineQueue({ name: "plain" }), 1), 0);
   });
 });
 
