@@ -66,6 +66,9 @@ export function rolePermissions(name: string): { producer: object; worker: objec
 export interface ExtraRole {
   /** The role whose list comes first (`undefined`: none; the extra list is the whole list). */
   base: "worker" | "producer" | "operator" | undefined;
+  /** Other rows' entries this role also needs, after the base list; shown needed by their own rows, not dropped here. */
+  inherited?: string[];
+  /** The entries this row adds; chaos 7b drops each in turn. */
   publish: string[];
   subscribe: string[];
 }
@@ -76,6 +79,8 @@ export function extraPermissions(name: string): {
   prioWorker: ExtraRole;
   prioOperator: ExtraRole;
   groupWorker: ExtraRole;
+  schedWorker: ExtraRole;
+  schedPrioWorker: ExtraRole;
   lister: ExtraRole;
   cliLister: ExtraRole;
 } {
@@ -94,16 +99,32 @@ export function extraPermissions(name: string): {
     "$JS.API.CONSUMER.MSG.NEXT.JETQ-WORKERS.>",
     "$JS.API.CONSUMER.DELETE.JETQ-WORKERS.>",
   ];
+  const prioWorker = [`$JS.API.CONSUMER.INFO.${stream}.workers-p0`, `$JS.API.CONSUMER.MSG.NEXT.${stream}.workers-p0`, `$JS.ACK.${stream}.workers-p0.>`];
+  const schedWorker = [
+    // the mover: delayed jobs into the queue
+    `jetq.q.${name}`,
+    `$JS.API.CONSUMER.INFO.${stream}_HELD.mover`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}_HELD.mover`,
+    `$JS.ACK.${stream}_HELD.mover.>`,
+    // the clock probe (its publish is the base list's jetq.ledger.<q>.>)
+    `$JS.API.STREAM.MSG.GET.${stream}_LEDGER`,
+    // the ticker: an ordered consumer watching the schedules (src/schedule/ticker.ts); it is created
+    // on CREATE.<stream>.<name>.<filter> (one filter subject: nats-server 2.9 and later), and on a
+    // reconnect checks its consumer (INFO) and, when gone, deletes it and makes a new one
+    `$JS.API.STREAM.INFO.${stream}_SCHED`,
+    `$JS.API.CONSUMER.CREATE.${stream}_SCHED.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}_SCHED.>`,
+    `$JS.API.CONSUMER.INFO.${stream}_SCHED.>`,
+    `$JS.API.CONSUMER.DELETE.${stream}_SCHED.>`,
+    // the tick records
+    `jetq.sched.${name}.>`,
+  ];
   return {
     // with `priorities: N`, each level l from 0 to N - 2 (the last level is the plain consumer)
     prioProducer: { base: "producer", publish: [`jetq.q.${name}.p.0`], subscribe: [] },
     // replaying a dead letter of level 0 publishes it back to its level
     prioOperator: { base: "operator", publish: [`jetq.q.${name}.p.0`], subscribe: [] },
-    prioWorker: {
-      base: "worker",
-      publish: [`$JS.API.CONSUMER.INFO.${stream}.workers-p0`, `$JS.API.CONSUMER.MSG.NEXT.${stream}.workers-p0`, `$JS.ACK.${stream}.workers-p0.>`],
-      subscribe: [],
-    },
+    prioWorker: { base: "worker", publish: prioWorker, subscribe: [] },
     // with `group: { concurrency, rateLimit }`
     groupWorker: {
       base: "worker",
@@ -120,9 +141,13 @@ export function extraPermissions(name: string): {
       ],
       subscribe: [],
     },
+    // with `scheduling: true` (a worker, or `jetq schedules run`): moves delayed jobs, fires schedules
+    schedWorker: { base: "worker", publish: schedWorker, subscribe: [] },
+    // with `priorities: 2` too: delayed and schedule jobs of level 0 go to its subject
+    schedPrioWorker: { base: "worker", inherited: [...prioWorker, ...schedWorker], publish: [`jetq.q.${name}.p.0`], subscribe: [] },
     // listJobs (waiting, active, delayed) and listWorkers
     lister: { base: undefined, publish: lister, subscribe: ["_INBOX.>"] },
     // `jetq jobs` / `jetq workers` also open the queue as the CLI does (src/cli/connect.ts loadQueue)
-    cliLister: { base: undefined, publish: [...lister, `$JS.API.CONSUMER.INFO.${stream}.workers`], subscribe: ["_INBOX.>"] },
+    cliLister: { base: undefined, inherited: lister, publish: [`$JS.API.CONSUMER.INFO.${stream}.workers`], subscribe: ["_INBOX.>"] },
   };
 }
