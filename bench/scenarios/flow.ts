@@ -5,7 +5,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { connect } from "@nats-io/transport-node";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Queue as BullQueue } from "bullmq";
 import { defineQueue, Producer, provisionQueue, type QueueOptions } from "../../src/index.ts";
 import { levelConsumer } from "../../src/flow/priority.ts";
@@ -173,6 +173,26 @@ async function bullDrain(ctx: FlowCtx, redis: string, v: string, s: ReturnType<t
   }
 }
 
+/**
+ * Provisions and fills a queue for one drain (`variant` "single level", or 3 priority levels with a
+ * third of the jobs at each), its name added to `made`; returns the child's drain target: the
+ * queue's options, and for the raw floor each level's consumer in turn, most urgent first, with its
+ * share of the jobs.
+ */
+async function fillDrainQueue(nc: NatsConnection, who: "jetq" | "raw", variant: string, jobs: number, made: string[]): Promise<object> {
+  const name = uniq("flow");
+  made.push(name);
+  const opts: QueueOptions = variant === "single level" ? { name } : { name, priorities: 3 };
+  const q = defineQueue(opts);
+  await provisionQueue(nc, q);
+  const producer = new Producer(nc, q, { telemetry: false });
+  await producer.publishMany(Array.from({ length: jobs }, (_, i) => makeJob(i)), variant === "single level" ? {} : { priority: (_x, i) => i % 3 });
+  await producer.close();
+  if (who === "jetq") return { queue: opts, jobs };
+  const levels = variant === "single level" ? [{ consumer: q.names.consumer, jobs }] : [0, 1, 2].map((l) => ({ consumer: levelConsumer(q, l), jobs: Math.floor(jobs / 3) + (l < jobs % 3 ? 1 : 0) }));
+  return { queue: opts, jobs, raw: { stream: q.names.stream, consumers: levels } };
+}
+
 export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
   const { o } = ctx;
   const s = sizes(o.mode);
@@ -192,31 +212,14 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
       // floor runs on queues provisioned and filled the same way. Each drain's process first
       // drains a warm-up queue of the same layout.
       const variants = round % 2 === 0 ? ["single level", "3 priority levels"] : ["3 priority levels", "single level"];
-      for (const who of ["jetq", "raw", "bullmq"] as const) {
+      for (const who of ["jetq", "raw"] as const) {
+        if (!part(who)) continue;
         for (const v of variants) {
-          if (who === "bullmq") {
-            if (redis) await bullDrain(ctx, redis, v, s, round);
-            continue;
-          }
-          if (!part(who)) continue;
           const made: string[] = [];
           let child: FlowChild | undefined;
           try {
-            const target = async (jobs: number): Promise<object> => {
-              const name = uniq("flow");
-              made.push(name);
-              const opts: QueueOptions = v === "single level" ? { name } : { name, priorities: 3 };
-              const q = defineQueue(opts);
-              await provisionQueue(nc, q);
-              const producer = new Producer(nc, q, { telemetry: false });
-              await producer.publishMany(Array.from({ length: jobs }, (_, i) => makeJob(i)), v === "single level" ? {} : { priority: (_x, i) => i % 3 });
-              await producer.close();
-              // Raw: each level's consumer in turn, most urgent first, with its share of the jobs.
-              const levels = v === "single level" ? [{ consumer: q.names.consumer, jobs }] : [0, 1, 2].map((l) => ({ consumer: levelConsumer(q, l), jobs: Math.floor(jobs / 3) + (l < jobs % 3 ? 1 : 0) }));
-              return { queue: opts, jobs, ...(who === "raw" ? { raw: { stream: q.names.stream, consumers: levels } } : {}) };
-            };
-            const timed = await target(s.drainJobs);
-            const warmup = await target(s.warmupJobs);
+            const timed = await fillDrainQueue(nc, who, v, s.drainJobs, made);
+            const warmup = await fillDrainQueue(nc, who, v, s.warmupJobs, made);
             child = new FlowChild({ servers: nats.servers, concurrency: 64, mode: "drain", ...timed, warmup });
             await child.wait("warm", 120_000);
             child.tell("go");
@@ -230,6 +233,7 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
           }
         }
       }
+      if (redis) for (const v of variants) await bullDrain(ctx, redis, v, s, round);
       if (!part("rate")) continue;
       // Rate limit: 3 worker processes of concurrency 16 on a backlog well above what the limit
       // lets through; starts from every handler, the first window left out (the fleet starting).
