@@ -15,7 +15,7 @@ import { apiPrefix, domainOf, jsOptions } from "../transport/api.ts";
 import { SlotTable } from "./slots.ts";
 import { PauseWatch } from "../flow/pause.ts";
 import { RateLimiter } from "../flow/rate.ts";
-import { type JobSource, levelConsumer, PriorityPull } from "../flow/priority.ts";
+import { type JobSource, levelConsumer, levelOfAckSubject, PriorityPull } from "../flow/priority.ts";
 import { GROUP_HEADER, type GroupHold, GroupLimiter } from "../flow/group.ts";
 import { type Job, type JobEvent, JobImpl, Running } from "./job.ts";
 import {
@@ -1104,6 +1104,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         incarnation: this.#incarnation,
         attempts: r.event.attempt,
         crashes,
+        level: this.#queue.priorities === undefined ? undefined : levelOfAckSubject(this.#queue as Queue<unknown, unknown>, m.reply),
         worker: lastWorker ?? this.#workerId,
         publishedAtMs: m.storedAtMs,
         reason,

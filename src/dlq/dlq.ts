@@ -212,7 +212,8 @@ export class DeadLetterQueue<T = unknown> {
     const entry = toEntry<T>(m);
     const h = natsHeaders();
     for (const [k, values] of m.header ?? []) {
-      if (DLQ_HEADERS.includes(k) || /^nats-/i.test(k) || k === "Jetq-Original-Msg-Id") continue;
+      // The level goes into the subject below; the job needs no header for it.
+      if (DLQ_HEADERS.includes(k) || /^nats-/i.test(k) || k === "Jetq-Original-Msg-Id" || k === PRIORITY_HEADER) continue;
       for (const v of values) h.append(k, v);
     }
     h.set(HDR.id, entry.id);

@@ -30,6 +30,8 @@ export interface DeadLetterInput {
   attempts: number;
   /** Crashes counted while the job ran alone. */
   crashes?: number;
+  /** A prioritised queue's level the job was delivered from (its header's, if it had one, otherwise). */
+  level?: number | undefined;
   /** The worker that wrote the dead letter (host:pid/id). */
   worker?: string;
   publishedAtMs: number | undefined;
@@ -122,7 +124,7 @@ export async function copyToDeadLetters(
   const original = input.headers?.get(HDR.msgId);
   if (original) optional.push(["Jetq-Original-Msg-Id", headerValue(original, 256)]);
   // A prioritised queue's level, so a replay goes back to it (checked against the range on replay).
-  const level = input.headers?.get(PRIORITY_HEADER);
+  const level = input.level !== undefined ? String(input.level) : input.headers?.get(PRIORITY_HEADER);
   if (level) optional.push([PRIORITY_HEADER, headerValue(level, 8)]);
   // The stack comes last: the first thing dropped when room is short.
   const stack = typeof input.error.stack === "string" ? input.error.stack : undefined;

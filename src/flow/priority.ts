@@ -4,8 +4,10 @@ import { describe, type Queue } from "../queue/define.ts";
 import { type Delivered, Puller, type PullerHooks, type PullerOptions } from "../consumer/pull.ts";
 
 /**
- * @internal Header a job published with a priority carries (its level), so that a dead letter
- * replayed later goes back to the same level. A job of the lowest level has none.
+ * @internal Header naming a job's priority level where its subject cannot: on a delayed job held
+ * until due (the mover publishes it to its level's subject), and on a dead letter (a replay sends
+ * it back to its level). A job published straight to its level has none: the subject says it
+ * (and the consumer that delivers it, see {@link levelOfAckSubject}). The lowest level never has one.
  */
 export const PRIORITY_HEADER = "Jetq-Priority";
 
@@ -76,6 +78,25 @@ export function levelOf(queue: Queue<unknown, unknown>, priority: unknown): numb
 /** @internal The level a job's headers say it was published at (the lowest when it says nothing or nonsense). */
 export function levelOfHeader(queue: Queue<unknown, unknown>, value: string | undefined): number {
   return levelOf(queue, value === undefined || value === "" ? undefined : Number(value));
+}
+
+/**
+ * @internal The level a delivered job came from, read off its ack subject's consumer name
+ * (`workers` is the lowest level, `workers-p<l>` level `l`); `undefined` for a queue without
+ * levels or a consumer name that is not one of them.
+ */
+export function levelOfAckSubject(queue: Queue<unknown, unknown>, reply: string): number | undefined {
+  const n = queue.priorities;
+  if (n === undefined) return undefined;
+  // $JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]
+  const t = reply.split(".");
+  const name = t.length === 9 ? t[3] : t[5];
+  const own = queue.names.consumer;
+  if (name === own) return n - 1;
+  if (name === undefined || !name.startsWith(`${own}-p`)) return undefined;
+  const digits = name.slice(own.length + 2);
+  const level = /^\d+$/.test(digits) ? Number(digits) : Number.NaN;
+  return level >= 0 && level < n - 1 ? level : undefined;
 }
 
 /** @internal Longest wait of the lowest level's pull request when more urgent levels have sentinels. */

@@ -187,9 +187,10 @@ export class Producer<In = unknown> {
       hdrs = jobHeaders(id, options.headers);
       if (due !== undefined) hdrs = heldHeaders(hdrs, due);
       if (options.priority !== undefined) {
-        // A priority other than the lowest: its level's subject, and a header naming the level.
+        // A priority other than the lowest: its level's subject. A delayed job is held on another
+        // subject until due, so it carries a header naming its level for the mover.
         subject = this.#priority(options.priority);
-        if (subject !== undefined) hdrs = priorityHeaders(hdrs, options.priority);
+        if (subject !== undefined && due !== undefined) hdrs = priorityHeaders(hdrs, options.priority);
       }
       if (options.group !== undefined) hdrs = groupHeaders(hdrs, groupToken(this.#queue as Queue<unknown, unknown>, options.group));
       if (this.#telemetry.tracesPublishes()) {
@@ -352,7 +353,7 @@ export class Producer<In = unknown> {
         const due = delays ? dues[k] : undefined;
         if (due !== undefined) hdrs = heldHeaders(hdrs, due);
         const level = priority !== undefined ? levels[k] : undefined;
-        if (level !== undefined) hdrs = priorityHeaders(hdrs, level.level);
+        if (level !== undefined && due !== undefined) hdrs = priorityHeaders(hdrs, level.level);
         const g = group !== undefined ? groups[k] : undefined;
         if (g !== undefined) hdrs = groupHeaders(hdrs, g);
         let span: PublishSpan | undefined;

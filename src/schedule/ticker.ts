@@ -4,7 +4,7 @@ import { mapNatsError } from "../natserr.ts";
 import type { Queue } from "../queue/define.ts";
 import { HDR } from "../queue/headers.ts";
 import { jsOptions } from "../transport/api.ts";
-import { levelOf, levelSubject, priorityHeaders } from "../flow/priority.ts";
+import { levelOf, levelSubject } from "../flow/priority.ts";
 import { ServerClock } from "./clock.ts";
 import { type DefRecord, type LastRecord, REMOVED } from "./schedules.ts";
 import { resolveSpec, TICK, tickJobId, Ticks } from "./spec.ts";
@@ -211,9 +211,7 @@ export class Ticker {
         let subject = this.#queue.names.subject;
         if (e.def.priority !== undefined && this.#queue.priorities !== undefined) {
           // A level the queue still has (a stored definition may outlive a change of levels).
-          const level = levelOf(this.#queue, e.def.priority);
-          subject = levelSubject(this.#queue, level);
-          if (level !== this.#queue.priorities - 1) priorityHeaders(h, level);
+          subject = levelSubject(this.#queue, levelOf(this.#queue, e.def.priority));
         }
         const ack = await this.#js!.publish(subject, e.def.payload, { headers: h, timeout: 5_000 });
         e.last = { tick: due.tick, runs: runs + 1 };

@@ -22,7 +22,7 @@ import {
 } from "../../src/index.ts";
 import type { Queue } from "../../src/queue/define.ts";
 import { startScheduling } from "../../src/schedule/run.ts";
-import { jetstream } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { levelConsumer } from "../../src/flow/priority.ts";
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -281,7 +281,11 @@ describe("priorities", () => {
       throw new PermanentError("no");
     });
     try {
-      await producer.publish({ n: 1 }, { priority: 0 });
+      const { seq } = await producer.publish({ n: 1 }, { priority: 0 });
+      // Published straight to its level: the subject says the level, no header does.
+      const stored = await (await jetstreamManager(nc)).streams.getMessage(q.names.stream, { seq });
+      assert.equal(stored?.subject, `${q.names.subject}.p.0`);
+      assert.equal(stored?.header?.get("Jetq-Priority") ?? "", "");
       await w.start();
       const dlq = new DeadLetterQueue(nc, q);
       await waitFor(async () => (await dlq.count()) === 1, "the job was dead-lettered");

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ConfigError, defineQueue } from "../../src/index.ts";
-import { levelConsumer, levelOf, levelOfHeader, levelSubject, levelSubjects, prioritySubject } from "../../src/flow/priority.ts";
+import { levelConsumer, levelOf, levelOfAckSubject, levelOfHeader, levelSubject, levelSubjects, prioritySubject } from "../../src/flow/priority.ts";
 import { groupKeyOf, groupNames, groupStreamConfigs, groupToken } from "../../src/flow/group.ts";
 import { expectedConfigs } from "../../src/queue/provision.ts";
 
@@ -45,6 +45,17 @@ describe("priority levels", () => {
     assert.equal(levelOf(q, 1), 1);
     for (const bad of [undefined, null, 3, -1, 1.5, "1", Number.NaN]) assert.equal(levelOf(q, bad), 2, String(bad));
     assert.equal(levelOf(defineQueue({ name: "plain" }), 1), 0);
+  });
+  it("levelOfAckSubject: the level of the consumer that delivered a job, with or without a domain in the ack subject", () => {
+    const s = q.names.stream;
+    assert.equal(levelOfAckSubject(q, `$JS.ACK.${s}.workers-p0.1.7.7.1700000000000000000.3`), 0);
+    assert.equal(levelOfAckSubject(q, `$JS.ACK.${s}.workers-p1.1.7.7.1700000000000000000.3`), 1);
+    assert.equal(levelOfAckSubject(q, `$JS.ACK.${s}.workers.1.7.7.1700000000000000000.3`), 2);
+    assert.equal(levelOfAckSubject(q, `$JS.ACK.hub.ACCHASH.${s}.workers-p1.1.7.7.1700000000000000000.3.tok`), 1);
+    for (const bad of ["workers-p2", "workers-p-1", "workers-px", "workers-p01x", "other"]) {
+      assert.equal(levelOfAckSubject(q, `$JS.ACK.${s}.${bad}.1.7.7.1700000000000000000.3`), undefined, bad);
+    }
+    assert.equal(levelOfAckSubject(defineQueue({ name: "plain" }), `$JS.ACK.${s}.workers.1.7.7.1.3`), undefined);
   });
 });
 
