@@ -75,9 +75,9 @@ export async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknow
   let rate: { max: number; perMs: number } | undefined;
   try {
     const c = (await jsm.streams.info(rateNames(queue).stream)).config;
-    // max_age is the window plus the grace (2 %, at least 20 ms; graceMs): the window is what the stats need least.
+    // max_age is the window plus the grace (1.5 %, at least 15 ms; graceMs): the window is what the stats need least.
     const age = c.max_age / 1e6;
-    rate = { max: c.max_msgs, perMs: Math.max(1, age < 1020 ? Math.round(age - 20) : Math.round(age / 1.02)) };
+    rate = { max: c.max_msgs, perMs: Math.max(1, age < 1015 ? Math.round(age - 15) : Math.round(age / 1.015)) };
   } catch {
     // no rate limit
   }

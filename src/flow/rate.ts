@@ -9,16 +9,20 @@ import type { Queue, RateLimit } from "../queue/define.ts";
  * a token lives on the server. A job that starts at most GRACE after its token was asked for is
  * covered: every start within any window of `perMs` used a token that was still stored at the
  * window's end, and the stream stores at most `max`. The price is a rate up to GRACE/perMs below
- * the limit, as each token fills its place for `perMs` + GRACE: 2 % from 1 s windows up, 20 ms
- * at the least (4 % at 500 ms). A held token is spent only within the first half of the grace
- * (SPEND); the second half covers the way from its use to the handler's first line.
+ * the limit, as each token fills its place for `perMs` + GRACE: 1.5 % from 1 s windows up, 15 ms
+ * at the least (3 % at 500 ms). A held token is spent only within the first two thirds of the
+ * grace (SPEND); the last third covers the way from its use to the handler's first line.
  */
 export function graceMs(r: RateLimit): number {
   // This was 5 %, at least 100 ms, and the rate ran 5-10 % below the limit. A batch of tokens and
   // the pull after it take 2-5 ms on loopback; a job that arrives past half the grace takes a token
   // of its own with the job in hand (one publish), and its batch token is given back. At 1.5 % with
-  // the whole grace to spend, a loaded run once saw 201 starts in a 1 s window of a 200/s limit.
-  return Math.max(20, Math.ceil(r.perMs * 0.02));
+  // the whole grace to spend, a loaded run once saw 201 starts in a 1 s window of a 200/s limit; at
+  // 2 % with half of it to spend (10 ms of 20), the rate ran at 0.968-0.977 of the limit (the
+  // ceiling is 1/1.02 = 0.980). Now a token is still spent within 10 ms of being asked for, and
+  // its use is followed synchronously by the chain's start (Worker #begin), so the third left
+  // covers lag that cannot fall between the two: the ceiling is 1/1.015 = 0.985.
+  return Math.max(15, Math.ceil(r.perMs * 0.015));
 }
 
 /**
@@ -58,7 +62,7 @@ export function rateStreamConfig(queue: Queue<unknown, unknown>): Partial<Stream
 }
 
 /** The part of the grace within which a held token may be spent (the rest covers the way to the handler). */
-const SPEND = 0.5;
+const SPEND = 2 / 3;
 
 const REFUSED = new Set<number>([API.streamStoreFailed, API.maximumMessagesExceeded]);
 
@@ -142,7 +146,7 @@ export class RateLimiter {
    */
   #drop(now: number): void {
     let i = 0;
-    // Half the grace to reach the job's handler: spent later than SPEND of the grace, a token
+    // A third of the grace to reach the job's handler: spent later than SPEND of the grace, a token
     // could cover a handler that starts past the grace (event-loop lag between the token's use
     // and the handler's first line).
     while (i < this.#held.length && now - this.#held[i]!.at > this.#grace * SPEND) i++;

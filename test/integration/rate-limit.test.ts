@@ -187,7 +187,7 @@ describe("rateLimit", () => {
     await provisionQueue(nc, q);
     const jsm = await jetstreamManager(nc);
     const si = await jsm.streams.info(`${q.names.stream}_RATE`);
-    assert.equal(si.config.max_age, 1_020 * 1_000_000, "the window plus a grace of 2 %");
+    assert.equal(si.config.max_age, 1_015 * 1_000_000, "the window plus a grace of 1.5 %");
     await jsm.streams.update(si.config.name, { ...si.config, max_age: 1_000 * 1_000_000, duplicate_window: 1_000 * 1_000_000 });
     const w = new Worker(nc, q, () => {});
     await assert.rejects(w.start(), (e: unknown) => e instanceof ConfigError && /1000 ms, not longer than the rateLimit's window/.test(e.message));
