@@ -72,7 +72,7 @@ function bullPeer(rows: Row[], r: Row): Row | undefined {
  */
 export interface FloorRatio {
   target: string;
-  /** jetq's ratio (numerator ÷ denominator, medians over the rounds). */
+  /** jetq's ratio (numerator ÷ denominator, medians over the rounds; or the median of back-to-back pairs' ratios, see `paired`). */
   jetq: number;
   goal: number;
   /** The raw floor's ratio of the same two drains. */
@@ -83,24 +83,47 @@ export interface FloorRatio {
   floorRows: string;
   /** nats-server CPU per 1,000 jobs of the four drains (jetq with / without, raw with / without), where measured: steadier than throughput on shared cores. */
   serverCpu?: string;
+  /** The ratios are medians of back-to-back pairs' ratios (this many pairs each), not ratios of medians. */
+  paired?: number;
   why: string;
+}
+
+/** Median of `values`; NaN for none. */
+function median(values: number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  const mid = v.length >> 1;
+  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+/**
+ * The median of per-pair ratios of two rows recorded pairwise (value i of each row from the same
+ * back-to-back pair of runs); undefined when the rows do not pair up.
+ */
+export function pairedRatio(num: Row, den: Row): number | undefined {
+  if (num.values.length !== den.values.length || num.values.length === 0) return undefined;
+  return median(num.values.map((v, i) => v / den.values[i]!));
 }
 
 /** The raw floors of the results (issue 19) and priority (issue 18) targets, from the rows of this run. */
 export function floorRatios(res: BenchResult): FloorRatio[] {
   const out: FloorRatio[] = [];
   const find = (scenario: string, group: string, contender: string): Row | undefined => res.rows.find((r) => r.scenario === scenario && r.group === group && r.contender === contender);
-  const add = (target: string, goal: number, why: string, j: [Row | undefined, Row | undefined], f: [Row | undefined, Row | undefined], cpu?: Array<Row | undefined>): void => {
+  const add = (target: string, goal: number, why: string, j: [Row | undefined, Row | undefined], f: [Row | undefined, Row | undefined], cpu?: Array<Row | undefined>, paired = false): void => {
     const [jn, jd] = j;
     const [fn, fd] = f;
     if (!jn || !jd || !fn || !fd || !(jd.median > 0) || !(fd.median > 0)) return;
+    const pj = paired ? pairedRatio(jn, jd) : undefined;
+    const pf = paired ? pairedRatio(fn, fd) : undefined;
+    const pairs = pj !== undefined && pf !== undefined ? jn.values.length : undefined;
     out.push({
       target,
-      jetq: jn.median / jd.median,
+      jetq: pairs !== undefined ? pj! : jn.median / jd.median,
       goal,
-      floor: fn.median / fd.median,
+      floor: pairs !== undefined ? pf! : fn.median / fd.median,
+      ...(pairs !== undefined ? { paired: pairs } : {}),
       vsRaw: jn.median / fn.median,
-      jetqRows: `${fmt(jn.median)} / ${fmt(jd.median)} ${jn.unit}`,
+      jetqRows: `${fmt(jn.median)} / ${fmt(jd.median)} ${jn.unit}${pairs !== undefined ? `; median of ${pairs} back-to-back pairs' ratios (ratio of the medians: ${(jn.median / jd.median).toFixed(2)}, floor ${(fn.median / fd.median).toFixed(2)})` : ""}`,
       floorRows: `${fmt(fn.median)} / ${fmt(fd.median)} ${fn.unit}`,
       ...(cpu?.every((r) => r !== undefined) ? { serverCpu: `jetq ${fmt(cpu[0]!.median)} / ${fmt(cpu[1]!.median)}, raw ${fmt(cpu[2]!.median)} / ${fmt(cpu[3]!.median)} ms per 1k jobs` } : {}),
       why,
@@ -133,6 +156,8 @@ export function floorRatios(res: BenchResult): FloorRatio[] {
     "raw consume() + ack() on the same provisioned queue, each level's consumer in turn: the cost of the 3-level layout on the server",
     [find("flow", flow, "jetq 3 priority levels"), find("flow", flow, "jetq single level")],
     [find("flow", flow, "raw 3 priority levels"), find("flow", flow, "raw single level")],
+    undefined,
+    true,
   );
   return out;
 }
@@ -147,6 +172,7 @@ function floorTable(res: BenchResult): string[] {
   for (const r of f) {
     lines.push(`${r.target.padEnd(72)}${r.jetq.toFixed(2).padStart(5)}  ${`>= ${r.goal}`.padEnd(8)}${r.floor.toFixed(2).padStart(9)}  ${(r.floor >= r.goal ? "yes" : "NO").padEnd(9)}  ${r.vsRaw.toFixed(2).padStart(10)}`);
     lines.push(`  floor: ${r.why}`);
+    if (r.paired !== undefined) lines.push(`  jetq and floor: ${r.jetqRows}`);
     if (r.serverCpu) lines.push(`  nats-server CPU, with / without: ${r.serverCpu}`);
   }
   lines.push(FLOOR_NOTE);

@@ -28,15 +28,17 @@ export interface FlowCtx {
 }
 
 /** Sizes per mode: full stays under 5 minutes on the 2-core machine, quick under 20 s. */
-function sizes(mode: FlowCtx["o"]["mode"]): { drainJobs: number; warmupJobs: number; rate: number; rateSeconds: number } {
+function sizes(mode: FlowCtx["o"]["mode"]): { drainJobs: number; warmupJobs: number; pairs: number; rate: number; rateSeconds: number } {
   // With BullMQ beside jetq each round runs two rate runs and four drains. The full drain was
   // 10,000 jobs: about 0.3 s for jetq in a fresh process, mostly JIT warm-up (its first third
   // took twice as long as the others), which weighed on the 3-level run more than on the single
   // level. Each drain's process now first drains `warmupJobs` of its own (same layout, same
   // code) untimed, so the timed drain is a warmed-up worker's; 100,000 jobs last about 2 s.
-  if (mode === "full") return { drainJobs: 100_000, warmupJobs: 20_000, rate: 200, rateSeconds: 8 };
-  if (mode === "quick") return { drainJobs: 1_000, warmupJobs: 500, rate: 200, rateSeconds: 1.5 };
-  return { drainJobs: 1_000, warmupJobs: 200, rate: 100, rateSeconds: 3 };
+  // Back-to-back pairs of drains of one contender differ by 0.77-1.17x on this shared machine
+  // (session 9: 17 pairs of jetq's), so a full round runs two pairs, in A B B A order.
+  if (mode === "full") return { drainJobs: 100_000, warmupJobs: 20_000, pairs: 2, rate: 200, rateSeconds: 8 };
+  if (mode === "quick") return { drainJobs: 1_000, warmupJobs: 500, pairs: 1, rate: 200, rateSeconds: 1.5 };
+  return { drainJobs: 1_000, warmupJobs: 200, pairs: 1, rate: 100, rateSeconds: 3 };
 }
 
 class FlowChild {
@@ -207,14 +209,16 @@ export async function scenarioFlow(ctx: FlowCtx): Promise<void> {
   try {
     for (let round = 0; round < o.rounds; round++) {
       // Drain: one worker process, concurrency 64, a prefilled backlog; 3 levels (a third of the
-      // jobs at each) against one. Each contender's two drains run back to back (their order
-      // alternating by round), so the ratio compares drains that followed the same work; the raw
-      // floor runs on queues provisioned and filled the same way. Each drain's process first
-      // drains a warm-up queue of the same layout.
+      // jobs at each) against one. Each contender's two drains run back to back as a pair (their
+      // order alternating by pair and by round), so a pair compares drains that followed the same
+      // work (report.ts: the priority target is the median of the pairs' ratios); the raw floor
+      // runs on queues provisioned and filled the same way. Each drain's process first drains a
+      // warm-up queue of the same layout.
       const variants = round % 2 === 0 ? ["single level", "3 priority levels"] : ["3 priority levels", "single level"];
+      const drains = Array.from({ length: s.pairs }, (_, p) => (p % 2 === 0 ? variants : [...variants].reverse())).flat();
       for (const who of ["jetq", "raw"] as const) {
         if (!part(who)) continue;
-        for (const v of variants) {
+        for (const v of drains) {
           const made: string[] = [];
           let child: FlowChild | undefined;
           try {
