@@ -30,7 +30,7 @@ export interface DeadLetterInput {
   attempts: number;
   /** Crashes counted while the job ran alone. */
   crashes?: number;
-  /** A prioritised queue's level the job was delivered from (its header's, if it had one, otherwise). */
+  /** The priority level the job was delivered from (its ack subject says); without it, the job's own `Jetq-Priority` header counts. */
   level?: number | undefined;
   /** The worker that wrote the dead letter (host:pid/id). */
   worker?: string;

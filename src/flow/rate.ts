@@ -15,7 +15,7 @@ import type { Queue, RateLimit } from "../queue/define.ts";
  */
 export function graceMs(r: RateLimit): number {
   // This was 5 %, at least 100 ms, and the rate ran 5-10 % below the limit. A batch of tokens and
-  // the pull after it take 2-5 ms on loopback; a job that arrives past half the grace takes a token
+  // the pull after it take 2-5 ms on loopback; a job that arrives past SPEND of the grace takes a token
   // of its own with the job in hand (one publish), and its batch token is given back. At 1.5 % with
   // the whole grace to spend, a loaded run once saw 201 starts in a 1 s window of a 200/s limit; at
   // 2 % with half of it to spend (10 ms of 20), the rate ran at 0.968-0.977 of the limit (the
