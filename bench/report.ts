@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { BenchResult, LatencyRow, Row } from "./harness.ts";
 import { fmt } from "./harness.ts";
+import { median } from "./lib/common.ts";
 import { scheduleSection } from "./scenarios/schedule.ts";
 
 const NOTES = fileURLToPath(new URL("./notes.md", import.meta.url));
@@ -86,14 +87,6 @@ export interface FloorRatio {
   /** The ratios are medians of back-to-back pairs' ratios (this many pairs each), not ratios of medians. */
   paired?: number;
   why: string;
-}
-
-/** Median of `values`; NaN for none. */
-function median(values: number[]): number {
-  const v = [...values].sort((a, b) => a - b);
-  if (v.length === 0) return Number.NaN;
-  const mid = v.length >> 1;
-  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
 }
 
 /**
@@ -219,7 +212,7 @@ function throughputTable(res: BenchResult, scenario: "publish" | "drain"): strin
         const v = r.runs
           .map((run) => (typeof run[k] === "number" ? ((run[k] as number) * 1e6) / ((run.handled as number | undefined) ?? res.config.publishJobs) : undefined))
           .filter((n): n is number => n !== undefined && Number.isFinite(n));
-        return v.length ? medianOf(v).toFixed(1) : "–";
+        return v.length ? median(v).toFixed(1) : "–";
       };
       out.push(
         `| ${label(r.contender)} | ${fmt(r.median)} | ${fmt(r.min)} – ${fmt(r.max)} | ${raw ? x(r.median / raw.median) : ""} | ${bull && r.system !== "bullmq" ? x(r.median / bull.median) : ""} | ${cpu("clientCpuSec")} | ${cpu("serverCpuSec")} |`,
@@ -228,12 +221,6 @@ function throughputTable(res: BenchResult, scenario: "publish" | "drain"): strin
     out.push("");
   }
   return out.join("\n");
-}
-
-function medianOf(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function latencyTable(rows: LatencyRow[]): string {

@@ -5,7 +5,7 @@ import { ConnectionError, QueueNotFoundError, TimeoutError } from "../errors.ts"
 import { mapNatsError } from "../natserr.ts";
 import { defineQueue, type Queue } from "../queue/define.ts";
 import { groupNames } from "../flow/group.ts";
-import { rateNames } from "../flow/rate.ts";
+import { rateNames, windowOfMaxAge } from "../flow/rate.ts";
 import { limitsFromDescription } from "../queue/provision.ts";
 import { listQueues } from "../queue/list.ts";
 import { type QueueStats, type QueueTotals, ratesBetween, readQueueSample } from "../telemetry/stats.ts";
@@ -75,9 +75,8 @@ export async function withFlowControl(jsm: JetStreamManager, queue: Queue<unknow
   let rate: { max: number; perMs: number } | undefined;
   try {
     const c = (await jsm.streams.info(rateNames(queue).stream)).config;
-    // max_age is the window plus the grace (1.5 %, at least 15 ms; graceMs): the window is what the stats need least.
-    const age = c.max_age / 1e6;
-    rate = { max: c.max_msgs, perMs: Math.max(1, age < 1015 ? Math.round(age - 15) : Math.round(age / 1.015)) };
+    // max_age is the window plus the grace (graceMs): the window is what the stats need least.
+    rate = { max: c.max_msgs, perMs: windowOfMaxAge(c.max_age / 1e6) };
   } catch {
     // no rate limit
   }

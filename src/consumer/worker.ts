@@ -1104,7 +1104,7 @@ export class Worker<T = unknown> extends EventEmitter<WorkerEvents> {
         incarnation: this.#incarnation,
         attempts: r.event.attempt,
         crashes,
-        level: this.#queue.priorities === undefined ? undefined : levelOfAckSubject(this.#queue as Queue<unknown, unknown>, m.reply),
+        level: levelOfAckSubject(this.#queue as Queue<unknown, unknown>, m.reply),
         worker: lastWorker ?? this.#workerId,
         publishedAtMs: m.storedAtMs,
         reason,

@@ -91,12 +91,8 @@ export function levelOfAckSubject(queue: Queue<unknown, unknown>, reply: string)
   // $JS.ACK.[<domain>.<hash>.]<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>[.<token>]
   const t = reply.split(".");
   const name = t.length === 9 ? t[3] : t[5];
-  const own = queue.names.consumer;
-  if (name === own) return n - 1;
-  if (name === undefined || !name.startsWith(`${own}-p`)) return undefined;
-  const digits = name.slice(own.length + 2);
-  const level = /^\d+$/.test(digits) ? Number(digits) : Number.NaN;
-  return level >= 0 && level < n - 1 ? level : undefined;
+  for (let l = 0; l < n; l++) if (levelConsumer(queue, l) === name) return l;
+  return undefined;
 }
 
 /** @internal Longest wait of the lowest level's pull request when more urgent levels have sentinels. */

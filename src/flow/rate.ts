@@ -4,6 +4,10 @@ import { ConfigError } from "../errors.ts";
 import { API, apiCode, mapNatsError } from "../natserr.ts";
 import type { Queue, RateLimit } from "../queue/define.ts";
 
+/** The grace's share of the window, and its least length (see {@link graceMs}). */
+const GRACE_SHARE = 0.015;
+const MIN_GRACE_MS = 15;
+
 /**
  * @internal How long a token may wait for its job to start, and how much longer than the window
  * a token lives on the server. A job that starts at most GRACE after its token was asked for is
@@ -22,7 +26,7 @@ export function graceMs(r: RateLimit): number {
   // ceiling is 1/1.02 = 0.980). Now a token is still spent within 10 ms of being asked for, and
   // its use is followed synchronously by the chain's start (Worker #begin), so the third left
   // covers lag that cannot fall between the two: the ceiling is 1/1.015 = 0.985.
-  return Math.max(15, Math.ceil(r.perMs * 0.015));
+  return Math.max(MIN_GRACE_MS, Math.ceil(r.perMs * GRACE_SHARE));
 }
 
 /**
@@ -32,6 +36,17 @@ export function graceMs(r: RateLimit): number {
  */
 export function graceOfStream(maxAgeNs: number, perMs: number): number {
   return Math.floor(maxAgeNs / 1_000_000) - perMs;
+}
+
+/**
+ * @internal The window (`perMs`) a limiter stream's `max_age` (ms) was made for by {@link graceMs}:
+ * the inverse of `perMs + graceMs`. A stream made by another jetq version, with another grace,
+ * reads a little off; the stats that show it need no more.
+ */
+export function windowOfMaxAge(maxAgeMs: number): number {
+  const guess = maxAgeMs <= MIN_GRACE_MS / GRACE_SHARE + MIN_GRACE_MS ? maxAgeMs - MIN_GRACE_MS : Math.round(maxAgeMs / (1 + GRACE_SHARE));
+  for (let p = guess - 2; p <= guess + 2; p++) if (p >= 1 && p + graceMs({ max: 1, perMs: p }) === maxAgeMs) return p;
+  return Math.max(1, Math.round(guess));
 }
 
 /** @internal The limiter stream and its subject. */

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { it } from "node:test";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { defineQueue, Producer, provisionQueue, Worker } from "../../src/index.ts";
+import { HDR } from "../../src/queue/headers.ts";
 import { LocalNatsCluster } from "../support/cluster.ts";
 import { uniqueName, waitFor } from "../support/ctx.ts";
 import { connectChaos, missing } from "./common.ts";
@@ -181,7 +182,7 @@ async function explainLeftover(jsm: JetStreamManager, stream: string, consumer: 
   const msgs: Array<{ seq: number; id: string }> = [];
   for (let seq = si.state.first_seq; seq <= si.state.last_seq && msgs.length < 20; seq++) {
     const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
-    if (m) msgs.push({ seq, id: m.header?.get("Nats-Msg-Id") || `seq-${seq}` });
+    if (m) msgs.push({ seq, id: m.header?.get(HDR.msgId) || `seq-${seq}` });
   }
   const notCompleted = msgs.filter((m) => !completed.has(m.id)).map((m) => m.id);
   const text = `${msgs.map((m) => `seq ${m.seq} ${m.id}${completed.has(m.id) ? " (completed)" : ""}${m.seq > floor ? " (owed)" : ""}`).join(", ")}; consumer ack floor ${floor}, ` +

@@ -6,6 +6,7 @@ import { ConfigError, defineQueue } from "../../src/index.ts";
 import { levelConsumer, levelOf, levelOfAckSubject, levelOfHeader, levelSubject, levelSubjects, prioritySubject } from "../../src/flow/priority.ts";
 import { groupKeyOf, groupNames, groupStreamConfigs, groupToken } from "../../src/flow/group.ts";
 import { expectedConfigs } from "../../src/queue/provision.ts";
+import { graceMs, windowOfMaxAge } from "../../src/flow/rate.ts";
 
 describe("priority levels", () => {
   const q = defineQueue({ name: "mail", priorities: 3 });
@@ -86,5 +87,13 @@ describe("group keys", () => {
     assert.equal(r!.cfg.name, "JETQ_reports_GRATE");
     assert.equal(r!.cfg.max_msgs_per_subject, 5);
     assert.deepEqual(groupStreamConfigs(defineQueue({ name: "plain" })), []);
+  });
+});
+
+describe("rate limit windows", () => {
+  it("windowOfMaxAge reads back the window a limiter stream's max_age was made for", () => {
+    for (const perMs of [1, 100, 500, 999, 1000, 1001, 1500, 2000, 60_000, 3_600_000]) {
+      assert.equal(windowOfMaxAge(perMs + graceMs({ max: 1, perMs })), perMs, String(perMs));
+    }
   });
 });
